@@ -1,0 +1,5 @@
+import sys
+
+from servegate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""Shared fixtures: one tiny trained model per session, test data paths, Docker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tfs_testdata() -> Path:
+    """TensorFlow Serving's own test models (../shared/tfs-testdata)."""
+    path = Path(os.environ.get("SERVEGATE_TFS_TESTDATA", REPO_ROOT.parent / "shared" / "tfs-testdata"))
+    if not (path / "saved_model_half_plus_two_cpu").is_dir():
+        pytest.fail(f"TensorFlow Serving test data not found at {path} (set SERVEGATE_TFS_TESTDATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_savedmodel(tmp_path_factory) -> Path:
+    """A tiny real Keras regressor exported as a SavedModel, built once per session."""
+    from tests import modelzoo
+
+    return modelzoo.export(modelzoo.regressor(), tmp_path_factory.mktemp("tiny") / "savedmodel")
+
+
+def _docker_required() -> bool:
+    return os.environ.get("SERVEGATE_REQUIRE_DOCKER") == "1"
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client of a reachable Docker engine.
+
+    Skips when no engine answers, except with SERVEGATE_REQUIRE_DOCKER=1 (CI),
+    where a missing engine fails the test instead.
+    """
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # docker.errors.DockerException and connection errors
+        if _docker_required():
+            pytest.fail(f"SERVEGATE_REQUIRE_DOCKER=1 but no Docker engine is reachable: {exc}")
+        pytest.skip(f"no Docker engine reachable: {exc}")
+    return client

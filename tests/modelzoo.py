@@ -1,0 +1,45 @@
+"""Tiny real TensorFlow models for tests and benchmarks.
+
+Every model here is a real Keras model exported as a real SavedModel with a
+``serving_default`` signature; they are tiny so that a session can build them
+in a second or two. Build each once per session (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+N_FEATURES = 4
+
+
+def regressor(n_features: int = N_FEATURES, hidden: int = 8, seed: int = 0, bias_shift: float = 0.0):
+    """A small dense regressor: ``features`` (float32 [-1, n]) -> ``prediction`` ([-1, 1])."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
+    x = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+    out = keras.layers.Dense(1, name="prediction")(x)
+    model = keras.Model(inputs, out)
+    if bias_shift:
+        layer = model.get_layer("prediction")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, bias + bias_shift])
+    return model
+
+
+def export(model, path: Path) -> Path:
+    """Export a Keras model as a SavedModel (``serving_default``) at ``path``."""
+    path = Path(path)
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+def reference_inputs(n_rows: int = 64, n_features: int = N_FEATURES, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n_rows, n_features)).astype("float32")
