@@ -1,0 +1,269 @@
+"""MLflow tracking for deploy attempts, and the registry that mirrors the store.
+
+Life cycle, as the deploy pipeline drives it:
+
+1. ``Tracker(uri)`` — one client on one tracking store (default: the SQLite
+   file from :func:`servegate.settings.default_tracking_uri`; the environment
+   variable ``MLFLOW_TRACKING_URI`` overrides it). The registry uses the same URI.
+2. ``start_run(model, params)`` — one run per deploy attempt, in the
+   experiment ``servegate/<model>`` (created on first use; with a SQLite store
+   its artifacts live in ``artifacts/`` beside the database file).
+3. ``log_figures`` / ``log_artifact`` / ``log_artifacts`` / ``log_text`` while
+   the run is open.
+4. ``register_version`` — logs the staged SavedModel as the run's artifacts
+   (``savedmodel/``) and creates a registry model version whose source is that
+   artifact path, tagged ``serving_version``; the alias ``challenger`` moves to it.
+5. ``record_verdict`` tags the version with ``verdict`` and ``reasons``;
+   ``set_champion(model, serving_version)`` moves ``champion`` to the registry
+   version of the version production serves (also on rollback).
+6. ``end_run(status)`` — ``FINISHED`` or ``FAILED``; every run is ended once.
+
+The class holds no global MLflow state (no ``mlflow.start_run``): it uses an
+explicit :class:`mlflow.MlflowClient`, so two pipelines in one process, or a
+Prefect task thread, cannot pick up each other's active run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
+
+from servegate.errors import TrackingError
+from servegate.settings import default_tracking_uri
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SAVEDMODEL_ARTIFACT_PATH = "savedmodel"
+EXPERIMENT_PREFIX = "servegate/"
+_METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A registry model version that mirrors one store version."""
+
+    model_name: str
+    registry_version: str
+    serving_version: int
+    source: str
+    run_id: str
+
+
+def metric_key(name: str) -> str:
+    """A metric name MLflow accepts (alphanumerics, ``_-. /``); others become ``_``."""
+    return _METRIC_KEY_BAD.sub("_", name)[:250]
+
+
+def _sqlite_dir(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:"):
+        return None
+    path = urlparse(uri).path
+    # sqlite:////abs/path -> path "//abs/path"; sqlite:///rel -> "/rel"
+    if uri.startswith("sqlite:////"):
+        return Path(path[1:]).parent
+    return Path(path.lstrip("/")).resolve().parent
+
+
+class Tracker:
+    """A thin, explicit layer over MlflowClient for servegate's runs and registry."""
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        db_dir = _sqlite_dir(self.tracking_uri)
+        if db_dir is not None:
+            try:
+                db_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TrackingError(
+                    f"MLflow tracking store {self.tracking_uri}: cannot create its folder {db_dir}: {exc}"
+                ) from exc
+        self._artifact_root = (db_dir / "artifacts") if db_dir is not None else None
+        try:
+            from mlflow import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        except Exception as exc:
+            raise TrackingError(f"MLflow tracking store {self.tracking_uri} cannot be opened: {exc}") from exc
+
+    # ---- experiments and runs
+
+    def experiment_id(self, model_name: str) -> str:
+        """The experiment for ``model_name``, created on first use."""
+        name = EXPERIMENT_PREFIX + model_name
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            location = None
+            if self._artifact_root is not None:
+                location = (self._artifact_root / model_name).as_uri()
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception as exc:
+            raise TrackingError(f"MLflow experiment {name!r} at {self.tracking_uri}: {exc}") from exc
+
+    def start_run(
+        self,
+        model_name: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
+    ) -> str:
+        """Open a run for one deploy attempt; returns its run id."""
+        exp_id = self.experiment_id(model_name)
+        try:
+            run = self.client.create_run(
+                exp_id, run_name=run_name, tags={"servegate.model": model_name, **(tags or {})}
+            )
+        except Exception as exc:
+            raise TrackingError(f"MLflow run for {model_name!r} at {self.tracking_uri}: {exc}") from exc
+        if params:
+            self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        self._call("log params", self.client.log_batch, run_id, params=items)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self._call("set tags", self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_figures(self, run_id: str, figures: Mapping[str, float]) -> dict[str, float]:
+        """Log every finite numeric figure as a metric; returns what was logged."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        logged: dict[str, float] = {}
+        for name, value in figures.items():
+            if isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                continue
+            logged[metric_key(name)] = float(value)
+        metrics = [Metric(k, v, now, 0) for k, v in logged.items()]
+        # log_batch takes at most 1000 metrics per call
+        for start in range(0, len(metrics), 1000):
+            self._call("log metrics", self.client.log_batch, run_id, metrics=metrics[start : start + 1000])
+        return logged
+
+    def log_artifact(self, run_id: str, path: Path | str, artifact_path: str | None = None) -> None:
+        self._call("log artifact", self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def log_artifacts(self, run_id: str, directory: Path | str, artifact_path: str | None = None) -> None:
+        self._call("log artifacts", self.client.log_artifacts, run_id, str(directory), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._call("log text", self.client.log_text, run_id, text, artifact_file)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """End the run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        self._call("end run", self.client.set_terminated, run_id, status)
+
+    def run_status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def artifact_uri(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.artifact_uri
+
+    # ---- registry
+
+    def _ensure_registered_model(self, model_name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(model_name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(
+                    model_name, description=f"servegate model {model_name!r}: one version per staged version"
+                )
+            except MlflowException:
+                # created concurrently by another run: fine
+                self.client.get_registered_model(model_name)
+
+    def register_version(
+        self, run_id: str, model_name: str, savedmodel_dir: Path | str, serving_version: int
+    ) -> RegisteredVersion:
+        """Log the SavedModel under the run and register it; ``challenger`` moves to it."""
+        self.log_artifacts(run_id, savedmodel_dir, SAVEDMODEL_ARTIFACT_PATH)
+        source = f"{self.artifact_uri(run_id)}/{SAVEDMODEL_ARTIFACT_PATH}"
+        try:
+            self._ensure_registered_model(model_name)
+            mv = self.client.create_model_version(
+                model_name,
+                source,
+                run_id=run_id,
+                tags={"serving_version": str(serving_version), "verdict": "pending"},
+                description=f"store version {serving_version}",
+            )
+            self.client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
+        except Exception as exc:
+            raise TrackingError(f"MLflow registry: registering {model_name!r} version {serving_version}: {exc}") from exc
+        return RegisteredVersion(model_name, str(mv.version), int(serving_version), source, run_id)
+
+    def find_version(self, model_name: str, serving_version: int):
+        """The newest registry version tagged with ``serving_version``, or None."""
+        try:
+            found = self.client.search_model_versions(
+                f"name='{model_name}' and tag.serving_version='{int(serving_version)}'"
+            )
+        except Exception as exc:
+            raise TrackingError(f"MLflow registry search for {model_name!r} v{serving_version}: {exc}") from exc
+        if not found:
+            return None
+        return max(found, key=lambda mv: int(mv.version))
+
+    def record_verdict(
+        self, model_name: str, registry_version: str, verdict: str, reasons: Iterable[str] = ()
+    ) -> None:
+        """Tag the registry version with the verdict and the reasons (one per line)."""
+        text = "\n".join(reasons)[:4900]
+        for key, value in (("verdict", verdict), ("reasons", text or "-")):
+            self._call("tag model version", self.client.set_model_version_tag, model_name, registry_version, key, value)
+
+    def set_champion(self, model_name: str, serving_version: int | None) -> str | None:
+        """Point ``champion`` at the registry version of ``serving_version``.
+
+        ``None`` (production serves nothing) removes the alias. Returns the
+        registry version now named champion, or None when that store version
+        was never registered (then the alias is removed: a wrong champion is
+        worse than none).
+        """
+        from mlflow.exceptions import MlflowException
+
+        mv = None if serving_version is None else self.find_version(model_name, serving_version)
+        try:
+            if mv is None:
+                try:
+                    self.client.delete_registered_model_alias(model_name, CHAMPION)
+                except MlflowException:
+                    pass
+                return None
+            self.client.set_registered_model_alias(model_name, CHAMPION, mv.version)
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow registry: alias {CHAMPION} for {model_name!r}: {exc}") from exc
+        return str(mv.version)
+
+    def alias_version(self, model_name: str, alias: str):
+        """The registry version behind ``alias``, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            return None
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise TrackingError(f"MLflow {what} at {self.tracking_uri}: {exc}") from exc

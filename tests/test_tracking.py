@@ -1,0 +1,96 @@
+"""Tracker against a real MLflow SQLite store in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from servegate.errors import TrackingError
+from servegate.tracking import CHALLENGER, CHAMPION, Tracker, metric_key
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory) -> Tracker:
+    # one database per module: creating MLflow's tables costs ~1.5 s
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    return Tracker(f"sqlite:///{db}")
+
+
+def _savedmodel(tmp_path: Path) -> Path:
+    d = tmp_path / "sm"
+    (d / "variables").mkdir(parents=True)
+    (d / "saved_model.pb").write_bytes(b"pb")
+    (d / "variables" / "variables.index").write_bytes(b"ix")
+    return d
+
+
+def test_run_params_metrics_artifacts_and_status(tracker, tmp_path):
+    run_id = tracker.start_run("m-run", params={"serving": "process", "rows": 64})
+    logged = tracker.log_figures(
+        run_id, {"parity.fraction": 1.0, "latency p95 (ms)": 3.5, "nan": float("nan"), "passed": True, "txt": "x"}
+    )
+    assert logged == {"parity.fraction": 1.0, "latency p95 _ms_": 3.5, "passed": 1.0}
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    tracker.log_artifact(run_id, report, "report")
+    tracker.log_text(run_id, "# report", "report/report.md")
+    tracker.end_run(run_id, "FAILED")
+
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.params == {"serving": "process", "rows": "64"}
+    assert run.data.metrics["latency p95 _ms_"] == 3.5
+    exp = tracker.client.get_experiment(run.info.experiment_id)
+    assert exp.name == "servegate/m-run"
+    names = {a.path for a in tracker.client.list_artifacts(run_id, "report")}
+    assert names == {"report/report.json", "report/report.md"}
+    # artifacts sit beside the SQLite file, not in the working directory
+    assert run.info.artifact_uri.startswith(Path(tracker.tracking_uri[len("sqlite:///"):]).parent.as_uri())
+
+
+def test_registry_versions_tags_and_aliases(tracker, tmp_path):
+    sm = _savedmodel(tmp_path)
+    r1 = tracker.start_run("m-reg")
+    v1 = tracker.register_version(r1, "m-reg", sm, serving_version=1)
+    assert v1.source.endswith("/artifacts/savedmodel")
+    assert {a.path for a in tracker.client.list_artifacts(r1, "savedmodel")} == {
+        "savedmodel/saved_model.pb",
+        "savedmodel/variables",
+    }
+    tracker.record_verdict("m-reg", v1.registry_version, "passed")
+    assert tracker.set_champion("m-reg", 1) == v1.registry_version
+
+    r2 = tracker.start_run("m-reg")
+    v2 = tracker.register_version(r2, "m-reg", sm, serving_version=2)
+    tracker.record_verdict("m-reg", v2.registry_version, "failed", ["parity: 0.5 < 0.99", "sanity: NaN"])
+    assert str(tracker.alias_version("m-reg", CHALLENGER).version) == v2.registry_version
+    assert str(tracker.alias_version("m-reg", CHAMPION).version) == v1.registry_version
+    mv2 = tracker.client.get_model_version("m-reg", v2.registry_version)
+    assert mv2.tags == {"serving_version": "2", "verdict": "failed", "reasons": "parity: 0.5 < 0.99\nsanity: NaN"}
+    assert mv2.run_id == r2
+
+    # production serves nothing -> no champion; an unregistered version -> no champion either
+    assert tracker.set_champion("m-reg", None) is None
+    assert tracker.alias_version("m-reg", CHAMPION) is None
+    tracker.set_champion("m-reg", 1)
+    assert tracker.set_champion("m-reg", 99) is None
+    assert tracker.alias_version("m-reg", CHAMPION) is None
+
+
+def test_metric_key_keeps_allowed_characters():
+    assert metric_key("quality/mae") == "quality/mae"
+    assert metric_key("p99[ms]") == "p99_ms_"
+
+
+def test_unopenable_sqlite_store_is_a_tracking_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TrackingError, match="file"):
+        Tracker(f"sqlite:///{blocker}/sub/mlflow.db").start_run("m")
+
+
+def test_environment_overrides_default_uri(monkeypatch, tmp_path):
+    uri = f"sqlite:///{tmp_path}/env.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert Tracker().tracking_uri == uri
