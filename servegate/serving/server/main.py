@@ -1,0 +1,131 @@
+"""The bundled server's entry point: flags -> first loads -> ports open -> serve until a signal.
+
+Order matters and follows TensorFlow Serving: the ports stay closed until the
+first load of every model finished, so "connection refused" means "not ready
+yet" to a runner; a model that cannot become available makes the process exit
+with status 1 (flag and config errors: status 2) instead of serving nothing.
+
+TensorFlow is imported only after the flags parsed, so ``--help`` and flag
+errors answer at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+
+from servegate.errors import ConfigError
+from servegate.serving.server.flags import ServerFlags, parse_flags
+from servegate.serving.server.model_config import ModelConfig, load_model_config_file, single_model
+
+log = logging.getLogger("servegate.serving.server")
+
+
+def _models(flags: ServerFlags) -> list[ModelConfig]:
+    if flags.model_config_file is not None:
+        return load_model_config_file(flags.model_config_file)
+    return single_model(flags.model_name, flags.model_base_path)
+
+
+def _bind_rest_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen for REST on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the server in this process until SIGINT/SIGTERM; returns the exit status."""
+    try:
+        flags = parse_flags(argv)
+        models = _models(flags)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
+    )
+
+    from servegate.serving.server.loader import load_version  # TensorFlow: seconds to import
+    from servegate.serving.server.manager import ServableManager, StartupError
+
+    manager = ServableManager(
+        models,
+        load_version,
+        poll_wait_s=flags.file_system_poll_wait_seconds,
+        max_num_load_retries=flags.max_num_load_retries,
+        load_retry_interval_s=flags.load_retry_interval_micros / 1e6,
+        allow_version_labels_for_unavailable_models=flags.allow_version_labels_for_unavailable_models,
+    )
+    stop = threading.Event()
+    # Until the REST server installs its own handlers, SIGTERM ends start-up cleanly too.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: (stop.set(), manager.stop()))
+    try:
+        manager.start()
+    except StartupError as exc:
+        log.error("Failed to start server. Error: %s", exc)
+        manager.stop()
+        return 1
+    if stop.is_set():
+        return 0
+
+    grpc_server = None
+    try:
+        if flags.grpc_port:
+            from servegate.serving.server.grpc_service import build_grpc_server
+
+            address = _fmt(flags.grpc_bind_address, flags.grpc_port)
+            try:
+                grpc_server, bound = build_grpc_server(manager, address, flags.grpc_max_threads)
+            except RuntimeError as exc:
+                bound = 0
+                log.error("gRPC: %s", exc)
+            if not bound:
+                log.error("Failed to start server. Error: cannot listen for gRPC on %s (port in use?)", address)
+                return 1
+            grpc_server.start()
+            log.info("Running gRPC ModelServer at %s ...", address)
+        if flags.rest_api_port:
+            try:
+                sock = _bind_rest_socket(flags.rest_api_bind_address, flags.rest_api_port)
+            except OSError as exc:
+                log.error("Failed to start server. Error: %s", exc)
+                return 1
+            _serve_rest(manager, flags, sock)
+        else:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=2).wait(5)
+        manager.stop()
+    log.info("Server stopped")
+    return 0
+
+
+def _serve_rest(manager, flags: ServerFlags, sock: socket.socket) -> None:
+    """Serve REST on ``sock`` until uvicorn's SIGINT/SIGTERM handlers end it."""
+    import uvicorn
+
+    from servegate.serving.server.rest import build_app
+
+    app = build_app(manager, flags.rest_api_num_threads, flags.rest_api_timeout_in_ms)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    log.info("Exporting HTTP/REST API at:%s ...", _fmt(flags.rest_api_bind_address, flags.rest_api_port))
+    server.run(sockets=[sock])

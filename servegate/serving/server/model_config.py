@@ -1,0 +1,122 @@
+"""Which models to serve, from flags or a text-format ``ModelServerConfig`` file.
+
+The file is TensorFlow Serving's own format (``model_config_list { config {
+name, base_path, model_platform, model_version_policy, version_labels } }``),
+parsed with the protos shipped in ``tensorflow-serving-api``; no TensorFlow
+import is needed here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from servegate.errors import ConfigError
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """TensorFlow Serving's ``ServableVersionPolicy``: which on-disk versions to serve.
+
+    ``kind`` is ``latest`` (the ``num_versions`` highest), ``all`` or
+    ``specific`` (exactly ``versions``, those that exist).
+    """
+
+    kind: str = "latest"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+    def aspired(self, on_disk: set[int]) -> set[int]:
+        """The versions among ``on_disk`` that this policy wants loaded."""
+        if self.kind == "all":
+            return set(on_disk)
+        if self.kind == "specific":
+            return set(on_disk) & set(self.versions)
+        return set(sorted(on_disk, reverse=True)[: self.num_versions])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model to serve: its name, base path (numbered versions below it), policy and labels."""
+
+    name: str
+    base_path: Path
+    policy: VersionPolicy = VersionPolicy()
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+def single_model(name: str, base_path: str) -> list[ModelConfig]:
+    """The config of ``--model_name``/``--model_base_path``: one model, ``latest`` policy."""
+    _check_name(name, "--model_name")
+    return [ModelConfig(name=name, base_path=Path(base_path))]
+
+
+def _check_name(name: str, where: str) -> None:
+    if not name or not _MODEL_NAME.match(name):
+        raise ConfigError(f"{where}: model name {name!r} is not valid (expected letters, digits, '_', '.', '-')")
+
+
+def parse_model_config_text(text: str, source: str = "<text>") -> list[ModelConfig]:
+    """Parse a text-format ``ModelServerConfig``; errors name ``source`` and the field."""
+    proto = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"model config file {source}: not a text-format ModelServerConfig: {exc}") from exc
+    if proto.WhichOneof("config") != "model_config_list":
+        raise ConfigError(f"model config file {source}: expected a model_config_list with at least one config")
+    models: list[ModelConfig] = []
+    seen: set[str] = set()
+    for index, cfg in enumerate(proto.model_config_list.config):
+        where = f"model config file {source}, config #{index + 1}"
+        _check_name(cfg.name, f"{where} field 'name'")
+        if cfg.name in seen:
+            raise ConfigError(f"{where}: model name {cfg.name!r} appears twice")
+        seen.add(cfg.name)
+        if not cfg.base_path:
+            raise ConfigError(f"{where} ({cfg.name}): field 'base_path' is missing")
+        if cfg.model_platform not in ("", "tensorflow"):
+            raise ConfigError(
+                f"{where} ({cfg.name}): model_platform {cfg.model_platform!r} is not supported (expected 'tensorflow')"
+            )
+        models.append(
+            ModelConfig(
+                name=cfg.name,
+                base_path=Path(cfg.base_path),
+                policy=_policy(cfg.model_version_policy, f"{where} ({cfg.name})"),
+                labels=dict(cfg.version_labels),
+            )
+        )
+    if not models:
+        raise ConfigError(f"model config file {source}: model_config_list has no config")
+    return models
+
+
+def _policy(proto, where: str) -> VersionPolicy:
+    kind = proto.WhichOneof("policy_choice")
+    if kind is None or kind == "latest":
+        num = proto.latest.num_versions if kind == "latest" and proto.latest.num_versions else 1
+        if num < 1:
+            raise ConfigError(f"{where}: model_version_policy latest num_versions must be >= 1")
+        return VersionPolicy("latest", num_versions=num)
+    if kind == "all":
+        return VersionPolicy("all")
+    versions = tuple(sorted(set(proto.specific.versions)))
+    if not versions:
+        raise ConfigError(f"{where}: model_version_policy specific lists no versions")
+    return VersionPolicy("specific", versions=versions)
+
+
+def load_model_config_file(path: Path) -> list[ModelConfig]:
+    """Read and parse a ``--model_config_file``; a missing or unreadable file is a :class:`ConfigError`."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"model config file {path}: cannot be read: {exc.strerror or exc}") from exc
+    return parse_model_config_text(text, str(path))

@@ -1,0 +1,101 @@
+"""The REST API on Starlette: TensorFlow Serving's paths, bodies and error codes.
+
+TensorFlow Serving's URLs put a colon verb after a path parameter
+(``/v1/models/NAME:predict``), which Starlette's path converters cannot split,
+so one catch-all route matches TensorFlow Serving's own two regular
+expressions. Session runs and JSON work go to a dedicated thread pool
+(``--rest_api_num_threads``) so the event loop stays free; each request is
+bounded by ``--rest_api_timeout_in_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from servegate.serving.server import json_api
+from servegate.serving.server.manager import ServableManager
+from servegate.serving.server.status import StatusError
+
+_GET = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?(?P<metadata>/metadata)?/?$"
+)
+_POST = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r":(?P<verb>predict|classify|regress)$"
+)
+_VERBS: dict[str, Callable[[Any, Any], dict]] = {
+    "predict": json_api.predict_body,
+    "classify": json_api.classify_body,
+    "regress": json_api.regress_body,
+}
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    # allow_nan: TensorFlow Serving prints NaN/Infinity for such predictions rather than failing.
+    return Response(json.dumps(body, allow_nan=True), status_code=status, media_type="application/json")
+
+
+def _error(exc: StatusError) -> Response:
+    return _json({"error": exc.message}, exc.http_status)
+
+
+def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int = 30000) -> Starlette:
+    """The Starlette application; ``app.state.executor`` is shut down with the app."""
+    executor = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="rest")
+    timeout_s = timeout_ms / 1000.0
+
+    async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(executor, fn, *args), timeout_s)
+        except asyncio.TimeoutError:
+            raise StatusError("DEADLINE_EXCEEDED", f"Request timed out after {timeout_ms} ms") from None
+
+    def status_of(name: str, version: int | None, label: str | None) -> dict:
+        return json_api.status_body(manager.status(name, version, label))
+
+    def metadata_of(name: str, version: int | None, label: str | None) -> dict:
+        with manager.servable(name, version, label) as servable:
+            return json_api.metadata_body(servable)
+
+    def call(verb: str, name: str, version: int | None, label: str | None, raw: bytes) -> dict:
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StatusError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from None
+        with manager.servable(name, version, label) as servable:
+            return _VERBS[verb](body, servable)
+
+    async def endpoint(request: Request) -> Response:
+        path = request.url.path
+        try:
+            if request.method == "GET" and (m := _GET.match(path)):
+                version = int(m["version"]) if m["version"] else None
+                fn = metadata_of if m["metadata"] else status_of
+                return _json(await in_pool(fn, m["name"], version, m["label"]))
+            if request.method == "POST" and (m := _POST.match(path)):
+                version = int(m["version"]) if m["version"] else None
+                raw = await request.body()
+                return _json(await in_pool(call, m["verb"], m["name"], version, m["label"], raw))
+            raise StatusError("NOT_FOUND", f"Malformed request: {request.method} {path}")
+        except StatusError as exc:
+            return _error(exc)
+
+    async def shutdown() -> None:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = Starlette(
+        routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])],
+        on_shutdown=[shutdown],
+    )
+    app.state.executor = executor
+    return app
