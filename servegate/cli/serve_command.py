@@ -1,0 +1,62 @@
+"""``servegate serve``: the bundled model server on a model's production base path.
+
+It serves ``<store>/production/<name>`` (the directory promotions rename
+versions into) with TensorFlow Serving's ``latest`` policy, so a promotion
+is picked up within one poll interval. The store root comes from
+``--store``, else ``SERVEGATE_STORE``, else ``servegate.settings``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from servegate.cli.app import app
+from servegate.errors import ConfigError
+from servegate.settings import default_store_root
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def server_argv(
+    name: str, store: Path, port: int, grpc_port: int, host: str, poll_seconds: float
+) -> list[str]:
+    """The bundled server's TensorFlow Serving flags for ``servegate serve``'s options."""
+    if not _NAME.match(name) or ".." in name:
+        raise ConfigError(f"--name {name!r}: expected a model name ([A-Za-z0-9][A-Za-z0-9_.-]*, no '..')")
+    base_path = Path(store).expanduser() / "production" / name
+    if not base_path.is_dir():
+        raise ConfigError(
+            f"no production base path for model {name!r} at {base_path}: promote a version first "
+            "(servegate deploy), or pass --store"
+        )
+    return [
+        f"--model_name={name}",
+        f"--model_base_path={base_path}",
+        f"--rest_api_port={port}",
+        f"--port={grpc_port}",
+        f"--bind_address={host}",
+        f"--file_system_poll_wait_seconds={poll_seconds}",
+    ]
+
+
+@app.command()
+def serve(
+    name: str = typer.Option(..., "--name", help="Model name: serves <store>/production/<name>."),
+    port: int = typer.Option(8501, "--port", help="REST port (TensorFlow Serving's 8501 by default)."),
+    grpc_port: int = typer.Option(8500, "--grpc-port", help="gRPC port (8500 by default; 0 turns gRPC off)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Store root (default: $SERVEGATE_STORE or ~/.servegate/store)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to serve other machines)."),
+    poll_seconds: float = typer.Option(1.0, "--poll-seconds", help="Seconds between polls for new versions."),
+) -> int:
+    """Serve a model's production versions with the bundled TensorFlow-Serving-compatible server."""
+    argv = server_argv(name, store or default_store_root(), port, grpc_port, host, poll_seconds)
+    from servegate.serving.server.main import run  # imports TensorFlow only once the server starts
+
+    code = run(argv)
+    if code:
+        raise typer.Exit(code)
+    return 0
