@@ -1,0 +1,156 @@
+"""The validation report: one verdict, one line per check, every figure with its threshold.
+
+A :class:`ValidationReport` is plain data (dataclasses) so that the deploy
+flow can log every figure to MLflow, print it as JSON for CI, and render it as
+markdown for a Prefect artifact. A check is ``passed``, ``failed`` or
+``skipped`` (with the reason); the verdict is ``failed`` when any check
+failed, else ``passed``. Each :class:`Measurement` says which engine judged it:
+``gx`` (an expectation of the Great Expectations suite, named in
+``expectation``) or ``servegate`` (our own code, where GX has no fitting
+expectation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["passed", "failed", "skipped"]
+CHECK_ORDER = ("load", "contract", "parity", "quality", "regression", "sanity", "service_level")
+
+
+@dataclass
+class Measurement:
+    """One measured figure against its threshold (``threshold`` None: reported, not judged)."""
+
+    metric: str
+    value: float | None
+    threshold: float | None = None
+    comparison: str = "<="  # value <comparison> threshold passes
+    passed: bool = True
+    engine: Literal["gx", "servegate"] = "servegate"
+    expectation: str | None = None  # the GX expectation type that judged it
+
+    def describe(self) -> str:
+        value = "n/a" if self.value is None else _fmt(self.value)
+        if self.threshold is None:
+            return f"{self.metric} = {value}"
+        return f"{self.metric} = {value} (threshold {self.comparison} {_fmt(self.threshold)})"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: Status
+    message: str
+    measurements: list[Measurement] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass
+class ValidationReport:
+    """Everything one validation found. ``verdict`` is derived from ``checks``."""
+
+    model_name: str
+    candidate: str            # "label canary" / "version 3"
+    baseline: str | None
+    rows: int
+    checks: list[CheckResult]
+    timings: dict[str, float] = field(default_factory=dict)
+    task: str = "regression"
+    transport: str = "grpc"
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path (plots, GX results, Data Docs)
+
+    @property
+    def verdict(self) -> Literal["passed", "failed"]:
+        return "failed" if any(c.status == "failed" for c in self.checks) else "passed"
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == "failed"]
+
+    def check(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check {name!r} in the report (checks: {[c.name for c in self.checks]})")
+
+    def figures(self) -> dict[str, float]:
+        """Flat ``check.metric -> value`` (finite values only), e.g. for MLflow metrics."""
+        out = {}
+        for c in self.checks:
+            for m in c.measurements:
+                if m.value is not None and math.isfinite(m.value):
+                    out[f"{c.name}.{m.metric}"] = float(m.value)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict
+        data["failed_checks"] = self.failed_checks
+        return _clean(data)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_markdown(self) -> str:
+        icon = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+        lines = [
+            f"# Validation of `{self.model_name}`: **{self.verdict.upper()}**",
+            "",
+            f"- candidate: {self.candidate}" + (f"; baseline: {self.baseline}" if self.baseline else "; baseline: none"),
+            f"- reference rows: {self.rows}; task: {self.task}; transport: {self.transport}",
+        ]
+        if self.failed_checks:
+            lines.append(f"- failed checks: {', '.join(self.failed_checks)}")
+        lines += ["", "| check | status | figure | threshold | judged by | message |", "|---|---|---|---|---|---|"]
+        for c in self.checks:
+            rows = c.measurements or [None]
+            for i, m in enumerate(rows):
+                figure = "" if m is None else f"{m.metric} = {'n/a' if m.value is None else _fmt(m.value)}"
+                threshold = "" if m is None or m.threshold is None else f"{m.comparison} {_fmt(m.threshold)}"
+                judge = "" if m is None else (f"GX `{m.expectation}`" if m.engine == "gx" else "servegate")
+                if m is not None and m.threshold is not None and not m.passed:
+                    figure = f"**{figure}**"
+                name, status, message = (c.name, icon[c.status], c.message.replace("|", "\\|")) if i == 0 else ("", "", "")
+                lines.append(f"| {name} | {status} | {figure} | {threshold} | {judge} | {message} |")
+        if self.timings:
+            lines += ["", "Timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())]
+        if self.artifacts:
+            lines += ["", "Artifacts:"] + [f"- {k}: `{Path(v).name}`" for k, v in sorted(self.artifacts.items())]
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"report_json": out_dir / "report.json", "report_md": out_dir / "report.md"}
+        self.artifacts.update({k: str(v) for k, v in paths.items()})
+        paths["report_json"].write_text(self.to_json())
+        paths["report_md"].write_text(self.to_markdown())
+        return paths
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, int) or float(x).is_integer():
+        return str(int(x))
+    return f"{x:.4g}"
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf become strings ("nan", "inf"), numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj

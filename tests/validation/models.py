@@ -1,0 +1,87 @@
+"""Tiny real SavedModels for the validation tests, one per way a model can be wrong.
+
+Every model is a ``tf.Module`` with a ``serving_default`` signature
+``features`` (float32 [-1, 4]) -> ``prediction`` (float32 [-1, 1]) built on the
+same linear weights, so that the reference labels and golden predictions of
+:data:`GOOD` fit them all; each variant breaks one thing:
+
+- ``good``: ``x @ W + b``;
+- ``worse``: the same plus a constant shift (fails parity and regression);
+- ``nan``: NaN for rows whose first feature is above 1 (fails sanity);
+- ``renamed``: output called ``score`` instead of ``prediction`` (fails contract);
+- ``slow``: good, but sleeps ``SLOW_SECONDS`` per request inside its graph
+  (a ``SleepDataset`` op, so the sleep survives export; fails service level).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+N_FEATURES = 4
+WEIGHTS = np.array([[0.5], [-1.0], [0.25], [2.0]], dtype="float32")
+BIAS = np.array([0.1], dtype="float32")
+SHIFT = 0.5
+SLOW_SECONDS = 0.25
+VARIANTS = ("good", "worse", "nan", "renamed", "slow")
+
+
+def build(variant: str):
+    """A ``tf.Module`` of ``variant`` with its ``serve`` function (the serving signature)."""
+    import tensorflow as tf
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown test model variant {variant!r}; expected one of {VARIANTS}")
+
+    class Linear(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(WEIGHTS)
+            self.b = tf.Variable(BIAS)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, N_FEATURES], tf.float32, name="features")])
+        def serve(self, features):
+            y = tf.matmul(features, self.w) + self.b
+            if variant == "worse":
+                y = y + SHIFT
+            if variant == "nan":
+                y = tf.where(features[:, :1] > 1.0, tf.constant(np.nan, tf.float32), y)
+            if variant == "slow":
+                # A dataset that sleeps before yielding y: a sleep inside the graph itself.
+                ds = tf.data.Dataset.from_tensors(y)
+                variant_tensor = tf.raw_ops.SleepDataset(
+                    input_dataset=ds._variant_tensor, sleep_microseconds=int(SLOW_SECONDS * 1e6),
+                    output_types=[tf.float32], output_shapes=[tf.TensorShape([None, 1])])
+                y = tf.raw_ops.DatasetToSingleElement(dataset=variant_tensor, output_types=[tf.float32],
+                                                      output_shapes=[tf.TensorShape([None, 1])])[0]
+            return {"score" if variant == "renamed" else "prediction": y}
+
+    return Linear()
+
+
+def export(variant: str, path: Path) -> Path:
+    import tensorflow as tf
+
+    module = build(variant)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+def reference_arrays(n_rows: int = 256, seed: int = 1) -> dict[str, np.ndarray]:
+    """Inputs, labels (good model + small noise) and golden predictions (good model, in-process)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_rows, N_FEATURES)).astype("float32")
+    # The good model's own computation, run in-process (what export's golden predictions are).
+    golden = (tf.matmul(tf.constant(x), tf.constant(WEIGHTS)) + tf.constant(BIAS)).numpy()
+    label = golden[:, 0] + rng.normal(scale=0.05, size=n_rows).astype("float32")
+    return {"features": x, "golden": golden[:, 0], "label": label}
+
+
+SIGNATURE = {"inputs": {"features": {"dtype": "float32", "shape": [None, N_FEATURES]}},
+             "outputs": {"prediction": {"dtype": "float32", "shape": [None, 1]}}}
