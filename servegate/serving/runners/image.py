@@ -170,6 +170,7 @@ def ensure_local_image(tag: str = LOCAL_IMAGE_TAG, client=None) -> str:
     image_plan = plan()
     lock_path = Path(tempfile.gettempdir()) / f"servegate-image-{hashlib.sha1(tag.encode()).hexdigest()[:8]}.lock"
     with filelock.FileLock(str(lock_path), timeout=120):
+        existing = None
         try:
             existing = client.images.get(tag)
             if (existing.labels or {}).get(BUILD_KEY_LABEL) == image_plan.build_key:
@@ -182,6 +183,11 @@ def ensure_local_image(tag: str = LOCAL_IMAGE_TAG, client=None) -> str:
         built = client.images.get(tag)
         if (built.labels or {}).get(BUILD_KEY_LABEL) != image_plan.build_key:
             raise ServingError(f"docker import of {tag} did not keep the build-key label: {built.labels}")
+        if existing is not None and existing.id != built.id:
+            try:  # the stale build is now untagged: drop it unless a container still uses it
+                client.images.remove(existing.id)
+            except docker.errors.APIError:
+                pass
     return tag
 
 
