@@ -1,0 +1,69 @@
+"""The validation config: defaults, YAML and TOML files, and errors that name the field and the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from servegate.errors import ConfigError
+from servegate.validation import ValidationConfig, ValidationConfigError, load_config
+
+
+def test_no_config_gives_the_documented_defaults():
+    config = load_config(None)
+    assert config == ValidationConfig()
+    assert config.batch_size == 256 and config.concurrency == 4
+    assert config.parity.min_fraction == 0.99 and config.service_level.max_p95_ms == 1000.0
+    assert config.quality.enabled is None  # on when the reference has labels
+
+
+def test_yaml_and_toml_files_are_read(tmp_path):
+    yaml_file = tmp_path / "v.yaml"
+    yaml_file.write_text("batch_size: 32\nparity:\n  atol: 0.001\nservice_level:\n  max_p99_ms: 250\n")
+    toml_file = tmp_path / "v.toml"
+    toml_file.write_text("concurrency = 2\n[quality]\nmax_mae = 0.5\n")
+    y = load_config(yaml_file)
+    t = load_config(toml_file)
+    assert (y.batch_size, y.parity.atol, y.service_level.max_p99_ms) == (32, 0.001, 250.0)
+    assert (t.concurrency, t.quality.max_mae) == (2, 0.5)
+
+
+def test_an_empty_yaml_file_means_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load_config(path) == ValidationConfig()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("batch_size: many\n", "field 'batch_size'"),
+    ("parity:\n  atol: -1\n", "field 'parity.atol'"),
+    ("sanity:\n  colour: red\n", "unknown field 'sanity.colour'"),
+    ("bogus: 1\n", "unknown field 'bogus'"),
+    ("sanity:\n  min_value: 2\n  max_value: 1\n", "min_value 2.0 is greater than max_value 1.0"),
+    ("task: ranking\n", "field 'task'"),
+])
+def test_bad_fields_are_named_with_the_file(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValidationConfigError) as info:
+        load_config(path)
+    assert expected in str(info.value)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ConfigError)
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("broken.yaml", "batch_size: [1,\n", "does not parse as YAML"),
+    ("broken.toml", "batch_size = = 3\n", "does not parse as TOML"),
+    ("config.ini", "[x]\n", "unknown format '.ini'"),
+    ("list.yaml", "- 1\n- 2\n", "expected a mapping of fields"),
+])
+def test_unparseable_files_are_errors(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValidationConfigError, match=expected):
+        load_config(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ValidationConfigError, match=r"nope\.yaml: no such file"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,115 @@
+"""validate() against a real canary (bundled server, process runner) with real GX and real TF models.
+
+One canary serves every variant (see conftest.py); each test validates one
+of them and checks that the verdict fails for the right reason, named in the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from servegate.errors import ServingError, ValidationInputError
+from servegate.validation import load_config, load_reference, validate
+from tests.validation import models
+from tests.validation.conftest import VERSION
+
+FAST = {"batch_size": 64}  # 256 rows -> 4 requests
+
+
+@pytest.fixture(scope="module")
+def reference(reference_parquet):
+    """Checked before any canary is touched, as the deploy flow does."""
+    return load_reference(reference_parquet, models.SIGNATURE, load_config(FAST))
+
+
+def _run(canary, reference, tmp_path, candidate, config=None, **kwargs):
+    runner, load_seconds = canary
+    return validate(runner, reference, load_config({**FAST, **(config or {})}), candidate=candidate,
+                    production_signature=models.SIGNATURE, load_seconds=load_seconds,
+                    out_dir=tmp_path / "report", **kwargs)
+
+
+def test_a_good_model_passes_with_every_artifact(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, VERSION["good"], {"quality": {"max_mae": 0.2, "max_rmse": 0.25}})
+    assert report.verdict == "passed", report.to_markdown()
+    status = {c.name: c.status for c in report.checks}
+    assert status == {"load": "passed", "contract": "passed", "parity": "passed", "quality": "passed",
+                      "regression": "skipped", "sanity": "passed", "service_level": "passed"}
+    assert "no baseline" in report.check("regression").message
+    quality = {m.metric: m for m in report.check("quality").measurements}
+    assert quality["mae"].engine == "gx" and 0 < quality["mae"].value < 0.2
+    assert report.transport == "grpc" and report.rows == 256
+    out = tmp_path / "report"
+    for name in ("report.json", "report.md", "predicted_vs_expected.png", "residuals.png", "latency.png",
+                 "gx_results_rows.json", "gx_results_requests.json", "data_docs/index.html"):
+        assert (out / name).is_file(), name
+    assert (out / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    gx = json.loads((out / "gx_results_rows.json").read_text())
+    assert gx["success"] is True and len(gx["results"]) >= 4
+    assert list((out / "data_docs" / "validations").rglob("*.html"))
+    assert json.loads((out / "report.json").read_text())["verdict"] == "passed"
+
+
+def test_a_model_that_differs_from_its_golden_predictions_fails_parity(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, VERSION["worse"])
+    assert report.verdict == "failed" and "parity" in report.failed_checks
+    parity = report.check("parity").measurements[0]
+    assert parity.value == 0.0 and parity.threshold == 0.99 and parity.expectation == "ExpectColumnValuesToBeBetween"
+    assert "fraction_within_tolerance" in report.check("parity").message
+
+
+def test_a_worse_model_fails_regression_against_the_stable_version(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, "canary", {"parity": {"enabled": False}}, baseline="stable")
+    assert report.failed_checks == ["regression"], report.to_markdown()
+    figures = {m.metric: m for m in report.check("regression").measurements}
+    assert figures["mae"].value > figures["baseline_mae"].value * 1.05
+    assert figures["mae"].threshold == pytest.approx(figures["baseline_mae"].value * 1.05)
+    assert report.candidate == "label 'canary'" and report.baseline == "label 'stable'"
+    # The same rows against the good version as baseline of itself pass.
+    same = _run(canary, reference, tmp_path / "same", "stable", baseline=VERSION["good"])
+    assert same.check("regression").status == "passed"
+
+
+def test_a_model_emitting_nan_fails_sanity(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, VERSION["nan"], {"parity": {"enabled": False}})
+    assert report.failed_checks == ["sanity"], report.to_markdown()
+    nonfinite = report.check("sanity").measurements[0]
+    assert nonfinite.metric == "non_finite_rows" and nonfinite.value > 0 and not nonfinite.passed
+
+
+def test_a_changed_signature_fails_contract_unless_allowed(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, VERSION["renamed"])
+    assert report.failed_checks == ["contract"], report.to_markdown()
+    assert "output 'prediction' removed" in report.check("contract").message
+    allowed = _run(canary, reference, tmp_path / "allowed", VERSION["renamed"],
+                   {"contract": {"allow_breaking_change": True}})
+    assert allowed.verdict == "passed" and "allowed by config" in allowed.check("contract").message
+
+
+def test_a_slow_model_fails_the_latency_threshold(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, VERSION["slow"], {"service_level": {"max_p95_ms": 150}})
+    assert report.failed_checks == ["service_level"], report.to_markdown()
+    p95 = {m.metric: m for m in report.check("service_level").measurements}["p95_ms"]
+    assert p95.value >= models.SLOW_SECONDS * 1000 and p95.threshold == 150 and not p95.passed
+
+
+def test_rest_transport_gives_the_same_verdict(canary, reference, tmp_path):
+    report = _run(canary, reference, tmp_path, VERSION["good"], {"transport": "rest"})
+    assert report.transport == "rest" and report.verdict == "passed", report.to_markdown()
+
+
+def test_an_unknown_candidate_is_a_serving_error(canary, reference, tmp_path):
+    with pytest.raises(ServingError, match="cannot read the metadata of version 99"):
+        _run(canary, reference, tmp_path, 99)
+
+
+def test_bad_inputs_to_validate_are_named(canary, reference, reference_parquet, tmp_path):
+    with pytest.raises(ValidationInputError, match="regression check but no baseline"):
+        _run(canary, reference, tmp_path, VERSION["good"], {"regression": {"enabled": True}})
+    with pytest.raises(ValidationInputError, match="golden predictions have 3 rows"):
+        _run(canary, reference, tmp_path, VERSION["good"], golden=[1.0, 2.0, 3.0])
+    with pytest.raises(ValidationInputError, match="'output': 'proba' is not an output"):
+        _run(canary, reference, tmp_path, VERSION["good"], {"output": "proba"})
