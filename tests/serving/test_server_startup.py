@@ -100,19 +100,3 @@ def test_rest_port_in_use_exits_1(tfs_testdata):
                       f"--rest_api_port={port}")
     assert result.returncode == 1
     assert f"cannot listen for REST on 127.0.0.1:{port}" in result.stderr
-
-
-def test_grpc_only_server_and_clean_sigterm(bundled_server, tfs_testdata):
-    import grpc
-    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
-
-    server = bundled_server([f"--model_base_path={tfs_testdata / 'saved_model_half_plus_two_cpu'}",
-                             "--model_name=hp2"], wait_for=None, rest=False)
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = "hp2"
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        grpc.channel_ready_future(channel).result(timeout=90)
-        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=30)
-    assert [s.version for s in response.model_version_status] == [123]
-    assert server.stop() == 0
-    assert "Server stopped" in server.logs()

@@ -134,6 +134,8 @@ def test_hot_swap_and_broken_version_under_load(bundled_server, tfs_testdata, tm
         client.stop()
     assert client.failures == []
     assert len(client.answers) > 20
+    assert server.stop() == 0  # SIGTERM ends the server cleanly
+    assert "Server stopped" in server.logs()
 
 
 def test_removed_version_unloads_and_older_one_takes_over(bundled_server, tfs_testdata, tmp_path):

@@ -58,6 +58,19 @@ def run(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
     )
+    # Fail fast, before TensorFlow's import and the first loads: a missing base path
+    # or a taken port would only surface after them.
+    for model in models:
+        if not model.base_path.is_dir():
+            log.error("Failed to start server. Error: Could not find base path %s for servable %s",
+                      model.base_path, model.name)
+            return 1
+    if flags.rest_api_port:
+        try:
+            _bind_rest_socket(flags.rest_api_bind_address, flags.rest_api_port).close()
+        except OSError as exc:
+            log.error("Failed to start server. Error: %s", exc)
+            return 1
 
     from servegate.serving.server.loader import load_version  # TensorFlow: seconds to import
     from servegate.serving.server.manager import ServableManager, StartupError
