@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over the plain-Python steps in :mod:`servegate.pipeline`."""

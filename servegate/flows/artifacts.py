@@ -1,0 +1,87 @@
+"""Prefect artifacts for a deploy run: the report, the version table, the plots.
+
+Keys (lowercase, dashes) are per model, so that the Artifacts page shows each
+one's history across runs: ``<model>-validation-report``, ``<model>-versions``,
+``<model>-plots``. Plots are embedded in the markdown as PNG data URIs: a
+Prefect UI on another machine cannot read a local file path.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+_KEY_BAD = re.compile(r"[^a-z0-9-]+")
+# Prefect stores an artifact in its database: keep embedded images modest.
+MAX_EMBEDDED_IMAGE_BYTES = 400_000
+
+
+def artifact_key(model_name: str, what: str) -> str:
+    return _KEY_BAD.sub("-", f"{model_name}-{what}".lower()).strip("-")
+
+
+def version_table(store, model_name: str) -> list[dict[str, Any]]:
+    """One row per version the store knows, newest first: area, serving or not, reason."""
+    status = store.status(model_name)
+    rows: list[dict[str, Any]] = []
+    for area, versions in sorted(status.versions.items()):
+        for v in versions:
+            rows.append(
+                {
+                    "version": int(v),
+                    "area": area,
+                    "serving": "yes" if area == "production" and status.serving_version == v else "",
+                    "reason": status.rejected_reasons.get(v, "") if area == "rejected" else "",
+                }
+            )
+    return sorted(rows, key=lambda r: (-r["version"], r["area"]))
+
+
+def publish_deploy_artifacts(dep, outcome) -> list[str]:
+    """Create the run's artifacts; returns their keys."""
+    name = dep.name
+    keys = []
+    summary = [
+        f"# Deploy of `{name}`: **{outcome.verdict.upper()}**",
+        "",
+        f"- candidate version: {outcome.version}",
+        f"- production serves: {outcome.production_version} (before: {outcome.previous_production_version})",
+        f"- MLflow run: `{outcome.mlflow_run_id}` ({outcome.mlflow_tracking_uri})",
+    ]
+    if outcome.reasons:
+        summary += ["", "## Reasons", ""] + [f"- {r}" for r in outcome.reasons]
+    report_md = dep.report.to_markdown() if dep.report is not None else "_no validation report (the run stopped before validation)_\n"
+    key = artifact_key(name, "validation-report")
+    create_markdown_artifact("\n".join(summary) + "\n\n" + report_md, key=key, description=f"deploy of {name}: {outcome.verdict}")
+    keys.append(key)
+    if dep.store is not None:
+        key = artifact_key(name, "versions")
+        create_table_artifact(version_table(dep.store, name), key=key, description=f"versions of {name} after this run")
+        keys.append(key)
+    plots = _plots(dep)
+    if plots:
+        key = artifact_key(name, "plots")
+        create_markdown_artifact("\n\n".join(plots), key=key, description=f"validation plots of {name}")
+        keys.append(key)
+    return keys
+
+
+def _plots(dep) -> list[str]:
+    if dep.report is None:
+        return []
+    out = []
+    for label, path in sorted(dep.report.artifacts.items()):
+        path = Path(path)
+        if path.suffix.lower() != ".png" or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if len(data) > MAX_EMBEDDED_IMAGE_BYTES:
+            out.append(f"### {label}\n\n`{path}` ({len(data)} bytes, too large to embed)")
+            continue
+        encoded = base64.b64encode(data).decode("ascii")
+        out.append(f"### {label}\n\n![{label}](data:image/png;base64,{encoded})")
+    return out
