@@ -1,0 +1,51 @@
+"""``servegate serve``: the bundled server on ``<store>/production/<name>``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import requests
+
+from tests.conftest import REPO_ROOT
+from tests.serving.conftest import BundledServer, free_port, wait_available
+
+
+def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata, tmp_path, request):
+    production = tmp_path / "store" / "production" / "hp2"
+    production.mkdir(parents=True)
+    (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    env = {**os.environ, "SERVEGATE_STORE": str(tmp_path / "store"), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "servegate", "serve", "--name", "hp2", "--port", str(port), "--grpc-port", "0",
+             "--poll-seconds", "0.3"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
+        )
+    server = BundledServer(proc, port, 0, log_path)
+    request.addfinalizer(server.stop)
+    wait_available(server, "hp2")
+    response = requests.post(f"{server.rest_url}/v1/models/hp2:predict", json={"instances": [2.0]}, timeout=30)
+    assert response.json() == {"predictions": [3.0]}
+    assert server.stop() == 0
+
+
+def test_serve_without_a_production_base_path_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "servegate", "serve", "--name", "iris", "--store", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 2
+    assert f"error: no production base path for model 'iris' at {tmp_path / 'production' / 'iris'}" in result.stderr
+
+
+def test_serve_rejects_a_name_that_could_escape_the_store(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "servegate", "serve", "--name", "../etc", "--store", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 2
+    assert "error: --name '../etc': expected a model name" in result.stderr
