@@ -99,3 +99,25 @@ def test_reap_leaves_live_owners_containers_unless_model_cleared(docker_client, 
         assert reap(docker_client=docker_client, model_name="mine", all_of_model=True).containers == [container_id]
     finally:
         runner.stop()
+
+
+@pytest.mark.docker
+def test_explicit_host_port_in_use(docker_client, local_image, half_plus_two_versions, isolated_home):
+    import socket
+
+    from servegate.serving.runners import PortInUseError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runner = DockerRunner(CanarySpec("hp2", {124: half_plus_two_versions[124]}), image=local_image,
+                              client=docker_client, rest_port=port)
+        try:
+            with pytest.raises(PortInUseError, match=rf"host port \({port}, None\) on 127.0.0.1 is already in use"):
+                runner.start()
+        finally:
+            runner.stop()
+        # The container the engine created but could not start was removed.
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(runner.name)

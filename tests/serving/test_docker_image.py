@@ -75,3 +75,13 @@ def test_stale_image_is_rebuilt(docker_client):
                 docker_client.images.remove(name, force=True)
             except docker.errors.ImageNotFound:
                 pass
+
+
+@pytest.mark.docker
+def test_build_without_cli(docker_client, local_image):
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "servegate.serving.runners.image"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == image.LOCAL_IMAGE_TAG

@@ -148,3 +148,22 @@ def test_reap_leaves_canaries_of_live_owners(isolated_home, half_plus_two_versio
     # ... unless told to clear the model.
     assert reap(docker=False, model_name="hp2", all_of_model=True).processes == [runner.pid]
     assert wait_for(lambda: runner._exit_status() is not None, timeout=10)
+
+
+def test_runner_left_running_is_stopped_at_interpreter_exit(isolated_home, half_plus_two_versions, tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from servegate.serving.runners import CanarySpec, ProcessRunner\n"
+        "runner = ProcessRunner(CanarySpec('atexit', {124: Path(sys.argv[1])}))\n"
+        "runner.start(); print(runner.pid, flush=True)\n"
+        "del runner\n"
+        "sys.exit(3)  # no stop(): the exit hook must end the server\n")
+    done = subprocess.run([sys.executable, "-c", script, str(half_plus_two_versions[124])], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    server_pid = int(done.stdout.split()[0])
+    assert _proc.start_ticks(server_pid) is None
+    assert list(process_state_dir().glob("*.json")) == []

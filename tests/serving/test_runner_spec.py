@@ -127,3 +127,18 @@ def test_spec_paths_are_resolved(tmp_path, half_plus_two_versions):
     link.symlink_to(half_plus_two_versions[123])
     spec = CanarySpec("hp2", {123: link})
     assert spec.versions[123] == Path(half_plus_two_versions[123]).resolve()
+
+
+def test_tensorflow_model_server_preferred_when_on_path(tmp_path, monkeypatch):
+    from servegate.serving.runners.process import default_server_command
+
+    fake = tmp_path / "tensorflow_model_server"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert default_server_command("auto") == [str(fake)]
+    assert default_server_command("bundled")[1:] == ["-m", "servegate.serving"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert default_server_command("auto")[1:] == ["-m", "servegate.serving"]
+    with pytest.raises(ServingError, match="tensorflow_model_server is not on PATH"):
+        default_server_command("tfs")

@@ -36,6 +36,7 @@ a ModelServerConfig text file with the ``specific`` version policy and the
 from __future__ import annotations
 
 import abc
+import atexit
 import re
 import time
 from dataclasses import dataclass, field
@@ -147,6 +148,22 @@ def build_canary_base_path(spec: CanarySpec, root: Path) -> Path:
     return model_dir
 
 
+# Runners started in this process and not yet stopped: stopped at interpreter exit, so that a run
+# that ends without calling stop() (an uncaught exception, sys.exit) leaves nothing behind. A
+# SIGKILL skips this; the reaper covers that case.
+# (A strong set: a started runner nobody references any more must still be stopped.)
+_LIVE: "set[ModelServerRunner]" = set()
+
+
+@atexit.register
+def _stop_live_runners() -> None:
+    for runner in list(_LIVE):
+        try:
+            runner.stop()
+        except Exception:  # noqa: BLE001 - best effort at exit; the reaper is the safety net
+            pass
+
+
 class ModelServerRunner(abc.ABC):
     """One model server serving one :class:`CanarySpec`; see the module docstring for the life cycle."""
 
@@ -154,6 +171,14 @@ class ModelServerRunner(abc.ABC):
 
     def __init__(self, spec: CanarySpec) -> None:
         self.spec = spec
+
+    def _track(self) -> None:
+        """Called by start(): stop this runner at interpreter exit if nobody else does."""
+        _LIVE.add(self)
+
+    def _untrack(self) -> None:
+        """Called by stop()."""
+        _LIVE.discard(self)
 
     # -- what each runner provides -------------------------------------------------------------
     @abc.abstractmethod

@@ -145,6 +145,7 @@ class DockerRunner(ModelServerRunner):
         if self._started:
             raise ServingError(f"{self!r}: start() was already called; make a new runner for a new container")
         self._started = True
+        self._track()
         if self._client is None:
             self._client = connect(self.base_url)
         if self.reap_first:
@@ -263,6 +264,7 @@ class DockerRunner(ModelServerRunner):
     def stop(self) -> None:
         import docker.errors
 
+        self._untrack()
         try:
             if self._container is not None:
                 self._final_log = self.logs(tail=10_000)

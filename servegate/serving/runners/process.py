@@ -146,6 +146,7 @@ class ProcessRunner(ModelServerRunner):
         if self._started:
             raise ServingError(f"{self!r}: start() was already called; make a new runner for a new server")
         self._started = True
+        self._track()
         if self.reap_first:
             from servegate.serving.runners.reap import reap_processes
             reap_processes(state_dir=self.state_dir)
@@ -263,6 +264,7 @@ class ProcessRunner(ModelServerRunner):
         self._group_ended = True
 
     def stop(self) -> None:
+        self._untrack()
         try:
             self._kill_group()
         finally:
