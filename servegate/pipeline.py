@@ -148,6 +148,31 @@ class DeployOutcome:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
 
+def check_request(request: DeployRequest):
+    """The checks that need neither the store nor Prefect: serving kind, model file,
+    reference file, validation config, Docker when asked for. Returns the config.
+
+    Cheap (no TensorFlow import), so that the CLI can run them before it starts
+    anything and a bad input costs a fraction of a second.
+    """
+    from servegate import export
+    from servegate.validation.config import load_config
+
+    if request.serving not in SERVING_KINDS:
+        raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}")
+    export.detect_format(request.model_path)
+    if not request.reference.exists():
+        raise ValidationInputError(f"reference file {request.reference}: no such file")
+    if not request.reference.is_file():
+        raise ValidationInputError(f"reference file {request.reference}: not a regular file")
+    config = load_config(request.config)
+    if request.serving == "docker":
+        from servegate.serving.runners.docker import connect
+
+        connect()
+    return config
+
+
 class Deployment:
     """One deploy attempt; see the module docstring for the order of the steps."""
 
@@ -194,24 +219,10 @@ class Deployment:
 
     def preflight(self) -> None:
         """Check every input before anything changes; raise a named error for the first bad one."""
-        from servegate import export
         from servegate.model_store import ModelStore
-        from servegate.validation import load_config
 
-        req = self.request
-        if req.serving not in SERVING_KINDS:
-            raise ConfigError(f"--serving {req.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}")
-        export.detect_format(req.model_path)
-        if not req.reference.exists():
-            raise ValidationInputError(f"reference file {req.reference}: no such file")
-        if not req.reference.is_file():
-            raise ValidationInputError(f"reference file {req.reference}: not a regular file")
-        self.config = load_config(req.config)
-        if req.serving == "docker":
-            from servegate.serving.runners.docker import connect
-
-            connect()
-        self.store = ModelStore(req.store_root)
+        self.config = check_request(self.request)
+        self.store = ModelStore(self.request.store_root)
         # The name is checked by the store; asking for the status proves it and the root are usable.
         status = self.store.status(self.name)
         self.previous_production = status.serving_version

@@ -1,0 +1,124 @@
+"""``servegate deploy`` as CI runs it: a real subprocess, exit codes and --json.
+
+Promoted and rejected run the whole flow against the session's Prefect test
+server (``PREFECT_API_URL``), so the test can read the flow run's state and
+artifacts back; each error kind is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.flows.test_deploy_flow import NAME
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, prefect_harness, tracking_uri) -> dict:
+    from prefect.settings import PREFECT_API_URL
+
+    home = tmp_path_factory.mktemp("home")
+    env = dict(os.environ)
+    env.update(
+        SERVEGATE_HOME=str(home),
+        SERVEGATE_STORE=str(home / "store"),
+        MLFLOW_TRACKING_URI=tracking_uri,
+        PREFECT_API_URL=PREFECT_API_URL.value(),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    return env
+
+
+def servegate(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "servegate", *args], env=env, cwd=REPO, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def _flow_run(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+@pytest.mark.slow
+def test_promoted_exits_0_with_json(cli_env, demo_files):
+    files = demo_files["baseline"]
+    result = servegate(cli_env, "deploy", "--model", str(files.model_path), "--name", "cli-" + NAME,
+                       "--reference", str(files.reference_path), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout)
+    assert outcome["verdict"] == "promoted" and outcome["version"] == 1 and outcome["reasons"] == []
+    assert any(k.startswith("parity.") for k in outcome["figures"]) and outcome["figures"]["quality.mae"] > 0
+    assert outcome["mlflow_run_id"] and outcome["prefect_flow_run_id"]
+    run = _flow_run(outcome["prefect_flow_run_id"])
+    assert run.state.is_completed()
+    assert (Path(cli_env["SERVEGATE_STORE"]) / "production" / f"cli-{NAME}" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_rejected_exits_1_with_reasons(cli_env, demo_files):
+    files = demo_files["broken"]
+    result = servegate(cli_env, "deploy", "--model", str(files.model_path), "--name", "cli-" + NAME,
+                       "--reference", str(files.reference_path), "--json")
+    assert result.returncode == 1, result.stderr[-3000:]
+    outcome = json.loads(result.stdout)
+    assert outcome["verdict"] == "rejected" and outcome["version"] == 2
+    assert outcome["reasons"] and outcome["production_version"] == 1
+    run = _flow_run(outcome["prefect_flow_run_id"])
+    assert run.state.is_failed() and outcome["reasons"][0] in run.state.message
+    store = Path(cli_env["SERVEGATE_STORE"])
+    assert not (store / "staging" / f"cli-{NAME}" / "2").exists()
+    assert (store / "rejected" / f"cli-{NAME}" / "2").is_dir()
+
+
+def test_missing_model_exits_2(cli_env, demo_files, tmp_path):
+    result = servegate(cli_env, "deploy", "--model", str(tmp_path / "gone.keras"), "--name", NAME,
+                       "--reference", str(demo_files["baseline"].reference_path), "--json")
+    assert result.returncode == 2
+    assert "gone.keras" in result.stderr and "model not found" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_reference_exits_2(cli_env, demo_files, tmp_path):
+    result = servegate(cli_env, "deploy", "--model", str(demo_files["baseline"].model_path), "--name", NAME,
+                       "--reference", str(tmp_path / "ref.parquet"))
+    assert result.returncode == 2
+    assert "ref.parquet" in result.stderr and "no such file" in result.stderr
+
+
+def test_unreachable_prefect_api_exits_2(cli_env, demo_files, closed_port_url):
+    env = dict(cli_env, PREFECT_API_URL=closed_port_url + "/api")
+    files = demo_files["baseline"]
+    result = servegate(env, "deploy", "--model", str(files.model_path), "--name", NAME,
+                       "--reference", str(files.reference_path))
+    assert result.returncode == 2
+    assert "Prefect API not reachable" in result.stderr and closed_port_url in result.stderr
+
+
+def test_unreachable_docker_exits_2(cli_env, demo_files, tmp_path):
+    env = dict(cli_env, DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    files = demo_files["baseline"]
+    result = servegate(env, "deploy", "--model", str(files.model_path), "--name", NAME,
+                       "--reference", str(files.reference_path), "--serving", "docker")
+    assert result.returncode == 2
+    assert "Docker engine not reachable" in result.stderr and "--serving process" in result.stderr
+
+
+def test_bad_config_exits_2_naming_the_field(cli_env, demo_files, tmp_path):
+    config = tmp_path / "v.yaml"
+    config.write_text("parity:\n  atol: -1\n")
+    files = demo_files["baseline"]
+    result = servegate(cli_env, "deploy", "--model", str(files.model_path), "--name", NAME,
+                       "--reference", str(files.reference_path), "--config", str(config))
+    assert result.returncode == 2
+    assert "parity.atol" in result.stderr
