@@ -26,6 +26,9 @@ from servegate.errors import OrchestrationError, ServegateError
 def _quiet_prefect_unless_terminal(json_output: bool) -> None:
     """Prefect logs each task at INFO on stderr: the progress a person at a terminal wants,
     noise in CI logs. Must run before Prefect is imported."""
+    # No network beyond loopback is assumed: Prefect's server would log a failed telemetry call.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "PREFECT_LOGGING_LEVEL" in os.environ:
         return
     if json_output or not sys.stderr.isatty():

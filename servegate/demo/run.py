@@ -1,0 +1,244 @@
+"""``servegate demo``: the whole story on the embedded default, in about a minute.
+
+1. train the demo model's three variants (the ``train-demo-model`` flow);
+2. deploy the baseline: version 1 is promoted;
+3. start a production bundled server on the store's production base path;
+4. deploy a deliberately broken model: rejected, production still serves 1;
+5. deploy an improved model while a client thread queries production
+   continuously: promoted, the production server swaps to it, no request fails;
+6. print a summary and the commands that open the Prefect UI and the MLflow UI
+   on these runs.
+
+Everything lives under one work dir (store, models, MLflow SQLite database),
+kept afterwards so that the UIs can show it. The production server and the
+client thread are stopped on every path. Prefect runs on the API at
+``PREFECT_API_URL`` when set, otherwise on the local ephemeral Prefect, whose
+database (``~/.prefect``) a later ``prefect server start`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from servegate.errors import ServingError
+
+MODEL_NAME = "diabetes"
+
+
+@dataclass
+class TrafficStats:
+    """What the client thread saw while it queried production."""
+
+    sent: int = 0
+    failed: int = 0
+    versions_seen: dict[int, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class ProductionTraffic:
+    """A client thread sending predictions to production until stopped (bounded in time)."""
+
+    def __init__(self, grpc_target: str, inputs: dict[str, np.ndarray], max_seconds: float = 300.0) -> None:
+        self.grpc_target = grpc_target
+        self.inputs = inputs
+        self.max_seconds = max_seconds
+        self.stats = TrafficStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-production-traffic", daemon=True)
+
+    def __enter__(self) -> "ProductionTraffic":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        from servegate.serving.client import ServingClient
+
+        deadline = time.monotonic() + self.max_seconds
+        with ServingClient(MODEL_NAME, grpc_target=self.grpc_target, timeout_s=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self.stats.sent += 1
+                try:
+                    result = client.predict(self.inputs)
+                    version = int(result.model_version or 0)
+                    self.stats.versions_seen[version] = self.stats.versions_seen.get(version, 0) + 1
+                except Exception as exc:  # every failure counts: that is the point of the thread
+                    self.stats.failed += 1
+                    if len(self.stats.errors) < 5:
+                        self.stats.errors.append(str(exc))
+                self._stop.wait(0.02)
+
+
+class ProductionServer:
+    """The bundled server (or tensorflow_model_server) watching the production base path."""
+
+    def __init__(self, base_path: Path, log_path: Path, poll_s: int = 1) -> None:
+        from servegate.serving.runners.process import default_server_command, pick_free_ports
+
+        self.rest_port, self.grpc_port = pick_free_ports(2)
+        self.command = default_server_command() + [
+            f"--port={self.grpc_port}",
+            f"--rest_api_port={self.rest_port}",
+            f"--model_name={MODEL_NAME}",
+            f"--model_base_path={base_path}",
+            f"--file_system_poll_wait_seconds={poll_s}",
+        ]
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def __enter__(self) -> "ProductionServer":
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self._log.close()
+
+    def serving_version(self) -> int | None:
+        import requests
+
+        try:
+            reply = requests.get(f"{self.rest_url}/v1/models/{MODEL_NAME}", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return None
+        available = [int(s["version"]) for s in reply.get("model_version_status", []) if s.get("state") == "AVAILABLE"]
+        return max(available) if available else None
+
+    def wait_for_version(self, version: int, deadline_s: float = 90.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServingError(
+                    f"production server exited with {self.proc.returncode}; log: {self.log_path.read_text()[-2000:]}"
+                )
+            if self.serving_version() == version:
+                return
+            time.sleep(0.2)
+        raise ServingError(f"production server at {self.rest_url} did not serve version {version} within {deadline_s:.0f} s")
+
+
+@dataclass
+class DemoSummary:
+    work_dir: Path
+    outcomes: list[dict]
+    traffic: TrafficStats
+    production_version: int | None
+    tracking_uri: str
+    seconds: float
+    ok: bool
+
+
+def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) -> DemoSummary:
+    """Run the demo; see the module docstring. Returns what happened."""
+    from servegate.cli.deploy_commands import run_deploy_flow
+    from servegate.flows.train_demo import train_demo_model
+    from servegate.model_store import ModelStore
+    from servegate.settings import servegate_home
+
+    started = time.perf_counter()
+    work_dir = Path(work_dir) if work_dir else servegate_home() / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    store_root = work_dir / "store"
+    models_dir = work_dir / "models"
+    tracking_uri = f"sqlite:///{work_dir / 'mlflow.db'}"
+    store = ModelStore(store_root)
+    common = dict(name=MODEL_NAME, store=str(store_root), tracking_uri=tracking_uri)
+
+    echo(f"servegate demo in {work_dir}")
+    echo("1/5 training the demo model (diabetes, scikit-learn's bundled data): baseline, broken, improved")
+    files = {v: train_demo_model(out_dir=str(models_dir), variant=v) for v in ("baseline", "broken", "improved")}
+
+    outcomes: list[dict] = []
+
+    def deploy(variant: str, **extra) -> dict:
+        outcome = run_deploy_flow(model_path=files[variant]["model_path"], reference=files[variant]["reference"],
+                                  **common, **extra)
+        outcomes.append({"variant": variant, **outcome})
+        reasons = "".join(f"\n      - {r}" for r in outcome["reasons"])
+        echo(f"    -> version {outcome['version']}: {outcome['verdict']}; production serves "
+             f"{outcome['production_version']}{reasons}")
+        return outcome
+
+    echo("2/5 deploying the baseline")
+    first = deploy("baseline")
+    if first["verdict"] != "promoted":
+        raise ServingError(f"demo: the baseline was not promoted: {first['reasons']}")
+
+    echo("3/5 starting a production server on " + str(store.base_path("production", MODEL_NAME)))
+    stats = TrafficStats()
+    with ProductionServer(store.base_path("production", MODEL_NAME), work_dir / "production-server.log") as server:
+        server.wait_for_version(first["version"])
+        echo(f"    production server: {server.rest_url} (REST), {server.grpc_target} (gRPC), serving version "
+             f"{first['version']}")
+
+        echo("4/5 deploying a deliberately broken model (its output bias wiped)")
+        broken = deploy("broken", production_url=server.rest_url)
+        echo(f"    production server still serves version {server.serving_version()}")
+
+        echo("5/5 deploying the improved model while a client queries production continuously")
+        from servegate.demo.model import load_data
+
+        sample = {"features": load_data().x_reference[:4]}
+        with ProductionTraffic(server.grpc_target, sample) as traffic:
+            improved = deploy("improved", production_url=server.rest_url)
+            # let the client see the new version answer for a moment
+            time.sleep(1.0)
+        stats = traffic.stats
+        served_now = server.serving_version()
+        echo(f"    production traffic: {stats.sent} requests, {stats.failed} failed, answers by version: "
+             f"{dict(sorted(stats.versions_seen.items()))}")
+
+    seconds = time.perf_counter() - started
+    ok = (
+        first["verdict"] == "promoted"
+        and broken["verdict"] == "rejected"
+        and improved["verdict"] == "promoted"
+        and served_now == improved["version"]
+        and stats.failed == 0
+    )
+    echo("")
+    echo(f"summary ({seconds:.0f} s): " + ("as expected" if ok else "NOT as expected"))
+    for o in outcomes:
+        echo(f"  {o['variant']:<9} version {o['version']}: {o['verdict']:<9} MLflow run {o['mlflow_run_id']}  "
+             f"Prefect flow run {o['prefect_flow_run_id']}")
+    echo(f"  production ({store.base_path('production', MODEL_NAME)}) serves version {served_now}")
+    echo("")
+    echo("open the runs:")
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    if PREFECT_API_URL.value():
+        echo(f"  Prefect UI:  {PREFECT_UI_URL.value() or PREFECT_API_URL.value()}/runs")
+    else:
+        echo("  Prefect UI:  prefect server start   # then http://127.0.0.1:4200/runs (same local database)")
+    echo(f"  MLflow UI:   mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then http://127.0.0.1:5000")
+    echo(f"  store:       servegate status --name {MODEL_NAME} --store {store_root}")
+    return DemoSummary(work_dir, outcomes, stats, served_now, tracking_uri, seconds, ok)
