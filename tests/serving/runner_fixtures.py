@@ -72,7 +72,8 @@ _PARENT = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from servegate.serving.runners import CanarySpec, make_runner
-    kind, name, version, path, options = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+    kind, name, version, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    options = json.loads(sys.argv[5])
     runner = make_runner(kind, CanarySpec(name, {version: Path(path)}, run_id="killed-run"), **options)
     runner.start()
     info = {"pid": getattr(runner, "pid", None), "container": getattr(runner.container, "id", None)

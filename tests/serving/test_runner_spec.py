@@ -88,7 +88,8 @@ def test_explicit_port_in_use_is_named_and_stop_is_safe(isolated_home, half_plus
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        runner = ProcessRunner(CanarySpec("hp2", half_plus_two_versions), rest_port=port, grpc_port=pick_free_ports(1)[0])
+        runner = ProcessRunner(CanarySpec("hp2", half_plus_two_versions), rest_port=port,
+                               grpc_port=pick_free_ports(1)[0])
         with pytest.raises(PortInUseError, match=rf"port\(s\) \[{port}\] on 127.0.0.1 already in use"):
             runner.start()
         runner.stop()

@@ -87,7 +87,8 @@ class CanarySpec:
         for version, path in self.versions.items():
             if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
                 raise CanarySpecError(
-                    f"canary for model {self.model_name!r}: version {version!r} is invalid: expected a positive integer")
+                    f"canary for model {self.model_name!r}: version {version!r} is invalid: "
+                    "expected a positive integer")
             path = Path(path)
             if not path.is_dir():
                 raise CanarySpecError(

@@ -40,8 +40,8 @@ from typing import Sequence
 from servegate.errors import ServingError
 from servegate.serving.runners import _proc
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, model_config_text
-from servegate.serving.runners.errors import (DockerUnavailableError, ImageMissingError, PortInUseError,
-                                              with_log_tail)
+from servegate.serving.runners.errors import (DockerUnavailableError, ImageMissingError, ModelLoadError,
+                                              PortInUseError, with_log_tail)
 from servegate.serving.runners.reap import MANAGED_LABEL, reap
 
 #: TensorFlow Serving's official image, pinned so that a canary is reproducible.
@@ -61,7 +61,10 @@ def connect(base_url: str | None = None, timeout: int = 10):
 
     where = base_url or os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
     try:
-        client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
         client.ping()
     except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
         raise DockerUnavailableError(
@@ -132,7 +135,8 @@ class DockerRunner(ModelServerRunner):
             rest = int(published[f"{REST_CONTAINER_PORT}/tcp"][0]["HostPort"])
             grpc = int(published[f"{GRPC_CONTAINER_PORT}/tcp"][0]["HostPort"])
         except (KeyError, IndexError, TypeError) as exc:
-            raise ServingError(with_log_tail(
+            # No ports: the container is already gone (exited before its ports were published).
+            raise ModelLoadError(with_log_tail(
                 f"{self!r}: container has no published ports (state {self._container.status})",
                 self.logs(tail=30))) from exc
         return rest, grpc
