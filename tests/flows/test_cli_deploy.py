@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.test_deploy_flow import NAME
+NAME = "diabetes"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,6 +64,28 @@ def test_promoted_exits_0_with_json(cli_env, demo_files):
     assert run.state.is_completed()
     assert (Path(cli_env["SERVEGATE_STORE"]) / "production" / f"cli-{NAME}" / "1" / "saved_model.pb").is_file()
 
+    # MLflow: a FINISHED run with the figures and the report; v1 registered, champion and challenger
+    from servegate.tracking import Tracker
+
+    tracker = Tracker(cli_env["MLFLOW_TRACKING_URI"])
+    mlrun = tracker.client.get_run(outcome["mlflow_run_id"])
+    assert mlrun.info.status == "FINISHED" and mlrun.data.metrics["quality.mae"] == outcome["figures"]["quality.mae"]
+    logged = {a.path for a in tracker.client.list_artifacts(outcome["mlflow_run_id"], "report")}
+    assert {"report/report.md", "report/report.json"} <= logged
+    assert {a.path for a in tracker.client.list_artifacts(outcome["mlflow_run_id"])} >= {"savedmodel", "report"}
+    champion = tracker.alias_version(f"cli-{NAME}", "champion")
+    assert champion.tags["serving_version"] == "1" and champion.tags["verdict"] == "passed"
+    assert champion.source.endswith("/artifacts/savedmodel") and champion.run_id == outcome["mlflow_run_id"]
+    assert str(tracker.alias_version(f"cli-{NAME}", "challenger").version) == str(champion.version)
+
+    # Prefect: the report, the version table (keyed) and the plots as artifacts of this flow run
+    from tests.flows.test_deploy_flow import read_artifacts
+
+    arts = read_artifacts(outcome["prefect_flow_run_id"])
+    assert "PROMOTED" in arts[f"cli-{NAME}-validation-report"].data
+    assert arts[f"cli-{NAME}-versions"].type == "table"
+    assert "data:image/png;base64," in arts[f"cli-{NAME}-plots"].data
+
 
 @pytest.mark.slow
 def test_rejected_exits_1_with_reasons(cli_env, demo_files):
@@ -79,6 +101,20 @@ def test_rejected_exits_1_with_reasons(cli_env, demo_files):
     store = Path(cli_env["SERVEGATE_STORE"])
     assert not (store / "staging" / f"cli-{NAME}" / "2").exists()
     assert (store / "rejected" / f"cli-{NAME}" / "2").is_dir()
+    assert (store / "production" / f"cli-{NAME}" / "1").is_dir()
+
+    from servegate.tracking import Tracker
+
+    tracker = Tracker(cli_env["MLFLOW_TRACKING_URI"])
+    assert tracker.client.get_run(outcome["mlflow_run_id"]).info.status == "FAILED"
+    assert tracker.alias_version(f"cli-{NAME}", "champion").tags["serving_version"] == "1"
+    challenger = tracker.alias_version(f"cli-{NAME}", "challenger")
+    assert challenger.tags["serving_version"] == "2" and challenger.tags["verdict"] == "failed"
+    assert outcome["reasons"][0] in challenger.tags["reasons"]
+
+    from tests.flows.test_deploy_flow import read_artifacts
+
+    assert "REJECTED" in read_artifacts(outcome["prefect_flow_run_id"])[f"cli-{NAME}-validation-report"].data
 
 
 def test_missing_model_exits_2(cli_env, demo_files, tmp_path):

@@ -1,30 +1,47 @@
-"""deploy_model end to end: real Prefect (test server), real MLflow (SQLite),
-real GX validation, a real canary (bundled server in a process), a real store.
+"""deploy_model and rollback_model with real Prefect (test server), real MLflow
+(SQLite), real GX validation, a real canary (bundled server in a process) and
+a real store.
 
-The tests run in order on one store, as a model's life would: v1 promoted,
-v2 (broken) rejected, v3 promoted then rolled back because production
-verification fails. After each: the store, the registry's aliases and tags,
-the MLflow run and the Prefect artifacts are checked.
+Production starts with version 1 put there directly (store + registry, as an
+earlier deploy would leave it), so that only the paths under test boot a
+canary. The promoted and rejected paths through the same flow are covered, with
+their store/registry/artifact checks, by test_cli_deploy.py and test_demo.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-pytestmark = pytest.mark.slow
 
 NAME = "diabetes"
 
 
+def seed_production(world, files) -> int:
+    """Stage, promote and register a version without a canary (what a passed deploy leaves)."""
+    from servegate import export
+
+    sm = export.export_model(files.model_path, world["root"].parent / f"seed-{files.variant}-{len(world['seeded'])}")
+    store, tracker = world["store"], world["tracker"]
+    run_id = tracker.start_run(NAME, params={"seeded": True})
+    version = store.stage(NAME, sm.savedmodel_dir, run_id=run_id)
+    reg = tracker.register_version(run_id, NAME, sm.savedmodel_dir, version)
+    store.promote(NAME, version, run_id=run_id)
+    tracker.record_verdict(NAME, reg.registry_version, "passed")
+    tracker.set_champion(NAME, version)
+    tracker.end_run(run_id)
+    world["seeded"].append(version)
+    return version
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, prefect_harness, tracking_uri):
+def world(tmp_path_factory, prefect_harness, tracking_uri, demo_files):
     from servegate.model_store import ModelStore
     from servegate.tracking import Tracker
 
-    root = tmp_path_factory.mktemp("store")
-    return {"store": ModelStore(root), "root": root, "tracker": Tracker(tracking_uri), "uri": tracking_uri}
+    root = tmp_path_factory.mktemp("flowstore") / "store"
+    world = {"store": ModelStore(root), "root": root, "tracker": Tracker(tracking_uri), "uri": tracking_uri,
+             "seeded": []}
+    assert seed_production(world, demo_files["baseline"]) == 1
+    return world
 
 
 def _deploy(world, files, **kwargs):
@@ -36,7 +53,7 @@ def _deploy(world, files, **kwargs):
     )
 
 
-def _artifacts(flow_run_id: str) -> dict[str, object]:
+def read_artifacts(flow_run_id: str) -> dict[str, object]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -47,112 +64,72 @@ def _artifacts(flow_run_id: str) -> dict[str, object]:
     return {a.key: a for a in found}
 
 
-def _check_artifacts(outcome, verdict_word: str):
-    arts = _artifacts(outcome["prefect_flow_run_id"])
-    assert {f"{NAME}-validation-report", f"{NAME}-versions"} <= set(arts)
-    report = arts[f"{NAME}-validation-report"]
-    assert report.type == "markdown" and verdict_word in report.data
-    table = arts[f"{NAME}-versions"]
-    assert table.type == "table"
-    return arts
-
-
-def test_v1_is_promoted(world, demo_files):
-    state = _deploy(world, demo_files["baseline"])
-    assert state.is_completed(), state.message
-    outcome = state.result()
-    assert outcome["verdict"] == "promoted" and outcome["version"] == 1
-    assert outcome["figures"]["quality.mae"] > 0
-
-    status = world["store"].status(NAME)
-    assert status.versions["production"] == [1] and status.versions["staging"] == []
-
-    tracker = world["tracker"]
-    champion = tracker.alias_version(NAME, "champion")
-    assert champion.tags["serving_version"] == "1" and champion.tags["verdict"] == "passed"
-    assert str(tracker.alias_version(NAME, "challenger").version) == str(champion.version)
-    run = tracker.client.get_run(outcome["mlflow_run_id"])
-    assert run.info.status == "FINISHED"
-    assert "quality.mae" in run.data.metrics
-    logged = {a.path for a in tracker.client.list_artifacts(outcome["mlflow_run_id"], "report")}
-    assert "report/report.md" in logged and "report/report.json" in logged
-    arts = _check_artifacts(outcome, "PROMOTED")
-    assert f"{NAME}-plots" in arts and "data:image/png;base64," in arts[f"{NAME}-plots"].data
-
-
-def test_broken_v2_is_rejected_and_production_keeps_v1(world, demo_files):
-    state = _deploy(world, demo_files["broken"])
-    assert state.is_failed()
-    outcome = state.result(raise_on_failure=False)
-    assert outcome["verdict"] == "rejected" and outcome["version"] == 2
-    assert outcome["reasons"] and any(r.startswith(("quality", "regression")) for r in outcome["reasons"])
-    assert outcome["reasons"][0].split(":")[0] in state.message
-
-    status = world["store"].status(NAME)
-    assert status.versions["production"] == [1]
-    assert status.versions["staging"] == [] and 2 in status.versions["rejected"]
-    assert status.rejected_reasons[2]  # the reason is kept beside the version
-
-    tracker = world["tracker"]
-    assert tracker.alias_version(NAME, "champion").tags["serving_version"] == "1"
-    challenger = tracker.alias_version(NAME, "challenger")
-    assert challenger.tags["serving_version"] == "2" and challenger.tags["verdict"] == "failed"
-    assert challenger.tags["reasons"] != "-"
-    assert tracker.client.get_run(outcome["mlflow_run_id"]).info.status == "FAILED"
-    _check_artifacts(outcome, "REJECTED")
-
-
+@pytest.mark.slow
 def test_production_verification_failure_rolls_back(world, demo_files, closed_port_url):
     state = _deploy(world, demo_files["improved"], production_url=closed_port_url, production_deadline_s=1.5)
     assert state.is_failed()
     outcome = state.result(raise_on_failure=False)
-    assert outcome["verdict"] == "rolled_back" and outcome["version"] == 3
-    assert closed_port_url in outcome["reasons"][0]
+    assert outcome["verdict"] == "rolled_back" and outcome["version"] == 2
+    assert closed_port_url in outcome["reasons"][0] and closed_port_url in state.message
 
+    # the candidate passed validation, was promoted, and was rolled back by the promote hook
     status = world["store"].status(NAME)
     assert status.versions["production"] == [1]
-    assert 3 in status.versions["rejected"] and status.versions["staging"] == []
+    assert status.versions["rejected"] == [2] and status.versions["staging"] == []
+    assert status.rejected_reasons[2].startswith("rolled back")
 
     tracker = world["tracker"]
     assert tracker.alias_version(NAME, "champion").tags["serving_version"] == "1"
-    v3 = tracker.find_version(NAME, 3)
-    assert v3.tags["verdict"] == "rolled_back"
-    assert tracker.client.get_run(outcome["mlflow_run_id"]).info.status == "FAILED"
-    _check_artifacts(outcome, "ROLLED_BACK")
+    challenger = tracker.alias_version(NAME, "challenger")
+    assert challenger.tags["serving_version"] == "2" and challenger.tags["verdict"] == "rolled_back"
+    assert closed_port_url in challenger.tags["reasons"]
+    run = tracker.client.get_run(outcome["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["servegate.verdict"] == "rolled_back"
+
+    arts = read_artifacts(outcome["prefect_flow_run_id"])
+    assert "ROLLED_BACK" in arts[f"{NAME}-validation-report"].data
+    table = arts[f"{NAME}-versions"]
+    assert table.type == "table" and '"rejected"' in table.data and '"production"' in table.data
 
 
 def test_bad_input_fails_the_run_before_anything_changes(world, tmp_path):
     from servegate.export import ModelFileMissingError
 
     before = world["store"].status(NAME).versions
-    state = _deploy_missing(world, tmp_path)
+    ref = tmp_path / "ref.parquet"
+    ref.write_bytes(b"x")
+    from servegate.flows.deploy import deploy_model
+
+    state = deploy_model(model_path=str(tmp_path / "missing.keras"), name=NAME, reference=str(ref),
+                         store=str(world["root"]), tracking_uri=world["uri"], return_state=True)
     assert state.is_failed()
     with pytest.raises(ModelFileMissingError, match="missing.keras"):
         state.result()
     assert world["store"].status(NAME).versions == before
 
 
-def _deploy_missing(world, tmp_path):
-    from servegate.flows.deploy import deploy_model
-
-    ref = tmp_path / "ref.parquet"
-    ref.write_bytes(b"x")
-    return deploy_model(model_path=str(tmp_path / "missing.keras"), name=NAME, reference=str(ref),
-                        store=str(world["root"]), tracking_uri=world["uri"], return_state=True)
-
-
 def test_rollback_flow_moves_production_and_champion(world, demo_files):
     from servegate.flows.rollback import rollback_model
 
-    state = _deploy(world, demo_files["improved"])
-    assert state.is_completed(), state.message
-    assert state.result()["version"] == 4
+    newer = seed_production(world, demo_files["improved"])
     tracker = world["tracker"]
-    assert tracker.alias_version(NAME, "champion").tags["serving_version"] == "4"
+    assert tracker.alias_version(NAME, "champion").tags["serving_version"] == str(newer)
 
     result = rollback_model(name=NAME, store=str(world["root"]), tracking_uri=world["uri"])
-    assert result["from_version"] == 4 and result["to_version"] == 1
-    assert world["store"].status(NAME).versions["production"] == [1]
+    assert result["from_version"] == newer and result["to_version"] == 1
+    status = world["store"].status(NAME)
+    assert status.versions["production"] == [1] and newer in status.versions["rejected"]
     assert tracker.alias_version(NAME, "champion").tags["serving_version"] == "1"
     run = tracker.client.get_run(result["mlflow_run_id"])
     assert run.data.tags["servegate.action"] == "rollback" and run.info.status == "FINISHED"
+
+
+def test_rollback_with_nothing_to_go_back_to_is_refused(world):
+    from servegate.errors import StoreError
+    from servegate.flows.rollback import rollback_model
+
+    state = rollback_model(name=NAME, store=str(world["root"]), tracking_uri=world["uri"], return_state=True)
+    assert state.is_failed()
+    with pytest.raises(StoreError):
+        state.result()
+    assert world["store"].status(NAME).versions["production"] == [1]

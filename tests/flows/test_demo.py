@@ -1,0 +1,34 @@
+"""``servegate demo`` end to end, in-process: train, v1 promoted, a production
+server on the production base path, a broken model rejected, an improved one
+promoted and swapped in while a client queries production: no failed request."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_tells_the_whole_story(tmp_path, prefect_harness):
+    from servegate.demo.run import run_demo
+    from servegate.model_store import ModelStore
+    from servegate.tracking import Tracker
+
+    lines: list[str] = []
+    summary = run_demo(tmp_path / "demo", echo=lines.append)
+    text = "\n".join(lines)
+    assert summary.ok, text
+    verdicts = [(o["variant"], o["version"], o["verdict"]) for o in summary.outcomes]
+    assert verdicts == [("baseline", 1, "promoted"), ("broken", 2, "rejected"), ("improved", 3, "promoted")]
+    # production was verified by the flow itself (a production server was configured)
+    assert "time.verify_production_s" in summary.outcomes[2]["figures"]
+    # the client saw both versions answer and not one request fail
+    assert summary.traffic.failed == 0 and summary.traffic.sent > 10
+    assert set(summary.traffic.versions_seen) == {1, 3}
+    assert summary.production_version == 3
+
+    status = ModelStore(tmp_path / "demo" / "store").status("diabetes")
+    assert status.versions["production"] == [1, 3] and status.versions["rejected"] == [2]
+    tracker = Tracker(summary.tracking_uri)
+    assert tracker.alias_version("diabetes", "champion").tags["serving_version"] == "3"
+    # the summary ends with the commands that open both UIs on these runs
+    assert "prefect" in text.lower() and f"mlflow ui --backend-store-uri {summary.tracking_uri}" in text
