@@ -84,10 +84,8 @@ def _address(version: int | None, label: str | None) -> tuple[int | None, str | 
 
 
 # ----------------------------------------------------------- tensor encoding
-def to_tensor_proto(array: np.ndarray):
-    """A numpy array as a TensorProto with ``tensor_content`` (strings use ``string_val``)."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
-
+def _fill_tensor_proto(proto, array: np.ndarray) -> None:
+    """Fill a TensorProto in place (no intermediate message to copy: one bytes copy per request)."""
     arr = np.asarray(array)
     if arr.dtype.kind in "OUS":
         dt = _DT["string"]
@@ -95,12 +93,21 @@ def to_tensor_proto(array: np.ndarray):
         dt = _DT.get(arr.dtype.name)
         if dt is None:
             raise PredictError(f"cannot send an array of dtype {arr.dtype} over gRPC")
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in arr.shape])
-    proto = tensor_pb2.TensorProto(dtype=dt, tensor_shape=shape)
+    proto.dtype = dt
+    for d in arr.shape:
+        proto.tensor_shape.dim.add(size=d)
     if dt == _DT["string"]:
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel())
     else:
         proto.tensor_content = np.ascontiguousarray(arr).tobytes()
+
+
+def to_tensor_proto(array: np.ndarray):
+    """A numpy array as a TensorProto with ``tensor_content`` (strings use ``string_val``)."""
+    from tensorflow.core.framework import tensor_pb2
+
+    proto = tensor_pb2.TensorProto()
+    _fill_tensor_proto(proto, array)
     return proto
 
 
@@ -273,7 +280,7 @@ class ServingClient:
         request = predict_pb2.PredictRequest()
         self._model_spec(request.model_spec, version, label)
         for name, value in inputs.items():
-            request.inputs[name].CopyFrom(to_tensor_proto(value))
+            _fill_tensor_proto(request.inputs[name], value)
         if output_filter:
             request.output_filter.extend(output_filter)
         stub = self._grpc()

@@ -110,6 +110,7 @@ class ValidationConfig(_Section):
     concurrency: int = Field(4, ge=1, le=256)
     request_timeout_s: float = Field(30.0, gt=0)
     deadline_s: float = Field(600.0, gt=0, description="the whole validation, sending included")
+    warmup_requests: int = Field(1, ge=0, le=100, description="unmeasured requests before the measured pass")
     transport: Literal["auto", "grpc", "rest"] = "auto"
     reference: ReferenceColumns = Field(default_factory=ReferenceColumns)
     load: LoadCheck = Field(default_factory=LoadCheck)

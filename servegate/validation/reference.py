@@ -137,7 +137,9 @@ def _iter_batches(path: Path, fmt: str, columns: list[str] | None) -> Iterator[p
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=SCAN_BATCH_ROWS, columns=columns)
+        # pre_buffer=False streams pages: with pre-buffering, pyarrow holds whole
+        # row groups of every column read (hundreds of MB for a big reference).
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=SCAN_BATCH_ROWS, columns=columns)
         return
     if fmt == "csv":
         import pyarrow.csv as pcsv
