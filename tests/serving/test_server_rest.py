@@ -154,6 +154,13 @@ def test_ragged_or_non_numeric_input_is_400_naming_the_input(server):
         assert response.json()["error"].startswith("Failed to process input 'x': ")
 
 
+def test_nan_and_infinity_literals_are_accepted_and_returned(server):
+    # TensorFlow Serving's JSON parser accepts NaN/Infinity; so does the bundled server.
+    response = _post(server, "/v1/models/default:predict", '{"instances": [NaN, Infinity, 2.0]}')
+    assert response.status_code == 200
+    assert response.text.replace(" ", "") == '{"predictions":[NaN,Infinity,3.0]}'
+
+
 def test_concurrent_requests_all_succeed(server):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -121,7 +121,9 @@ def build_grpc_server(manager: ServableManager, address: str, max_threads: int) 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", 0),
+                 # Bigger HTTP/2 flow-control windows: multi-MB tensors otherwise stall on window updates.
+                 ("grpc.http2.lookahead_bytes", 16 << 20)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+
+import orjson
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -44,6 +46,19 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(json.dumps(body, allow_nan=True), status_code=status, media_type="application/json")
 
 
+def _parse_json(raw: bytes) -> Any:
+    """Parse a request body: orjson (several times faster on large ``instances``), falling back to
+    the standard library for the NaN/Infinity literals TensorFlow Serving accepts but orjson rejects."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StatusError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from None
+
+
 def _error(exc: StatusError) -> Response:
     return _json({"error": exc.message}, exc.http_status)
 
@@ -68,10 +83,7 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
             return json_api.metadata_body(servable)
 
     def call(verb: str, name: str, version: int | None, label: str | None, raw: bytes) -> dict:
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise StatusError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from None
+        body = _parse_json(raw)
         with manager.servable(name, version, label) as servable:
             return _VERBS[verb](body, servable)
 
