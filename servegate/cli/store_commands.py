@@ -1,0 +1,121 @@
+"""``servegate status`` and ``servegate rollback``: the model store from the command line.
+
+The store root is ``--store``, else ``$SERVEGATE_STORE``, else the default of
+:func:`servegate.settings.default_store_root`. Errors (bad name, nothing to roll
+back to, a lock held by someone else, ...) come out as ``error: ...`` on stderr
+with exit code 2 (see :func:`servegate.cli.main`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from servegate.cli.app import app
+
+StoreOption = Annotated[
+    Optional[Path],
+    typer.Option("--store", help="Store root (default: $SERVEGATE_STORE, else ~/.servegate/store).",
+                 show_default=False),
+]
+NameOption = Annotated[str, typer.Option("--name", help="Model name (the TF Serving model name).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def _store(root: Path | None, **kwargs):
+    from servegate.model_store import ModelStore
+    from servegate.settings import default_store_root
+
+    return ModelStore(root if root is not None else default_store_root(), **kwargs)
+
+
+def _versions(versions: list[int]) -> str:
+    return ", ".join(map(str, versions)) if versions else "-"
+
+
+def format_status(status) -> str:
+    """The human-readable form of a :class:`StoreStatus`."""
+    lines = [f"model {status.model}  (store {status.root})"]
+    if status.serving_version is None:
+        lines.append("production serves: nothing (no version in production)")
+    else:
+        lines.append(f"production serves: version {status.serving_version}")
+    lines.append(f"  production  {_versions(status.versions['production']):<24} {status.base_paths['production']}")
+    lines.append(f"  staging     {_versions(status.versions['staging']):<24} {status.base_paths['staging']}")
+    lines.append(f"  rejected    {_versions(status.versions['rejected']):<24} {status.base_paths['rejected']}")
+    for version, reason in sorted(status.rejected_reasons.items()):
+        lines.append(f"    {version}: {reason}")
+    lines.append(f"next version: {status.next_version}")
+    if status.lock_holder:
+        holder = status.lock_holder
+        lines.append(f"locked by pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                     + (f" ({holder.get('operation')})" if holder.get("operation") else ""))
+    if status.leftovers:
+        lines.append("temp entries (in progress, or left by a crash; the next change removes dead ones):")
+        lines += [f"  {entry}" for entry in status.leftovers]
+    if status.history:
+        lines.append("recent history:")
+        for record in status.history:
+            move = f"{record.from_area or '(new)'} -> {record.to_area or '(gone)'}"
+            extra = f"  run {record.run_id}" if record.run_id else ""
+            reason = f"  {record.reason}" if record.reason else ""
+            lines.append(f"  {record.time}  {record.operation:<8} v{record.version:<5} {move:<24}{reason}{extra}")
+    else:
+        lines.append("recent history: none")
+    return "\n".join(lines)
+
+
+@app.command("status")
+def status_command(
+    name: NameOption,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+    history: Annotated[int, typer.Option("--history", min=0, help="How many history records to show.")] = 10,
+) -> int:
+    """Versions per area, the version production serves, and recent history."""
+    from servegate.model_store import UnknownModel
+
+    model_store = _store(store)
+    status = model_store.status(name, history_limit=history)
+    if not status.exists:
+        raise UnknownModel(f"the store {model_store.root} holds no model named {name!r}"
+                           + (f"; models there: {', '.join(model_store.models()[:20])}"
+                              if model_store.models() else "; it is empty"))
+    if as_json:
+        typer.echo(json.dumps(status.to_dict(), sort_keys=True))
+    else:
+        typer.echo(format_status(status))
+    return 0
+
+
+@app.command("rollback")
+def rollback_command(
+    name: NameOption,
+    to: Annotated[Optional[str], typer.Option("--to", metavar="VERSION", show_default=False,
+                                              help="Version to go back to (default: the previous one).")] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", min=0,
+                                                help="Seconds to wait for the model's lock.")] = 30.0,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Recorded in the history.",
+                                                  show_default=False)] = None,
+) -> int:
+    """Make production serve the previous version (or --to VERSION); newer ones go to rejected/."""
+    from servegate.model_store.layout import check_version
+
+    # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
+    to_version = None if to is None else check_version(to, what="--to version")
+    model_store = _store(store, lock_timeout=lock_timeout)
+    result = model_store.rollback(name, to_version=to_version, run_id=run_id)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
+    elif result.changed:
+        typer.echo(f"model {result.model}: production now serves version {result.to_version} "
+                   f"(was {result.from_version}); moved to rejected/ (rolled back): "
+                   f"{', '.join(map(str, result.rejected))}")
+    else:
+        typer.echo(f"model {result.model}: production already serves version {result.to_version}; nothing changed")
+    return 0

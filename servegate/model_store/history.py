@@ -1,0 +1,75 @@
+"""The append-only history of every transition, one JSON object per line.
+
+``<root>/.servegate/<model>/history.jsonl``; each line is a
+:class:`HistoryRecord`. Lines are appended and fsync'd under the model lock
+right after the transition they describe. A writer killed in the middle of a
+line leaves a torn last line: readers skip it and the next writer starts on a
+new line. A writer killed between a transition and its line loses only that
+line, and the next change's recovery notices the difference between the
+areas and the history and appends a ``recover`` record for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from servegate.model_store import fsutil
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    time: str                      # ISO 8601 UTC, when the transition completed
+    model: str
+    version: int
+    from_area: str | None          # None: came from outside the store (stage)
+    to_area: str | None            # None: left the store (deleted)
+    reason: str | None = None
+    run_id: str | None = None
+    operation: str = ""            # stage | promote | reject | rollback | retire | recover
+    started: str | None = None     # when the operation took the model lock
+    pid: int | None = None
+    host: str | None = None
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HistoryRecord:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def append(path: Path, record: HistoryRecord) -> None:
+    line = json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    fsutil.append_durable(path, line)
+
+
+def read(path: Path, limit: int | None = None) -> list[HistoryRecord]:
+    """The records in order (oldest first); with ``limit``, only the newest ``limit``."""
+    if limit is not None and limit <= 0:
+        return []
+    records: deque[HistoryRecord] = deque(maxlen=limit)
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with fh:
+        for raw in fh:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                data = json.loads(raw)
+                records.append(HistoryRecord.from_dict(data))
+            except (ValueError, TypeError):
+                continue  # a line torn by a crash
+    return list(records)
+
+
+def exists(path: Path) -> bool:
+    return os.path.exists(path)
