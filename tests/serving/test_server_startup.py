@@ -100,3 +100,13 @@ def test_rest_port_in_use_exits_1(tfs_testdata):
                       f"--rest_api_port={port}")
     assert result.returncode == 1
     assert f"cannot listen for REST on 127.0.0.1:{port}" in result.stderr
+
+
+def test_grpc_port_in_use_exits_1(tfs_testdata):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(f"--model_base_path={tfs_testdata / 'saved_model_half_plus_two_cpu'}", f"--port={port}")
+    assert result.returncode == 1
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in result.stderr

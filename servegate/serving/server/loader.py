@@ -28,6 +28,10 @@ from tensorflow_serving.apis import get_model_metadata_pb2  # noqa: E402
 
 from servegate.serving.server.status import StatusError, code_name  # noqa: E402
 
+# The TF1 loader is deprecated in favour of tf.saved_model.load, which cannot load every
+# SavedModel TensorFlow Serving loads (e.g. half_plus_three): keep it, without the warning.
+tf.get_logger().setLevel("ERROR")
+
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
 PREDICT_METHODS = (

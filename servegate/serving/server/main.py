@@ -30,7 +30,7 @@ def _models(flags: ServerFlags) -> list[ModelConfig]:
     return single_model(flags.model_name, flags.model_base_path)
 
 
-def _bind_rest_socket(host: str, port: int) -> socket.socket:
+def _bind_socket(host: str, port: int, what: str = "REST") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -38,7 +38,7 @@ def _bind_rest_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen for REST on {host}:{port}: {exc.strerror or exc}") from exc
+        raise OSError(f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock
 
@@ -65,12 +65,14 @@ def run(argv: list[str] | None = None) -> int:
             log.error("Failed to start server. Error: Could not find base path %s for servable %s",
                       model.base_path, model.name)
             return 1
-    if flags.rest_api_port:
-        try:
-            _bind_rest_socket(flags.rest_api_bind_address, flags.rest_api_port).close()
-        except OSError as exc:
-            log.error("Failed to start server. Error: %s", exc)
-            return 1
+    for what, host, port in (("REST", flags.rest_api_bind_address, flags.rest_api_port),
+                             ("gRPC", flags.grpc_bind_address, flags.grpc_port)):
+        if port:
+            try:
+                _bind_socket(host, port, what).close()
+            except OSError as exc:
+                log.error("Failed to start server. Error: %s", exc)
+                return 1
 
     from servegate.serving.server.loader import load_version  # TensorFlow: seconds to import
     from servegate.serving.server.manager import ServableManager, StartupError
@@ -114,7 +116,7 @@ def run(argv: list[str] | None = None) -> int:
             log.info("Running gRPC ModelServer at %s ...", address)
         if flags.rest_api_port:
             try:
-                sock = _bind_rest_socket(flags.rest_api_bind_address, flags.rest_api_port)
+                sock = _bind_socket(flags.rest_api_bind_address, flags.rest_api_port)
             except OSError as exc:
                 log.error("Failed to start server. Error: %s", exc)
                 return 1
