@@ -107,13 +107,17 @@ def run_suites(tables: dict[str, pd.DataFrame], planned: list[Planned], out_dir:
     """Run the planned expectations on their tables; write GX results and Data Docs under ``out_dir``."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
+                                                             ProgressBarsConfig)
 
     _quiet_gx()
     out_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = out_dir / "data_docs"
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    # In-memory stores, no progress bars, and no default docs site: GX's default
+    # ephemeral context makes a temp directory per context that nobody removes.
+    context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False)))
     context.add_data_docs_site(site_name=SITE, site_config={
         "class_name": "SiteBuilder",
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},

@@ -248,32 +248,30 @@ def _plan(table, task: str, labels: bool, golden: np.ndarray | None, base: bool,
                     plan.append(Planned("regression", name, "rows", "ExpectColumnMeanToBeBetween",
                                         {"column": column, "max_value": allowed ** power}, value, allowed, "<="))
         else:
-            acc = metrics.accuracy(table["prediction"].to_numpy(), label)
-            auc_of = (lambda d: metrics.binary_auc(d.score, lab) if np.ndim(d.score) == 1
-                      else metrics.multiclass_auc(d.score, lab))
             rows = table["row"].to_numpy()
-            lab = label
-            cand_sub = Derived(candidate.outputs[rows], candidate.prediction[rows],
-                               None if candidate.score is None else candidate.score[rows], candidate.finite[rows])
-            auc = auc_of(cand_sub)
+
+            def auc_of(d: Derived) -> float:
+                # AUC is ranking, not a per-row property: GX has no expectation for it.
+                score = d.score[rows]
+                return metrics.binary_auc(score, label) if score.ndim == 1 else metrics.multiclass_auc(score, label)
+
+            acc = metrics.accuracy(table["prediction"].to_numpy(), label)
+            auc = auc_of(candidate)
             if "quality" not in skipped:
                 if q.min_accuracy is None:
                     ours["quality"].append(Measurement("accuracy", acc))
                 else:
                     plan.append(Planned("quality", "accuracy", "rows", "ExpectColumnMeanToBeBetween",
                                         {"column": "correct", "min_value": q.min_accuracy}, acc, q.min_accuracy, ">="))
-                passed = q.min_auc is None or (np.isfinite(auc) and auc >= q.min_auc)
-                ours["quality"].append(Measurement("auc", auc, q.min_auc, ">=", bool(passed)))
+                passed = q.min_auc is None or bool(np.isfinite(auc) and auc >= q.min_auc)
+                ours["quality"].append(Measurement("auc", auc, q.min_auc, ">=", passed))
             if "regression" not in skipped and baseline_derived is not None:
                 b_acc = metrics.accuracy(table["baseline_prediction"].to_numpy(), label)
                 allowed = degrade(b_acc, True)
                 ours["regression"].append(Measurement("baseline_accuracy", b_acc))
                 plan.append(Planned("regression", "accuracy", "rows", "ExpectColumnMeanToBeBetween",
                                     {"column": "correct", "min_value": allowed}, acc, allowed, ">="))
-                base_sub = Derived(baseline_derived.outputs[rows], baseline_derived.prediction[rows],
-                                   None if baseline_derived.score is None else baseline_derived.score[rows],
-                                   baseline_derived.finite[rows])
-                b_auc = auc_of(base_sub)
+                b_auc = auc_of(baseline_derived)
                 ours["regression"].append(Measurement("baseline_auc", b_auc))
                 if np.isfinite(b_auc):
                     allowed_auc = degrade(b_auc, True)
@@ -329,6 +327,12 @@ def _plan(table, task: str, labels: bool, golden: np.ndarray | None, base: bool,
     return plan, ours, skipped
 
 
+# The order figures are listed in, within a check; others follow in the order measured.
+METRIC_ORDER = ("fraction_within_tolerance", "baseline_mae", "mae", "baseline_rmse", "rmse", "baseline_accuracy",
+                "accuracy", "baseline_auc", "auc", "non_finite_rows", "min_output", "max_output", "kl_divergence",
+                "p50_ms", "p95_ms", "p99_ms", "error_rate")
+
+
 def _data_check(name: str, planned: list[tuple[Planned, bool, Any, str | None]], ours: list[Measurement],
                 skipped: str | None, messages: list[str]) -> CheckResult:
     measurements = list(ours)
@@ -339,6 +343,8 @@ def _data_check(name: str, planned: list[tuple[Planned, bool, Any, str | None]],
         measurements.append(Measurement(p.metric, value, p.threshold, p.comparison, ok, "gx", p.expectation))
         if error:
             messages.append(f"{p.metric}: GX could not evaluate it ({error.splitlines()[0][:200]})")
+    rank = {m: i for i, m in enumerate(METRIC_ORDER)}
+    measurements.sort(key=lambda m: rank.get(m.metric, len(rank)))
     if skipped and not planned and not any(m.threshold is not None for m in ours):
         return CheckResult(name, "skipped", skipped, measurements)
     failed = [m for m in measurements if m.threshold is not None and not m.passed]

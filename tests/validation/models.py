@@ -9,8 +9,10 @@ same linear weights, so that the reference labels and golden predictions of
 - ``worse``: the same plus a constant shift (fails parity and regression);
 - ``nan``: NaN for rows whose first feature is above 1 (fails sanity);
 - ``renamed``: output called ``score`` instead of ``prediction`` (fails contract);
-- ``slow``: good, but sleeps ``SLOW_SECONDS`` per request inside its graph
-  (a ``SleepDataset`` op, so the sleep survives export; fails service level).
+- ``slow``: good, but sleeps at least ``SLOW_SECONDS`` per request inside its
+  graph (a ``SleepDataset`` op, so the sleep survives export; fails service level);
+- ``classifier``: not a variant of the regressor but a 3-class softmax
+  ``features`` -> ``probabilities`` [-1, 3], for the classification path.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ WEIGHTS = np.array([[0.5], [-1.0], [0.25], [2.0]], dtype="float32")
 BIAS = np.array([0.1], dtype="float32")
 SHIFT = 0.5
 SLOW_SECONDS = 0.25
-VARIANTS = ("good", "worse", "nan", "renamed", "slow")
+VARIANTS = ("good", "worse", "nan", "renamed", "slow", "classifier")
+CLASS_WEIGHTS = np.array([[1.0, -1.0, 0.0], [0.5, 0.5, -1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 0.5]], dtype="float32")
 
 
 def build(variant: str):
@@ -45,6 +48,8 @@ def build(variant: str):
 
         @tf.function(input_signature=[tf.TensorSpec([None, N_FEATURES], tf.float32, name="features")])
         def serve(self, features):
+            if variant == "classifier":
+                return {"probabilities": tf.nn.softmax(tf.matmul(features, tf.constant(CLASS_WEIGHTS)))}
             y = tf.matmul(features, self.w) + self.b
             if variant == "worse":
                 y = y + SHIFT
@@ -81,6 +86,19 @@ def reference_arrays(n_rows: int = 256, seed: int = 1) -> dict[str, np.ndarray]:
     golden = (tf.matmul(tf.constant(x), tf.constant(WEIGHTS)) + tf.constant(BIAS)).numpy()
     label = golden[:, 0] + rng.normal(scale=0.05, size=n_rows).astype("float32")
     return {"features": x, "golden": golden[:, 0], "label": label}
+
+
+def classifier_reference(n_rows: int = 256, seed: int = 2) -> dict[str, np.ndarray]:
+    """Inputs, class labels (the classifier's own argmax, 10% of them changed) and golden probabilities."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_rows, N_FEATURES)).astype("float32")
+    golden = tf.nn.softmax(tf.matmul(tf.constant(x), tf.constant(CLASS_WEIGHTS))).numpy()
+    label = golden.argmax(axis=1)
+    flip = rng.random(n_rows) < 0.1
+    label[flip] = (label[flip] + 1) % 3
+    return {"features": x, "golden": golden, "label": label.astype("int64")}
 
 
 SIGNATURE = {"inputs": {"features": {"dtype": "float32", "shape": [None, N_FEATURES]}},

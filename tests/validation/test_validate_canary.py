@@ -113,3 +113,28 @@ def test_bad_inputs_to_validate_are_named(canary, reference, reference_parquet, 
         _run(canary, reference, tmp_path, VERSION["good"], golden=[1.0, 2.0, 3.0])
     with pytest.raises(ValidationInputError, match="'output': 'proba' is not an output"):
         _run(canary, reference, tmp_path, VERSION["good"], {"output": "proba"})
+
+
+def test_a_classifier_gets_accuracy_auc_and_a_confusion_matrix(canary, tmp_path):
+    a = models.classifier_reference()
+    path = tmp_path / "classes.parquet"
+    import pandas as pd
+
+    pd.DataFrame({"features": list(a["features"]), "label": a["label"], "golden": list(a["golden"])}).to_parquet(path)
+    config = load_config({**FAST, "quality": {"min_accuracy": 0.8, "min_auc": 0.9}})
+    signature = {"inputs": models.SIGNATURE["inputs"],
+                 "outputs": {"probabilities": {"dtype": "float32", "shape": [None, 3]}}}
+    runner, _ = canary
+    report = validate(runner, load_reference(path, signature, config), config, candidate=VERSION["classifier"],
+                      baseline=VERSION["classifier"], out_dir=tmp_path / "report")
+    assert report.task == "classification" and report.verdict == "passed", report.to_markdown()
+    quality = {m.metric: m for m in report.check("quality").measurements}
+    assert 0.8 <= quality["accuracy"].value <= 0.95 and quality["accuracy"].engine == "gx"
+    assert quality["auc"].value > 0.9 and quality["auc"].engine == "servegate"
+    assert report.check("parity").status == "passed"
+    assert {"accuracy", "auc", "baseline_accuracy"} <= {m.metric for m in report.check("regression").measurements}
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
+    strict = validate(runner, load_reference(path, signature, config),
+                      load_config({**FAST, "quality": {"min_auc": 0.999}}), candidate=VERSION["classifier"],
+                      out_dir=tmp_path / "strict")
+    assert strict.failed_checks == ["quality"] and "auc" in strict.check("quality").message
