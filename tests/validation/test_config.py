@@ -67,3 +67,22 @@ def test_unparseable_files_are_errors(tmp_path, name, text, expected):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ValidationConfigError, match=r"nope\.yaml: no such file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_readme_documents_every_field_with_its_default():
+    """The README's config block parses, and equals the defaults: docs and code cannot drift apart."""
+    import re
+
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    block = re.search(r"## Validation config.*?```yaml\n(.*?)```", text, re.S).group(1)
+    assert load_config(yaml.safe_load(block)) == ValidationConfig()
+    documented = yaml.safe_load(block)
+    assert set(documented) == set(ValidationConfig.model_fields)
+    for name, field in ValidationConfig.model_fields.items():
+        section = getattr(field.annotation, "model_fields", None)
+        if section is not None:
+            assert set(documented[name]) == set(section), name
