@@ -140,6 +140,11 @@ def test_error_forms(server, method, path, body, code, message):
     assert response.json() == {"error": message}
 
 
+def test_other_methods_get_a_json_404(server):
+    response = requests.put(server.rest_url + "/v1/models/default", timeout=30)
+    assert (response.status_code, response.json()) == (404, {"error": "Malformed request: PUT /v1/models/default"})
+
+
 def test_malformed_json_is_400(server):
     response = _post(server, "/v1/models/default:predict", '{"instances": [1.0')
     assert response.status_code == 400

@@ -128,10 +128,7 @@ class ModelManager:
                 if record.failed and record.version not in on_disk:
                     record.failed = False  # gone: a directory of that number later on is a new attempt
             aspired = self.config.policy.aspired(set(on_disk))
-            to_load = [
-                v for v in sorted(aspired, reverse=True)
-                if not self._is_live(v) and not self._versions.get(v, _Version(v, on_disk[v])).failed
-            ]
+            to_load = [v for v in sorted(aspired, reverse=True) if not self._is_live(v) and not self._has_failed(v)]
         for version in to_load:
             if self._stopping.is_set():
                 return
@@ -145,6 +142,10 @@ class ModelManager:
                     continue
                 if version not in on_disk or (version not in aspired and any_aspired_available):
                     self._begin_unload(record)
+
+    def _has_failed(self, version: int) -> bool:
+        record = self._versions.get(version)
+        return record is not None and record.failed
 
     def _is_live(self, version: int) -> bool:
         record = self._versions.get(version)

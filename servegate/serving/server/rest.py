@@ -106,7 +106,8 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
-        routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])],
+        # Every method reaches `endpoint`, so that anything unknown gets TensorFlow Serving's JSON 404.
+        routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])],
         on_shutdown=[shutdown],
     )
     app.state.executor = executor
