@@ -133,6 +133,7 @@ class _Answers:
             return
         self.outputs[start:start + outcome.rows] = value
         self.answered[start:start + outcome.rows] = True
+        outcome.result = None  # placed: keep only latency and status per request (bounded memory)
 
 
 def _send(client: ServingClient, reference: Reference, who: str | int, output: str, config: ValidationConfig,

@@ -101,3 +101,14 @@ def test_report_json_and_markdown_name_the_failed_check(tmp_path):
     assert report.figures() == {"load.seconds_to_available": 1.5, "parity.fraction_within_tolerance": 0.5}
     paths = report.write(tmp_path)
     assert json.loads(paths["report_json"].read_text())["verdict"] == "failed"
+
+
+def test_load_check_compares_time_to_available_with_the_deadline():
+    from servegate.validation import load_config
+    from servegate.validation.runner import _load_check
+
+    config = load_config({"load": {"deadline_s": 10}})
+    assert _load_check(3.0, config).status == "passed"
+    late = _load_check(12.5, config)
+    assert late.status == "failed" and late.measurements[0].describe() == "seconds_to_available = 12.5 (threshold <= 10)"
+    assert _load_check(None, config).status == "skipped"

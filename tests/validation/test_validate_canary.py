@@ -138,3 +138,22 @@ def test_a_classifier_gets_accuracy_auc_and_a_confusion_matrix(canary, tmp_path)
                       load_config({**FAST, "quality": {"min_auc": 0.999}}), candidate=VERSION["classifier"],
                       out_dir=tmp_path / "strict")
     assert strict.failed_checks == ["quality"] and "auc" in strict.check("quality").message
+
+
+def test_outputs_outside_the_configured_range_fail_sanity(canary, reference_parquet, tmp_path):
+    # The reference as a path: loaded against the canary's own signature.
+    report = _run(canary, reference_parquet, tmp_path, VERSION["good"], {"sanity": {"max_value": 1.0}})
+    assert report.failed_checks == ["sanity"], report.to_markdown()
+    top = {m.metric: m for m in report.check("sanity").measurements}["max_output"]
+    assert top.value > 1.0 and top.expectation == "ExpectColumnValuesToBeBetween" and not top.passed
+
+
+def test_a_reference_for_other_inputs_fails_every_data_check(canary, tmp_path, reference_arrays):
+    import pandas as pd
+
+    path = tmp_path / "other.parquet"
+    pd.DataFrame({"pixels": list(reference_arrays["features"])}).to_parquet(path)
+    other = {"inputs": {"pixels": {"dtype": "float32", "shape": [None, 4]}}}
+    report = _run(canary, load_reference(path, other), tmp_path, VERSION["good"])
+    assert set(report.failed_checks) == {"parity", "quality", "regression", "sanity", "service_level"}
+    assert "do not match the reference's ['pixels']" in report.check("sanity").message
