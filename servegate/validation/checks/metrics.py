@@ -1,4 +1,4 @@
-"""Figures computed in servegate's own code (numpy/scipy): metrics, AUC, latency percentiles.
+"""Figures computed in servegate's own code (numpy/scipy): MAE, RMSE, accuracy, AUC.
 
 Rows whose prediction is missing or not finite are left out of the metrics
 (they are the sanity check's business); the count left out is reported there.
@@ -43,5 +43,3 @@ def multiclass_auc(scores: np.ndarray, label: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def percentile_ms(latencies_s: np.ndarray, q: float) -> float:
-    return float(np.percentile(latencies_s, q) * 1000.0) if len(latencies_s) else float("nan")
