@@ -11,7 +11,8 @@ client would), with tensors as ``tensor_content`` bytes.
 Two models: a typical tabular MLP (goal 0.5, the brief's), and an MLP that does
 almost no arithmetic, which measures the transport alone (see ``MODELS``).
 Also reported: REST row-form throughput for the first model (JSON is not the
-bulk path; a low bar that still catches a regression).
+bulk path; a low bar that still catches a regression), and the latency of a
+one-row request over REST against gRPC.
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ def _run_model(label: str, hidden: tuple[int, ...], goal: float, quick: bool, wi
             return orjson.loads(response.content)["predictions"]
 
         rest_s, _ = _best_of(REPEATS, lambda: [rest_predict(b) for b in rest_rows])
+
+        # Small-request latency: one row, sequential, REST vs gRPC (catches per-request stalls
+        # such as Nagle's 40 ms delayed-ACK wait, which once made REST 15x slower).
+        one_row = x[:1]
+        latency_n = 100 if with_rest else 0
+        rest_small_s, _ = _best_of(REPEATS, lambda: [rest_predict(one_row) for _ in range(latency_n)])
+        grpc_small_s, _ = _best_of(REPEATS, lambda: [grpc_predict(one_row) for _ in range(latency_n)])
         rest_rows_n = sum(len(b) for b in rest_rows)
         channel.close()
     finally:
@@ -183,4 +191,7 @@ def _run_model(label: str, hidden: tuple[int, ...], goal: float, quick: bool, wi
         # with a low bar so that a regression (e.g. per-element conversions) still shows.
         figures.append(Figure(f"server REST :predict rows, {label}", rest_rps / in_process_rps, 0.02,
                               higher_is_better=True, detail={**detail, "rest_rows_per_s": round(rest_rps)}))
+        figures.append(Figure("server 1-row predict latency, REST vs gRPC", rest_small_s / grpc_small_s, 5.0,
+                              detail={"rest_ms": round(rest_small_s / latency_n * 1000, 3),
+                                      "grpc_ms": round(grpc_small_s / latency_n * 1000, 3)}))
     return figures

@@ -110,3 +110,15 @@ def test_grpc_port_in_use_exits_1(tfs_testdata):
         result = _run(f"--model_base_path={tfs_testdata / 'saved_model_half_plus_two_cpu'}", f"--port={port}")
     assert result.returncode == 1
     assert f"cannot listen for gRPC on 127.0.0.1:{port}" in result.stderr
+
+
+def test_rest_socket_is_created_as_tcp():
+    # asyncio turns on TCP_NODELAY for accepted connections only when the listening socket says
+    # it is TCP; without it every REST response stalls ~40 ms on a delayed ACK.
+    from servegate.serving.server.main import _bind_socket
+
+    sock = _bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
