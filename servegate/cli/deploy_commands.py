@@ -62,14 +62,16 @@ def check_prefect_api(timeout_s: float = 5.0) -> str | None:
 def run_deploy_flow(**parameters) -> dict:
     """Run ``deploy_model`` in this process and return the outcome as a dict.
 
-    A rejected or rolled-back deploy ends the flow run Failed with the outcome
-    as its data; an error re-raises the original exception (a
+    A rejected or rolled-back deploy ends the flow run Failed with an exception
+    that carries the outcome (``.outcome``); an error re-raises the original exception (a
     :class:`ServegateError` keeps its message and exit code).
     """
     from servegate.flows.deploy import deploy_model
 
     state = deploy_model(**parameters, return_state=True)
     data = state.result(raise_on_failure=False)
+    if isinstance(data, BaseException) and isinstance(getattr(data, "outcome", None), dict):
+        return data.outcome  # rejected, or rolled back after production verification failed
     if isinstance(data, BaseException):
         if isinstance(data, ServegateError):
             raise data

@@ -12,8 +12,10 @@ production goes back to the version it served, the staged version moves to
 ``rejected/`` with the reason. The canary is stopped on every path (a
 ``finally``). A rejected model ends the flow run **Failed** with the reasons as
 its message, after the rollback, so that ``prefect deployment run --watch``
-exits non-zero; its return data is the outcome (see
-:class:`servegate.pipeline.DeployOutcome`) either way.
+exits non-zero. A promoted run returns the outcome (see
+:class:`servegate.pipeline.DeployOutcome`) as a dict; a rejected or rolled-back
+run's state carries the exception, with the same dict as its ``outcome``
+attribute.
 """
 
 from __future__ import annotations
@@ -77,7 +79,10 @@ def deploy_model(
         publish_deploy_artifacts(dep, outcome)
         if isinstance(error, (ModelRejected, ProductionVerificationError)):
             logger.error("deploy of %s %s: %s", name, outcome.verdict, "; ".join(outcome.reasons))
-            return Failed(message="; ".join(outcome.reasons), data=outcome.to_dict())
+            # A Failed state's data must be an exception (Prefect raises it for callers and
+            # subflow parents); the outcome travels on it for in-process callers like the CLI.
+            error.outcome = outcome.to_dict()
+            return Failed(message="; ".join(outcome.reasons), data=error)
         if error is not None:
             raise error
         logger.info("deploy of %s: version %s promoted", name, outcome.version)

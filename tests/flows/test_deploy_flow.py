@@ -66,9 +66,13 @@ def read_artifacts(flow_run_id: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_production_verification_failure_rolls_back(world, demo_files, closed_port_url):
+    from servegate.pipeline import ProductionVerificationError
+
     state = _deploy(world, demo_files["improved"], production_url=closed_port_url, production_deadline_s=1.5)
     assert state.is_failed()
-    outcome = state.result(raise_on_failure=False)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ProductionVerificationError)
+    outcome = error.outcome
     assert outcome["verdict"] == "rolled_back" and outcome["version"] == 2
     assert closed_port_url in outcome["reasons"][0] and closed_port_url in state.message
 

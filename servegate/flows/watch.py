@@ -1,0 +1,82 @@
+"""``deploy_newest_export``: the scheduled deployment's flow.
+
+Looks into a watched folder for exported models (``*.keras``, ``*.h5``, or
+SavedModel directories), takes the newest, and deploys it with
+``deploy_model`` (as a subflow) when it is newer than the version production
+serves — "newer" meaning modified after production's last promotion, from the
+store's history. Nothing to do is a Completed run that says so.
+
+The reference data for ``<stem>.keras`` is ``<stem>-reference.parquet`` beside
+it (the demo's training flow writes that pair), unless ``reference`` is given.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from servegate.errors import ConfigError
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def newest_export(watch_dir: Path) -> Path | None:
+    """The most recently modified model file or SavedModel dir in ``watch_dir`` (not recursive)."""
+    if not watch_dir.is_dir():
+        raise ConfigError(f"watched folder {watch_dir}: no such directory")
+    candidates = [
+        p for p in watch_dir.iterdir()
+        if not p.name.startswith(".")
+        and ((p.is_file() and p.suffix.lower() in MODEL_SUFFIXES) or (p.is_dir() and (p / "saved_model.pb").is_file()))
+    ]
+    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def last_promotion_time(store, name: str) -> datetime | None:
+    """When production last changed by a promotion, from the store's history (None: never)."""
+    for record in reversed(store.history(name)):
+        if record.to_area == "production" and record.from_area == "staging":
+            return datetime.fromisoformat(record.time.replace("Z", "+00:00"))
+    return None
+
+
+def reference_for(model: Path, reference: str | None) -> Path:
+    if reference:
+        return Path(reference)
+    stem = model.name[: -len(model.suffix)] if model.suffix else model.name
+    return model.parent / f"{stem}-reference.parquet"
+
+
+@flow(name="deploy-newest-export", flow_run_name="watch-{name}")
+def deploy_newest_export(
+    watch_dir: str,
+    name: str,
+    reference: str | None = None,
+    store: str | None = None,
+    serving: str = "process",
+    config: str | None = None,
+    production_url: str | None = None,
+    tracking_uri: str | None = None,
+):
+    from servegate.flows.deploy import deploy_model
+    from servegate.model_store import ModelStore
+    from servegate.settings import default_store_root
+
+    logger = get_run_logger()
+    newest = newest_export(Path(watch_dir))
+    if newest is None:
+        logger.info("no exported model in %s", watch_dir)
+        return {"deployed": False, "reason": "no exported model"}
+    model_store = ModelStore(Path(store) if store else default_store_root())
+    promoted_at = last_promotion_time(model_store, name)
+    modified = datetime.fromtimestamp(newest.stat().st_mtime, tz=timezone.utc)
+    if promoted_at is not None and modified <= promoted_at:
+        logger.info("%s (modified %s) is not newer than production's last promotion (%s)", newest, modified, promoted_at)
+        return {"deployed": False, "reason": "not newer than production", "model_path": str(newest)}
+    logger.info("deploying %s (modified %s; production last promoted %s)", newest, modified, promoted_at)
+    return deploy_model(
+        model_path=str(newest), name=name, reference=str(reference_for(newest, reference)), store=store,
+        serving=serving, config=config, production_url=production_url, tracking_uri=tracking_uri,
+    )
