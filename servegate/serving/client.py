@@ -351,6 +351,29 @@ class ServingClient:
             for future in in_flight:
                 yield future.result()
 
+    def predict_all(self, inputs: Mapping[str, np.ndarray], *, batch_size: int = 1024, concurrency: int = 4,
+                    version: int | None = None, label: str | None = None) -> tuple[dict[str, np.ndarray], list[RequestOutcome]]:
+        """Split ``inputs`` into batches of ``batch_size`` rows, send them concurrently, reassemble in row order.
+
+        Returns the outputs (one array per output name, rows in input order)
+        and every request's outcome. Raises :class:`PredictError` naming the
+        first failed batch: use :meth:`predict_many` to keep going past failures.
+        """
+        arrays = {k: np.asarray(v) for k, v in inputs.items()}
+        n_rows = len(next(iter(arrays.values()))) if arrays else 0
+        starts = list(range(0, n_rows, batch_size))
+        batches = ({k: v[s:s + batch_size] for k, v in arrays.items()} for s in starts)
+        outcomes = sorted(self.predict_many(batches, concurrency=concurrency, version=version, label=label),
+                          key=lambda o: o.index)
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            first = failed[0]
+            raise PredictError(f"{len(failed)} of {len(outcomes)} batches failed; rows {starts[first.index]}.."
+                               f"{starts[first.index] + first.rows - 1}: {first.error}")
+        names = outcomes[0].result.outputs.keys() if outcomes else []
+        outputs = {name: np.concatenate([o.result.outputs[name] for o in outcomes]) for name in names}
+        return outputs, outcomes
+
     def close(self) -> None:
         with self._lock:
             if self._channel is not None:

@@ -86,3 +86,13 @@ def test_a_client_needs_an_endpoint():
         ServingClient("m")
     with pytest.raises(ServingError, match="transport 'grpc' asked for but no grpc_target"):
         ServingClient("m", rest_url="http://127.0.0.1:1", transport="grpc")
+
+
+def test_predict_all_batches_and_reassembles_rows_in_order(clients, reference_arrays):
+    grpc_client, _ = clients
+    x = reference_arrays["features"]
+    outputs, outcomes = grpc_client.predict_all({"features": x}, batch_size=50, concurrency=3, label="stable")
+    assert [o.rows for o in outcomes] == [50] * 5 + [6]
+    np.testing.assert_allclose(outputs["prediction"][:, 0], reference_arrays["golden"], rtol=1e-5)
+    with pytest.raises(PredictError, match=r"1 of 1 batches failed; rows 0..4"):
+        grpc_client.predict_all({"features": x[:5, :3]}, version=VERSION["good"])
