@@ -7,7 +7,6 @@ of them and checks that the verdict fails for the right reason, named in the rep
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
