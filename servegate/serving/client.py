@@ -338,7 +338,7 @@ class ServingClient:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="servegate-predict") as pool:
             in_flight: set[Future] = set()
             for index, batch in enumerate(batches):
-                if stop_at is not None and time.monotonic() > stop_at:
+                if stop_at is not None and time.monotonic() >= stop_at:
                     rows = len(next(iter(batch.values()))) if batch else 0
                     yield RequestOutcome(index, rows, 0.0, error=f"validation deadline of {deadline_s:g} s passed "
                                                                    "before this batch was sent")

@@ -96,3 +96,12 @@ def test_predict_all_batches_and_reassembles_rows_in_order(clients, reference_ar
     np.testing.assert_allclose(outputs["prediction"][:, 0], reference_arrays["golden"], rtol=1e-5)
     with pytest.raises(PredictError, match=r"1 of 1 batches failed; rows 0..4"):
         grpc_client.predict_all({"features": x[:5, :3]}, version=VERSION["good"])
+
+
+def test_batches_after_the_deadline_are_reported_not_sent():
+    client = ServingClient("m", grpc_target="127.0.0.1:9")  # nothing listens: a sent batch would fail differently
+    batches = [{"features": np.zeros((2, 4), "float32")}] * 3
+    outcomes = list(client.predict_many(batches, deadline_s=0.0))
+    assert [o.index for o in outcomes] == [0, 1, 2]
+    assert all("deadline of 0 s passed before this batch was sent" in o.error for o in outcomes)
+    client.close()
