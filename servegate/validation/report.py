@@ -115,7 +115,9 @@ class ValidationReport:
             for i, m in enumerate(rows):
                 figure = "" if m is None else f"{m.metric} = {'n/a' if m.value is None else _fmt(m.value)}"
                 threshold = "" if m is None or m.threshold is None else f"{m.comparison} {_fmt(m.threshold)}"
-                judge = "" if m is None else (f"GX `{m.expectation}`" if m.engine == "gx" else "servegate")
+                # A figure with no threshold is reported, not judged: leave the column empty.
+                judge = "" if m is None or m.threshold is None else (
+                    f"GX `{m.expectation}`" if m.engine == "gx" else "servegate")
                 if m is not None and m.threshold is not None and not m.passed:
                     figure = f"**{figure}**"
                 name, status, message = (c.name, icon[c.status], c.message.replace("|", "\\|")) if i == 0 else ("", "", "")
