@@ -134,7 +134,7 @@ class DeployOutcome:
     mlflow_tracking_uri: str | None = None
     registry_version: str | None = None
     prefect_flow_run_id: str | None = None
-    report_dir: str | None = None
+    report_uri: str | None = None  # the report, Data Docs and plots as MLflow artifacts
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -476,7 +476,6 @@ class Deployment:
             mlflow_tracking_uri=self.request.tracking_uri,
             registry_version=self.registered.registry_version if self.registered else None,
             prefect_flow_run_id=self.flow_run_id,
-            report_dir=str(self.work_dir / "report") if self.report is not None else None,
             timings=dict(self.timings),
         )
         if self.store is not None:
@@ -504,8 +503,8 @@ class Deployment:
                 verdict = "rolled_back"
             tracker.record_verdict(self.name, self.registered.registry_version, verdict, outcome.reasons)
         if self.report is not None:
-            report_dir = self.work_dir / "report"
-            tracker.log_artifacts(run_id, report_dir, "report")
+            tracker.log_artifacts(run_id, self.work_dir / "report", "report")
+            outcome.report_uri = f"{tracker.artifact_uri(run_id)}/report"
         tracker.log_text(run_id, outcome.to_json(), "outcome.json")
         tracker.end_run(run_id, "FINISHED" if outcome.verdict == "promoted" else "FAILED")
 
