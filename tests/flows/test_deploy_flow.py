@@ -137,3 +137,28 @@ def test_rollback_with_nothing_to_go_back_to_is_refused(world):
     with pytest.raises(StoreError):
         state.result()
     assert world["store"].status(NAME).versions["production"] == [1]
+
+
+@pytest.mark.slow
+def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files):
+    """run_deploy: the same steps and undo semantics with no Prefect at all."""
+    from servegate.pipeline import DeployRequest, run_deploy
+
+    before = world["store"].status(NAME)
+    steps: list[str] = []
+    outcome = run_deploy(
+        DeployRequest(model_path=demo_files["broken"].model_path, name=NAME,
+                      reference=demo_files["broken"].reference_path, store_root=world["root"],
+                      tracking_uri=world["uri"]),
+        progress=steps.append,
+    )
+    assert outcome.verdict == "rejected" and outcome.exit_code == 1
+    assert outcome.prefect_flow_run_id is None and outcome.reasons
+    status = world["store"].status(NAME)
+    assert status.versions["production"] == before.versions["production"]
+    assert outcome.version in status.versions["rejected"] and status.versions["staging"] == []
+    assert any(s.startswith("canary: AVAILABLE") for s in steps) and any(s.startswith("reject:") for s in steps)
+    tracker = world["tracker"]
+    assert tracker.client.get_run(outcome.mlflow_run_id).info.status == "FAILED"
+    assert tracker.find_version(NAME, outcome.version).tags["verdict"] == "failed"
+    assert outcome.report_uri and outcome.report_uri.endswith("/report")
