@@ -11,6 +11,7 @@ import importlib
 import sys
 
 import click
+import typer
 
 from servegate.cli.app import app
 from servegate.errors import ServegateError
@@ -19,6 +20,17 @@ from servegate.errors import ServegateError
 # (TensorFlow, Prefect, MLflow) are imported inside the commands, so that
 # `servegate status` stays quick.
 _COMMAND_MODULES = ("store_commands", "serve_command", "deploy_commands")
+
+# Typer >= 0.20 ships its own copy of click (typer._click) and raises that
+# copy's exceptions; catch both families so a usage error never leaks a traceback.
+try:
+    from typer._click import exceptions as _typer_click_exceptions
+except ImportError:  # older typer: plain click all the way
+    _typer_click_exceptions = click.exceptions
+
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.ClickException, _typer_click_exceptions.ClickException)
 
 
 def _register_commands() -> None:
@@ -34,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     _register_commands()
     try:
         result = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _ABORT:
         click.echo("aborted", err=True)
         return 2
-    except click.ClickException as exc:  # usage errors: bad flag, missing option
+    except _USAGE as exc:  # usage errors: bad flag, missing option
         exc.show()
         return 2
     except ServegateError as exc:
