@@ -110,13 +110,20 @@ def _run_deployment(env: dict, files, name: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_deployment_run_watch_exit_codes(prefect_server, demo_files):
+@pytest.fixture(scope="module")
+def deployment_runs(prefect_server, demo_files):
+    """A good model, then a broken one, through `prefect deployment run --watch` (each run once)."""
     env, logs = prefect_server
     good = _run_deployment(env, demo_files["baseline"], "yaml-demo")
+    bad = _run_deployment(env, demo_files["broken"], "yaml-demo")
+    return env, logs, good, bad
+
+
+@pytest.mark.slow
+def test_deployment_run_watch_exit_codes(deployment_runs):
+    env, logs, good, bad = deployment_runs
     assert good.returncode == 0, good.stdout[-2000:] + (logs / "worker.log").read_text()[-3000:]
     assert "Completed" in good.stdout
-    bad = _run_deployment(env, demo_files["broken"], "yaml-demo")
     assert bad.returncode != 0, bad.stdout[-2000:]
     assert "Failed" in bad.stdout
     store = Path(env["SERVEGATE_HOME"]) / "store"
@@ -126,3 +133,53 @@ def test_deployment_run_watch_exit_codes(prefect_server, demo_files):
     worker_log = (logs / "worker.log").read_text()
     assert "ModelRejected: model 'yaml-demo' version 2 rejected" in worker_log
     assert "Unexpected result for failed state" not in worker_log
+
+
+def _chromium() -> str:
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("SERVEGATE_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("SERVEGATE_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    return found
+
+
+def _browse(chromium: str, url: str, screenshot: Path) -> str:
+    """Render ``url`` headless; keep a screenshot; return the page's text."""
+    import re
+
+    common = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
+              "--virtual-time-budget=20000"]
+    subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+@pytest.mark.slow
+def test_prefect_ui_shows_the_deploy_run_and_its_artifacts(deployment_runs):
+    """Headless Chromium on the real Prefect UI; screenshots kept in test-artifacts/."""
+    import httpx
+
+    chromium = _chromium()
+    env, logs, good, bad = deployment_runs
+    api = env["PREFECT_API_URL"]
+    ui = api[: -len("/api")]
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"name": {"any_": ["deploy-yaml-demo"]},
+                                                                      "state": {"type": {"any_": ["COMPLETED"]}}}}).json()
+    assert len(runs) == 1
+    run_id = runs[0]["id"]
+    out = REPO / "test-artifacts"
+    out.mkdir(exist_ok=True)
+
+    page = _browse(chromium, f"{ui}/runs/flow-run/{run_id}", out / "prefect-ui-deploy-run.png")
+    assert "deploy-yaml-demo" in page and "Completed" in page and "Artifacts" in page
+    assert (out / "prefect-ui-deploy-run.png").stat().st_size > 10_000
+
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}).json()
+    by_key = {a["key"]: a["id"] for a in artifacts}
+    assert {"yaml-demo-validation-report", "yaml-demo-versions", "yaml-demo-plots"} <= set(by_key)
+    report = _browse(chromium, f"{ui}/artifacts/artifact/{by_key['yaml-demo-validation-report']}",
+                     out / "prefect-ui-validation-report.png")
+    assert "Deploy of yaml-demo : PROMOTED" in report and "deploy-yaml-demo" in report
