@@ -32,7 +32,8 @@ def test_unknown_flag_exits_2_naming_it():
     "args, message",
     [
         ([], "either --model_base_path or --model_config_file must be given"),
-        (["--model_base_path=/x", "--model_config_file=/y"], "mutually exclusive"),
+        # both given: the config file wins, as in TensorFlow Serving (so /x is never looked at)
+        (["--model_base_path=/x", "--model_config_file=/y/models.config"], "model config file /y/models.config: cannot be read"),
         (["--model_base_path=/x", "--port=0"], "both --port and --rest_api_port are 0"),
         (["--model_base_path=/x", "--port=70000"], "--port=70000: expected a port number"),
         (["--model_config_file=/nonexistent/models.config"], "model config file /nonexistent/models.config: cannot be read"),

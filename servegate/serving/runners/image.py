@@ -18,7 +18,8 @@ official image's ``tf_serving_entrypoint.sh``::
     python -m servegate.serving --port=8500 --rest_api_port=8501 --bind_address=0.0.0.0 \
         --model_name=$MODEL_NAME --model_base_path=$MODEL_BASE_PATH/$MODEL_NAME "$@"
 
-(without the last two flags when the arguments carry ``--model_config_file``).
+(a ``--model_config_file`` among the arguments wins over the base path, as in
+TensorFlow Serving).
 
 :func:`ensure_local_image` is idempotent: the image carries a
 ``servegate.build-key`` label (a hash of everything above), and is rebuilt only
@@ -99,16 +100,9 @@ def plan() -> ImagePlan:
         mounts.append(os.path.realpath(path))
     python = sys.executable  # inside sys.prefix, which is mounted
     server = f"{python} -m servegate.serving --port=8500 --rest_api_port=8501 {BIND_FLAG}"
-    # TF Serving lets --model_config_file override --model_base_path; the bundled server wants one
-    # of the two, so the contract's base path is only added when no config file is passed.
     entrypoint = "\n".join([
         "#!/bin/sh",
         "# servegate/bundled-serving: TensorFlow Serving's container contract -> the bundled server.",
-        'for arg in "$@"; do',
-        '  case "$arg" in',
-        f'    --model_config_file=*|--model_config_file) exec {server} "$@" ;;',
-        "  esac",
-        "done",
         f'exec {server} --model_name="${{MODEL_NAME}}" --model_base_path="${{MODEL_BASE_PATH}}/${{MODEL_NAME}}" "$@"',
         "",
     ])

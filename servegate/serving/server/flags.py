@@ -89,8 +89,8 @@ def parse_flags(argv: list[str] | None) -> ServerFlags:
     args = build_parser().parse_args(argv)
     if args.model_config_file is None and not args.model_base_path:
         raise ConfigError("either --model_base_path or --model_config_file must be given")
-    if args.model_config_file is not None and args.model_base_path:
-        raise ConfigError("--model_base_path and --model_config_file are mutually exclusive: give one")
+    # Like TensorFlow Serving, --model_config_file wins over --model_name/--model_base_path
+    # when both are given (the official image always passes the latter two).
     if args.port == 0 and args.rest_api_port == 0:
         raise ConfigError("both --port and --rest_api_port are 0: the server would listen on nothing")
     for flag in ("port", "rest_api_port"):
