@@ -94,3 +94,25 @@ def test_environment_overrides_default_uri(monkeypatch, tmp_path):
     uri = f"sqlite:///{tmp_path}/env.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert Tracker().tracking_uri == uri
+
+
+def test_runs_of_a_killed_owner_are_ended_killed_by_the_next_run(tracker):
+    """A SIGKILLed deploy leaves its run RUNNING; the next start_run in the experiment ends it KILLED."""
+    import subprocess
+    import sys
+
+    from servegate.tracking.tracker import OWNER_PID_TAG
+
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from servegate.tracking import Tracker; print(Tracker(sys.argv[1]).start_run('m-abandoned'))",
+         tracker.tracking_uri], capture_output=True, text=True, timeout=120, check=True)
+    abandoned = child.stdout.strip().splitlines()[-1]
+    assert tracker.run_status(abandoned) == "RUNNING"  # its owner exited without ending it
+    mine = tracker.start_run("m-abandoned")
+    assert tracker.run_status(abandoned) == "KILLED"
+    assert "was gone" in tracker.client.get_run(abandoned).data.tags["servegate.ended_by"]
+    # a live owner's run (this process's) is left alone by the next run
+    tracker.start_run("m-abandoned")
+    assert tracker.run_status(mine) == "RUNNING"
+    assert tracker.client.get_run(mine).data.tags[OWNER_PID_TAG] == str(__import__("os").getpid())

@@ -17,6 +17,8 @@ Life cycle, as the deploy pipeline drives it:
    ``set_champion(model, serving_version)`` moves ``champion`` to the registry
    version of the version production serves (also on rollback).
 6. ``end_run(status)`` — ``FINISHED`` or ``FAILED``; every run is ended once.
+   A run whose deploy was killed before it could end it is ended ``KILLED`` by
+   the next ``start_run`` in its experiment (runs carry their owner's pid).
 
 The class holds no global MLflow state (no ``mlflow.start_run``): it uses an
 explicit :class:`mlflow.MlflowClient`, so two pipelines in one process, or a
@@ -25,20 +27,29 @@ Prefect task thread, cannot pick up each other's active run.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
 
 from servegate.errors import TrackingError
+from servegate.serving.runners import _proc
 from servegate.settings import default_tracking_uri
+
+log = logging.getLogger("servegate.tracking")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SAVEDMODEL_ARTIFACT_PATH = "savedmodel"
 EXPERIMENT_PREFIX = "servegate/"
+OWNER_PID_TAG = "servegate.owner_pid"
+OWNER_TICKS_TAG = "servegate.owner_ticks"
+OWNER_HOST_TAG = "servegate.owner_host"
 _METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -112,17 +123,63 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
         run_name: str | None = None,
     ) -> str:
-        """Open a run for one deploy attempt; returns its run id."""
+        """Open a run for one deploy attempt; returns its run id.
+
+        The run is tagged with its owner (``servegate.owner_pid``, ``servegate.owner_ticks``,
+        ``servegate.owner_host``). First, runs of the experiment left ``RUNNING`` by an owner
+        that is gone (a SIGKILLed deploy never ends its run) are ended ``KILLED``:
+        see :meth:`end_abandoned_runs`.
+        """
         exp_id = self.experiment_id(model_name)
+        self.end_abandoned_runs(exp_id)
+        pid = os.getpid()
+        owner = {
+            OWNER_PID_TAG: str(pid),
+            OWNER_TICKS_TAG: str(_proc.start_ticks(pid)),
+            OWNER_HOST_TAG: socket.gethostname(),
+        }
         try:
             run = self.client.create_run(
-                exp_id, run_name=run_name, tags={"servegate.model": model_name, **(tags or {})}
+                exp_id, run_name=run_name, tags={"servegate.model": model_name, **owner, **(tags or {})}
             )
         except Exception as exc:
             raise TrackingError(f"MLflow run for {model_name!r} at {self.tracking_uri}: {exc}") from exc
         if params:
             self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def end_abandoned_runs(self, experiment_id: str) -> list[str]:
+        """End ``KILLED`` every ``RUNNING`` run of the experiment whose owner process is gone.
+
+        Only runs owned on this host are judged (another host's pid means nothing
+        here); an owner is gone when its pid runs no more, or runs with another start
+        time (a recycled pid). Runs without owner tags are left alone. Returns the
+        run ids ended. Never raises: repairing old runs must not stop a new deploy.
+        """
+        ended: list[str] = []
+        try:
+            runs = self.client.search_runs(
+                [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+            )
+        except Exception as exc:
+            log.warning("MLflow: could not look for abandoned runs at %s: %s", self.tracking_uri, exc)
+            return ended
+        host = socket.gethostname()
+        for run in runs:
+            run_tags = run.data.tags
+            pid, ticks = run_tags.get(OWNER_PID_TAG), run_tags.get(OWNER_TICKS_TAG)
+            if run_tags.get(OWNER_HOST_TAG) != host or not (pid or "").isdigit():
+                continue
+            if _proc.is_alive(int(pid), int(ticks) if (ticks or "").isdigit() else None):
+                continue
+            try:
+                self.client.set_tag(run.info.run_id, "servegate.ended_by",
+                                    f"a later run: owner pid {pid} on {host} was gone")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                ended.append(run.info.run_id)
+            except Exception as exc:
+                log.warning("MLflow: could not end abandoned run %s: %s", run.info.run_id, exc)
+        return ended
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
