@@ -176,7 +176,10 @@ class ServingClient:
 
                 self._channel = grpc.insecure_channel(self.grpc_target, options=[
                     ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
-                    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES)])
+                    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+                    # Bulk validation sends MB-sized tensors: a larger HTTP/2 window keeps
+                    # flow control from stalling them (the bundled server sets the same).
+                    ("grpc.http2.lookahead_bytes", 16 << 20)])
                 self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
             return self._stub
 
