@@ -46,6 +46,7 @@ import logging
 import math
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,6 +200,7 @@ class Deployment:
         self.promoted = False
         self.rolled_back = False
         self.failure: BaseException | None = None  # the exception that stopped the attempt
+        self._stoppers: list[threading.Thread] = []  # canaries shutting down in the background
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- helpers
@@ -349,10 +351,23 @@ class Deployment:
         except Exception as exc:  # the logs are a courtesy; never mask the real failure
             log.warning("could not keep the canary's logs: %s", exc)
 
-    def stop_canary(self) -> None:
+    def stop_canary(self, wait: bool = True) -> None:
+        """Stop the canary. ``wait=False`` lets it shut down (about a second: a graceful
+        server stop) while promotion goes on; ``cleanup()`` waits for it, so the canary is
+        gone before the attempt ends either way."""
         if self.runner is not None:
             runner, self.runner = self.runner, None
-            runner.stop()
+            if wait:
+                runner.stop()
+            else:
+                stopper = threading.Thread(target=runner.stop, name=f"stop-canary-{self.name}")
+                stopper.start()
+                self._stoppers.append(stopper)
+
+    def wait_for_canary_stop(self) -> None:
+        for stopper in self._stoppers:
+            stopper.join()
+        self._stoppers.clear()
 
     # ---------------------------------------------------------------- 6. validate
 
@@ -510,6 +525,7 @@ class Deployment:
 
     def cleanup(self) -> None:
         self.stop_canary()
+        self.wait_for_canary_stop()
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -589,7 +605,7 @@ def run_deploy(
             finally:
                 if dep.report is None:
                     dep.canary_logs_on_failure()
-                dep.stop_canary()
+                dep.stop_canary(wait=False)
             dep.require_passed()
             dep.promote()
             dep.verify_production()

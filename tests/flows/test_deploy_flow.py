@@ -10,6 +10,8 @@ their store/registry/artifact checks, by test_cli_deploy.py and test_demo.py.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 NAME = "diabetes"
@@ -38,10 +40,19 @@ def world(tmp_path_factory, prefect_harness, tracking_uri, demo_files):
     from servegate.tracking import Tracker
 
     root = tmp_path_factory.mktemp("flowstore") / "store"
-    world = {"store": ModelStore(root), "root": root, "tracker": Tracker(tracking_uri), "uri": tracking_uri,
-             "seeded": []}
-    assert seed_production(world, demo_files["baseline"]) == 1
-    return world
+    # Our own SERVEGATE_HOME: the canaries' pid files land there, and only ours.
+    previous_home = os.environ.get("SERVEGATE_HOME")
+    os.environ["SERVEGATE_HOME"] = str(root.parent / "home")
+    try:
+        world = {"store": ModelStore(root), "root": root, "tracker": Tracker(tracking_uri), "uri": tracking_uri,
+                 "seeded": []}
+        assert seed_production(world, demo_files["baseline"]) == 1
+        yield world
+    finally:
+        if previous_home is None:
+            os.environ.pop("SERVEGATE_HOME", None)
+        else:
+            os.environ["SERVEGATE_HOME"] = previous_home
 
 
 def _deploy(world, files, **kwargs):
@@ -51,6 +62,15 @@ def _deploy(world, files, **kwargs):
         model_path=str(files.model_path), name=NAME, reference=str(files.reference_path),
         store=str(world["root"]), tracking_uri=world["uri"], return_state=True, **kwargs,
     )
+
+
+def live_canaries() -> set[str]:
+    """Pid files of process canaries that are still running (a stopped canary removes its file)."""
+    from servegate.serving.runners.state import process_state_dir
+
+    d = process_state_dir()
+    assert str(d).startswith(os.environ["SERVEGATE_HOME"])
+    return {p.name for p in d.iterdir()} if d.is_dir() else set()
 
 
 def read_artifacts(flow_run_id: str) -> dict[str, object]:
@@ -68,7 +88,9 @@ def read_artifacts(flow_run_id: str) -> dict[str, object]:
 def test_production_verification_failure_rolls_back(world, demo_files, closed_port_url):
     from servegate.pipeline import ProductionVerificationError
 
+    canaries_before = live_canaries()
     state = _deploy(world, demo_files["improved"], production_url=closed_port_url, production_deadline_s=1.5)
+    assert live_canaries() <= canaries_before  # the canary is gone before the flow run ends
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
     assert isinstance(error, ProductionVerificationError)
@@ -145,6 +167,7 @@ def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files)
     from servegate.pipeline import DeployRequest, run_deploy
 
     before = world["store"].status(NAME)
+    canaries_before = live_canaries()
     steps: list[str] = []
     outcome = run_deploy(
         DeployRequest(model_path=demo_files["broken"].model_path, name=NAME,
@@ -153,6 +176,7 @@ def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files)
         progress=steps.append,
     )
     assert outcome.verdict == "rejected" and outcome.exit_code == 1
+    assert live_canaries() <= canaries_before
     assert outcome.prefect_flow_run_id is None and outcome.reasons
     status = world["store"].status(NAME)
     assert status.versions["production"] == before.versions["production"]
