@@ -449,6 +449,8 @@ class Deployment:
         verify_served_version(
             url, self.name, self.version, self._smoke_inputs(), self.request.production_deadline_s,
             expected=None if self.golden is None else self.golden[:1],
+            output=self.config.output or self.exported.signature.output_names[0],
+            atol=self.config.parity.atol, rtol=self.config.parity.rtol,
         )
         self._timed("verify_production", started)
         self.progress(f"verify production: {url} serves version {self.version}")
@@ -538,12 +540,19 @@ def verify_served_version(
     deadline_s: float,
     expected: np.ndarray | None = None,
     poll_s: float = 0.2,
+    output: str | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
 ) -> None:
     """Wait until ``url`` serves ``version`` of ``name`` (AVAILABLE and answering ``inputs``).
 
+    With ``expected`` (the golden prediction for ``inputs``), the answer of
+    ``output`` (or the only output) must equal it within ``atol``/``rtol``:
+    production computes what the validated canary computed.
+
     Raises :class:`ProductionVerificationError` naming the server, the
-    version and what was seen last when ``deadline_s`` passes or the smoke
-    answer is not finite.
+    version and what was seen last when ``deadline_s`` passes, or when the
+    smoke answer is not finite or not the expected one.
     """
     from servegate.serving.client import ServingClient
 
@@ -565,6 +574,17 @@ def verify_served_version(
                             f"production server {url}: version {version} of {name!r} answered the smoke "
                             f"query with non-finite values {values[:4].tolist()}"
                         )
+                    if expected is not None:
+                        outputs = result.outputs
+                        answer = outputs[output] if output in outputs or len(outputs) != 1 else next(iter(outputs.values()))
+                        answer = np.asarray(answer, dtype="float64").ravel()
+                        want = np.asarray(expected, dtype="float64").ravel()
+                        if answer.shape != want.shape or not np.allclose(answer, want, atol=atol, rtol=rtol):
+                            raise ProductionVerificationError(
+                                f"production server {url}: version {version} of {name!r} answered the smoke "
+                                f"query with {answer[:4].tolist()}, expected {want[:4].tolist()} "
+                                f"(atol {atol}, rtol {rtol})"
+                            )
                     return
             except ProductionVerificationError:
                 raise
