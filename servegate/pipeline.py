@@ -18,7 +18,8 @@ One :class:`Deployment` is one deploy attempt. Its life cycle:
    in-process;
 4. ``stage()`` puts it into the store as the next version and registers it in
    MLflow (alias ``challenger``); ``undo_stage(reason)`` moves it to
-   ``rejected/`` with the reason;
+   ``rejected/`` with the reason. First it moves versions that killed deploys
+   left in staging to ``rejected/`` (:meth:`Deployment.reject_abandoned_versions`);
 5. ``boot_canary()`` starts a server that sees the candidate (label
    ``canary``) and, when production serves one, the production version (label
    ``stable``), and waits until both are AVAILABLE; ``stop_canary()`` is safe
@@ -44,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -150,8 +152,9 @@ class DeployOutcome:
 
 
 def check_request(request: DeployRequest):
-    """The checks that need neither the store nor Prefect: serving kind, model file,
-    reference file, validation config, Docker when asked for. Returns the config.
+    """The checks that need neither the store nor Prefect: serving kind, model name, model
+    file, reference file, validation config, Docker when asked for, an MLflow tracking
+    server when the URI names one. Returns the config.
 
     Cheap (no TensorFlow import), so that the CLI can run them before it starts
     anything and a bad input costs a fraction of a second.
@@ -159,8 +162,12 @@ def check_request(request: DeployRequest):
     from servegate import export
     from servegate.validation.config import load_config
 
+    from servegate.model_store.layout import check_model_name
+    from servegate.tracking import check_tracking_server
+
     if request.serving not in SERVING_KINDS:
         raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}")
+    check_model_name(request.name)  # a name that could leave the store is refused before anything exists
     export.detect_format(request.model_path)
     if not request.reference.exists():
         raise ValidationInputError(f"reference file {request.reference}: no such file")
@@ -171,6 +178,7 @@ def check_request(request: DeployRequest):
         from servegate.serving.runners.docker import connect
 
         connect()
+    check_tracking_server(request.tracking_uri)
     return config
 
 
@@ -182,7 +190,7 @@ class Deployment:
         self.name = request.name
         self._progress = progress or (lambda message: log.info(message))
         self._own_work_dir = request.work_dir is None
-        self.work_dir = request.work_dir or Path(tempfile.mkdtemp(prefix=f"servegate-{request.name}-"))
+        self.work_dir = request.work_dir or new_work_dir()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.config = None
         self.store = None
@@ -283,10 +291,46 @@ class Deployment:
 
     def stage(self) -> int:
         started = time.perf_counter()
+        self.reject_abandoned_versions()
         self.version = self.store.stage(self.name, self.exported.savedmodel_dir, run_id=self.run_id)
         self.progress(f"stage: version {self.version} in {self.store.base_path('staging', self.name)}")
         self._timed("stage", started)
         return self.version
+
+    def reject_abandoned_versions(self) -> list[int]:
+        """Move staged versions whose deploy is gone to ``rejected/``; returns them.
+
+        A deploy killed between stage and promote/reject (SIGKILL, a lost CI runner)
+        cannot clean up after itself: its version would sit in staging forever. The
+        store's history names the process that staged each version; one staged on
+        this host by a process that no longer runs is abandoned. A live process's
+        version (a deploy running beside this one) is never touched.
+        """
+        import socket
+
+        from servegate.model_store.locking import pid_alive
+
+        staged = set(self.store.versions(self.name, "staging"))
+        if not staged:
+            return []
+        host = socket.gethostname()
+        stagers = {r.version: r for r in self.store.history(self.name) if r.operation == "stage"}
+        abandoned = []
+        for version in sorted(staged):
+            record = stagers.get(version)
+            if record is None or record.host != host or pid_alive(record.pid) is not False:
+                continue
+            try:
+                self.store.reject(self.name, version, f"abandoned: the deploy that staged it (pid {record.pid}, "
+                                  f"MLflow run {record.run_id}) ended without promoting or rejecting it",
+                                  run_id=self.run_id)
+            except ServegateError as exc:  # promoted or rejected meanwhile by someone else: fine
+                log.info("abandoned version %s of %s: %s", version, self.name, exc)
+                continue
+            abandoned.append(version)
+        if abandoned:
+            self.progress(f"stage: versions {abandoned} of killed deploys -> rejected/")
+        return abandoned
 
     def register(self):
         started = time.perf_counter()
@@ -530,6 +574,28 @@ class Deployment:
         self.wait_for_canary_stop()
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+WORK_DIR_PREFIX = "servegate-deploy-"
+
+
+def new_work_dir() -> Path:
+    """A fresh work dir for one attempt, ``$TMPDIR/servegate-deploy-<pid>-<start ticks>-<random>``.
+
+    ``cleanup()`` removes it; a SIGKILLed attempt cannot, so each new one first
+    removes the work dirs of attempts whose process (pid and start time) is gone.
+    """
+    from servegate.serving.runners import _proc
+
+    pid = os.getpid()
+    base = Path(tempfile.gettempdir())
+    for entry in base.glob(WORK_DIR_PREFIX + "*"):
+        parts = entry.name[len(WORK_DIR_PREFIX):].split("-")
+        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            continue
+        if int(parts[0]) != pid and not _proc.is_alive(int(parts[0]), int(parts[1])):
+            shutil.rmtree(entry, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{pid}-{_proc.start_ticks(pid)}-"))
 
 
 def verify_served_version(

@@ -3,6 +3,6 @@
 See :mod:`servegate.tracking.tracker` for the life cycle.
 """
 
-from servegate.tracking.tracker import CHALLENGER, CHAMPION, RegisteredVersion, Tracker, metric_key
+from servegate.tracking.tracker import CHALLENGER, CHAMPION, RegisteredVersion, Tracker, check_tracking_server, metric_key
 
-__all__ = ["CHALLENGER", "CHAMPION", "RegisteredVersion", "Tracker", "metric_key"]
+__all__ = ["CHALLENGER", "CHAMPION", "RegisteredVersion", "Tracker", "check_tracking_server", "metric_key"]

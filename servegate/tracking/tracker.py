@@ -79,6 +79,28 @@ def _sqlite_dir(uri: str) -> Path | None:
     return Path(path.lstrip("/")).resolve().parent
 
 
+def check_tracking_server(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """For an ``http(s)://`` tracking URI, check that the MLflow server answers ``/health``.
+
+    MLflow's own client retries an unreachable server for minutes; a deploy
+    asks once, up front, and fails with a message naming the URI. Other URIs
+    (a SQLite file, a local folder) need no server: nothing to check.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import httpx
+
+    try:
+        response = httpx.get(tracking_uri.rstrip("/") + "/health", timeout=timeout_s)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise TrackingError(
+            f"MLflow tracking server not reachable at MLFLOW_TRACKING_URI={tracking_uri} "
+            f"({type(exc).__name__}: {exc}). Start it with `mlflow server`, or unset MLFLOW_TRACKING_URI "
+            "to track in a local SQLite file"
+        ) from exc
+
+
 class Tracker:
     """A thin, explicit layer over MlflowClient for servegate's runs and registry."""
 
