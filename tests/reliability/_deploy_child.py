@@ -1,0 +1,118 @@
+"""``python -m tests.reliability._deploy_child deploy ...``: ``servegate deploy`` that SIGKILLs itself at a named step.
+
+The command is exactly ``python -m servegate`` (same argv, same exit codes);
+the only addition is a trigger, read from the environment, that SIGKILLs
+this process's whole process group the moment a named point is reached. It
+makes "kill at a step boundary" deterministic instead of a race against a
+timer. Nothing is faked: the step runs for real up to the kill.
+
+``SERVEGATE_TEST_KILL_AT`` is one of
+
+- ``after_export`` — ``Deployment.export`` returned (SavedModel in the work dir);
+- ``canary_up`` — ``Deployment.boot_canary`` returned (the canary is AVAILABLE);
+- ``during_validation`` — ``SERVEGATE_TEST_KILL_DELAY`` seconds (default 0.3)
+  after ``Deployment.validate`` began sending the reference rows;
+- ``during_verify`` — the same delay after ``Deployment.verify_production`` began
+  (the new version is in production; the production server may not serve it yet);
+- ``store:<checkpoint>`` — the store's own step names (``fsutil.checkpoint``), e.g.
+  ``store:stage:copied`` (the copy is complete in a temp dir, not yet renamed
+  into place) or ``store:promote:before-rename`` (the lock is held, production
+  not yet changed).
+
+``SERVEGATE_TEST_CRASH_CANARY_AFTER`` (seconds) instead SIGKILLs the *canary's*
+process group that long after validation began: a canary that dies mid-validation.
+
+Before the kill it appends the point's name to ``SERVEGATE_TEST_KILL_LOG``
+(when set), so that the parent knows the kill came from the trigger.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+
+
+def _die(point: str) -> None:
+    log = os.environ.get("SERVEGATE_TEST_KILL_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(point + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _after(cls, method: str, point: str) -> None:
+    original = getattr(cls, method)
+
+    @functools.wraps(original)
+    def wrapper(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        _die(point)
+        return result
+
+    setattr(cls, method, wrapper)
+
+
+def _during(cls, method: str, point: str, delay: float, action=None) -> None:
+    original = getattr(cls, method)
+
+    @functools.wraps(original)
+    def wrapper(self, *args, **kwargs):
+        timer = threading.Timer(delay, action(self) if action else (lambda: _die(point)))
+        timer.daemon = True
+        timer.start()
+        return original(self, *args, **kwargs)
+
+    setattr(cls, method, wrapper)
+
+
+def _crash_canary(dep):
+    def crash() -> None:
+        runner = dep.runner
+        pid = getattr(runner, "pid", None)
+        if pid:
+            os.killpg(pid, signal.SIGKILL)  # the process runner's server leads its own group
+    return crash
+
+
+def install() -> None:
+    point = os.environ.get("SERVEGATE_TEST_KILL_AT")
+    delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
+    crash_after = os.environ.get("SERVEGATE_TEST_CRASH_CANARY_AFTER")
+    from servegate.pipeline import Deployment
+
+    if crash_after:
+        _during(Deployment, "validate", "crash_canary", float(crash_after), action=_crash_canary)
+    if not point:
+        return
+    if point == "after_export":
+        _after(Deployment, "export", point)
+    elif point == "canary_up":
+        _after(Deployment, "boot_canary", point)
+    elif point == "during_validation":
+        _during(Deployment, "validate", point, delay)
+    elif point == "during_verify":
+        _during(Deployment, "verify_production", point, delay)
+    elif point.startswith("store:"):
+        from servegate.model_store import fsutil
+
+        wanted = point.removeprefix("store:")
+
+        def hook(name: str) -> None:
+            if name == wanted:
+                _die(point)
+
+        fsutil.set_checkpoint_hook(hook)
+    else:
+        raise SystemExit(f"SERVEGATE_TEST_KILL_AT={point!r} is unknown")
+
+
+if __name__ == "__main__":
+    install()
+    from servegate.cli import main
+
+    sys.exit(main(sys.argv[1:]))
