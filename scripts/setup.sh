@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install
 # servegate with its test dependencies. Safe to run again: pip skips what is
-# already there. Source-free: prints the venv's path on success.
+# already there. Prints the venv's path on success.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,8 +12,15 @@ fi
 # A stamp of pyproject.toml lets repeated runs skip pip entirely when nothing changed.
 stamp=.venv/.servegate-installed
 if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  # pip's and the build backend's chatter goes to a log, shown only when pip fails.
+  log=.venv/pip-install.log
+  echo "setup: installing servegate and its dependencies into .venv (first time: a few minutes; log: $log)" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -e '.[test]'; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup: pip install failed; the full log is $log" >&2
+    exit 1
+  fi
   cp pyproject.toml "$stamp"
 fi
 echo "$(pwd)/.venv"
