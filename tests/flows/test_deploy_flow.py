@@ -186,3 +186,22 @@ def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files)
     assert tracker.client.get_run(outcome.mlflow_run_id).info.status == "FAILED"
     assert tracker.find_version(NAME, outcome.version).tags["verdict"] == "failed"
     assert outcome.report_uri and outcome.report_uri.endswith("/report")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_docker_canary_rejects_and_leaves_no_container(world, demo_files, docker_client):
+    """The same flow with the canary in a real container (the registry-free local image),
+    serving the candidate beside production's version for the regression check."""
+    from servegate.serving.runners.image import ensure_local_image
+
+    image = ensure_local_image(client=docker_client)
+    state = _deploy(world, demo_files["broken"], serving="docker", docker_image=image)
+    assert state.is_failed()
+    outcome = state.result(raise_on_failure=False).outcome
+    assert outcome["verdict"] == "rejected"
+    assert any(r.startswith("regression") for r in outcome["reasons"])  # production's version served as "stable"
+    assert outcome["version"] in world["store"].status(NAME).versions["rejected"]
+    left = docker_client.containers.list(all=True, filters={"label": f"servegate.run_id={outcome['mlflow_run_id']}"})
+    assert left == []
+    assert world["tracker"].client.get_run(outcome["mlflow_run_id"]).data.params["serving"] == "docker"
