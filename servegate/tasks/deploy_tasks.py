@@ -108,29 +108,37 @@ def register_version(dep: Deployment) -> str:
     return _step(dep, dep.register).registry_version
 
 
-def _boot_is_retryable(task, task_run, state) -> bool:
-    """Retry a canary boot unless the model itself failed to load or the spec is wrong."""
+BOOT_ATTEMPTS = 3
+
+
+def _boot_with_retries(dep: Deployment):
+    """Boot the canary, up to :data:`BOOT_ATTEMPTS` times, unless the model itself failed to load or
+    the spec is wrong (a retry cannot fix those).
+
+    Retried here, inside one task run, not with Prefect's task retries: Prefect
+    runs the transaction's rollback hooks as soon as a task attempt fails, so a
+    Prefect-level retry booted a canary for a version the hook had already moved
+    to ``rejected/`` (and reported that instead of the real failure).
+    """
+    import time
+
     from servegate.serving.runners import CanarySpecError, ModelLoadError
 
-    try:
-        state.result()
-    except (ModelLoadError, CanarySpecError):
-        return False
-    except Exception:
-        return True
-    return False
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        try:
+            return dep.boot_canary()
+        except (ModelLoadError, CanarySpecError):
+            raise
+        except Exception as exc:
+            if attempt == BOOT_ATTEMPTS:
+                raise
+            dep.progress(f"canary: boot attempt {attempt} of {BOOT_ATTEMPTS} failed ({exc}); retrying")
+            time.sleep(1)
 
 
-@task(
-    name="boot canary",
-    retries=2,
-    retry_delay_seconds=1,
-    retry_condition_fn=_boot_is_retryable,
-    timeout_seconds=900,
-    **_STEP,
-)
+@task(name="boot canary", timeout_seconds=900, **_STEP)
 def boot_canary(dep: Deployment) -> str:
-    return _step(dep, dep.boot_canary).rest_url
+    return _step(dep, lambda: _boot_with_retries(dep)).rest_url
 
 
 @task(name="validate canary", timeout_seconds=1800, **_STEP)
