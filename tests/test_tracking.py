@@ -130,3 +130,19 @@ def test_unreachable_tracking_server_is_named_at_once():
     with pytest.raises(TrackingError, match=f"not reachable at MLFLOW_TRACKING_URI=http://127.0.0.1:{port}"):
         check_tracking_server(f"http://127.0.0.1:{port}")
     check_tracking_server("sqlite:///needs-no-server.db")  # nothing to check
+
+
+def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path):
+    """Concurrent first use of one SQLite file: MLflow's table creation is serialised by servegate."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    code = "import sys; from servegate.tracking import Tracker; print(Tracker(sys.argv[1]).start_run('m-fresh'))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-2000:] for _, err in outs]
+    tracker = Tracker(uri)
+    exp = tracker.client.get_experiment_by_name("servegate/m-fresh")
+    assert len(tracker.client.search_runs([exp.experiment_id])) == 4

@@ -118,9 +118,29 @@ class Tracker:
         try:
             from mlflow import MlflowClient
 
-            self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            if db_dir is None:
+                self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            else:
+                self.client = self._open_sqlite_stores(MlflowClient, db_dir)
         except Exception as exc:
             raise TrackingError(f"MLflow tracking store {self.tracking_uri} cannot be opened: {exc}") from exc
+
+    def _open_sqlite_stores(self, client_class, db_dir: Path):
+        """Open the tracking and registry stores one process at a time.
+
+        Opening a SQLite store creates or migrates its tables; MLflow does not
+        guard that against other processes, and deploys started at once on a
+        fresh database failed in the migration ("No such constraint:
+        'uq_registered_models_name'"). A file lock beside the database makes the
+        first opener create the tables and the others find them.
+        """
+        import filelock
+
+        with filelock.FileLock(str(db_dir / ".mlflow-open.lock"), timeout=300):
+            client = client_class(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        return client
 
     # ---- experiments and runs
 
@@ -134,7 +154,14 @@ class Tracker:
             location = None
             if self._artifact_root is not None:
                 location = (self._artifact_root / model_name).as_uri()
-            return self.client.create_experiment(name, artifact_location=location)
+            try:
+                return self.client.create_experiment(name, artifact_location=location)
+            except Exception:
+                # created by a deploy of the same model started at the same moment: use that one
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                return exp.experiment_id
         except Exception as exc:
             raise TrackingError(f"MLflow experiment {name!r} at {self.tracking_uri}: {exc}") from exc
 
