@@ -19,8 +19,9 @@ timer. Nothing is faked: the step runs for real up to the kill.
   into place) or ``store:promote:before-rename`` (the lock is held, production
   not yet changed).
 
-``SERVEGATE_TEST_CRASH_CANARY_AFTER`` (seconds) instead SIGKILLs the *canary's*
-process group that long after validation began: a canary that dies mid-validation.
+``SERVEGATE_TEST_CRASH_CANARY=1`` instead SIGKILLs the *canary's* process group
+mid-validation: after the warm-up request succeeded, as the measured pass
+starts sending (``ServingClient.predict_many``): a canary that dies mid-validation.
 
 Before the kill it appends the point's name to ``SERVEGATE_TEST_KILL_LOG``
 (when set), so that the parent knows the kill came from the trigger.
@@ -57,12 +58,12 @@ def _after(cls, method: str, point: str) -> None:
     setattr(cls, method, wrapper)
 
 
-def _during(cls, method: str, point: str, delay: float, action=None) -> None:
+def _during(cls, method: str, point: str, delay: float) -> None:
     original = getattr(cls, method)
 
     @functools.wraps(original)
     def wrapper(self, *args, **kwargs):
-        timer = threading.Timer(delay, action(self) if action else (lambda: _die(point)))
+        timer = threading.Timer(delay, lambda: _die(point))
         timer.daemon = True
         timer.start()
         return original(self, *args, **kwargs)
@@ -70,23 +71,33 @@ def _during(cls, method: str, point: str, delay: float, action=None) -> None:
     setattr(cls, method, wrapper)
 
 
-def _crash_canary(dep):
-    def crash() -> None:
-        runner = dep.runner
-        pid = getattr(runner, "pid", None)
+def _crash_canary_mid_validation(Deployment) -> None:
+    from servegate.serving.client import ServingClient
+
+    live: list = []
+    validate, predict_many = Deployment.validate, ServingClient.predict_many
+
+    def tracking_validate(self, *args, **kwargs):
+        live.append(self)
+        return validate(self, *args, **kwargs)
+
+    def crashing_predict_many(self, *args, **kwargs):
+        pid = getattr(live[-1].runner, "pid", None) if live else None
         if pid:
             os.killpg(pid, signal.SIGKILL)  # the process runner's server leads its own group
-    return crash
+        return predict_many(self, *args, **kwargs)
+
+    Deployment.validate = tracking_validate
+    ServingClient.predict_many = crashing_predict_many
 
 
 def install() -> None:
     point = os.environ.get("SERVEGATE_TEST_KILL_AT")
     delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
-    crash_after = os.environ.get("SERVEGATE_TEST_CRASH_CANARY_AFTER")
     from servegate.pipeline import Deployment
 
-    if crash_after:
-        _during(Deployment, "validate", "crash_canary", float(crash_after), action=_crash_canary)
+    if os.environ.get("SERVEGATE_TEST_CRASH_CANARY") == "1":
+        _crash_canary_mid_validation(Deployment)
     if not point:
         return
     if point == "after_export":
