@@ -1,9 +1,11 @@
 """Fixtures for the reliability tests: one trained model (and a broken twin) with one reference file,
 one Prefect API, the local serving image, and isolated workspaces, each built once.
 
-The full kill sweep is marked ``reliability`` and only runs when asked for
-(``pytest -m reliability tests/reliability``); the default run keeps one kill
-at every step boundary with both runners.
+The tests marked ``reliability`` (the full kill sweep, the concurrency test,
+the hanging/crashing canary and full-disk faults) only run when asked for
+(``pytest -m reliability tests/reliability``): together they take several
+minutes on a 2-core machine. The default run keeps one kill at every step
+boundary with both runners, the bad-input catalogue, and availability.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tests.reliability.harness import Workspace
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "reliability: the full kill sweep (>= 30 kills); run with -m reliability")
+    config.addinivalue_line("markers", "reliability: the kill sweep (>= 30 kills), concurrency and fault tests; run with -m reliability")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

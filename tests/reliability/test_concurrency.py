@@ -26,6 +26,7 @@ def _serialised(records) -> None:
     assert versions == sorted(versions), f"production went backwards: promotions in order {versions}"
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_four_deploys_of_one_model_and_four_of_different_models_at_once(workspace, model_files):
     ws, f = workspace, model_files

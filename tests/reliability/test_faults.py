@@ -25,6 +25,7 @@ def _first_version(ws, files) -> dict:
     return ws.production_snapshot(NAME)
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_canary_that_never_becomes_available_then_one_that_dies_mid_validation(workspace, model_files, tmp_path):
     ws, f = workspace, model_files
@@ -69,6 +70,7 @@ def small_tmpfs_store(workspace):
     subprocess.run(["umount", "-l", str(workspace.store)], check=False)
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_full_disk_while_staging(workspace, model_files, small_tmpfs_store):
     ws, f = workspace, model_files
