@@ -9,6 +9,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Keep Prefect's local database and settings out of the user's ~/.prefect: the
+# CLI tests run `servegate deploy` on a local ephemeral Prefect, which writes there.
+if "PREFECT_HOME" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _prefect_home = tempfile.mkdtemp(prefix="servegate-tests-prefect-")
+    os.environ["PREFECT_HOME"] = _prefect_home
+    atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
