@@ -209,6 +209,7 @@ class Deployment:
         self.rolled_back = False
         self.failure: BaseException | None = None  # the exception that stopped the attempt
         self._stoppers: list[threading.Thread] = []  # canaries shutting down in the background
+        self._preloader: threading.Thread | None = None  # validation's imports, while the canary boots
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- helpers
@@ -255,6 +256,12 @@ class Deployment:
         from servegate import export
 
         started = time.perf_counter()
+        if self.request.serving == "process":
+            # The canary's bundled server imports TensorFlow during export, golden and stage
+            # (a no-op when the CLI started it already); cleanup() ends it if unused.
+            from servegate.serving.runners import warm
+
+            warm.prewarm(self.name)
         self.progress(f"export: {self.request.model_path}")
         self.exported = export.export_model(self.request.model_path, self.work_dir / "savedmodel")
         (self.work_dir / "signature.json").write_text(self.exported.signature.to_json())
@@ -373,6 +380,7 @@ class Deployment:
         if self.request.serving == "docker" and self.request.docker_image:
             options["image"] = self.request.docker_image
         self.runner = make_runner(self.request.serving, self.canary_spec(), **options)
+        self._preload_validation()
         deadline = self.request.canary_deadline_s or self.config.load.deadline_s
         self.progress(f"canary: starting ({self.request.serving}), deadline {deadline:.0f} s")
         try:
@@ -385,6 +393,29 @@ class Deployment:
         self._timed("canary_boot", started)
         self.progress(f"canary: AVAILABLE at {self.runner.rest_url}")
         return self.runner
+
+    def _preload_validation(self) -> None:
+        """Import validation's libraries (SciPy, matplotlib, Great Expectations: seconds) in a
+        background thread while this one only waits for the canary to boot. ``validate()``
+        joins it first, so no two threads import at once; a failed import is not reported
+        here, ``validate()``'s own import raises it."""
+        if self._preloader is not None:
+            return
+
+        def preload() -> None:
+            try:
+                from servegate import validation
+
+                validation.preload()
+            except Exception as exc:  # validate() imports again and raises the real error
+                log.debug("preloading validation failed: %s", exc)
+
+        self._preloader = threading.Thread(target=preload, name="preload-validation", daemon=True)
+        self._preloader.start()
+
+    def _join_preload(self) -> None:
+        if self._preloader is not None:
+            self._preloader.join()
 
     def canary_logs_on_failure(self) -> None:
         """Keep the canary's log tail with the MLflow run (called when something failed)."""
@@ -423,6 +454,7 @@ class Deployment:
         return export.read_signature(self.store.version_path("production", self.name, self.previous_production))
 
     def validate(self):
+        self._join_preload()
         from servegate.validation import validate
 
         started = time.perf_counter()
@@ -570,8 +602,13 @@ class Deployment:
         tracker.end_run(run_id, "FINISHED" if outcome.verdict == "promoted" else "FAILED")
 
     def cleanup(self) -> None:
+        self._join_preload()  # never leave an import running into interpreter exit
         self.stop_canary()
         self.wait_for_canary_stop()
+        if self.request.serving == "process":
+            from servegate.serving.runners import warm
+
+            warm.discard()  # a spare server the attempt did not get to use
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 

@@ -11,11 +11,14 @@ on a terminal.
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -57,6 +60,76 @@ def check_prefect_api(timeout_s: float = 5.0) -> str | None:
             "Start it with `prefect server start`, or unset PREFECT_API_URL to run on a local ephemeral Prefect"
         ) from exc
     return url
+
+
+def start_local_prefect_early() -> Callable[[], None]:
+    """With no Prefect API configured, start the local Prefect server now; returns ``ready()``.
+
+    Prefect's ephemeral mode would start the same server at the flow's first
+    API call and wait for it, idle. Started here (see
+    :mod:`servegate.flows.local_api`), it boots on another core while this
+    process imports TensorFlow, Prefect's engine and MLflow. ``ready()`` waits
+    until it answers (Prefect's ephemeral start-up timeout; a server that
+    fails raises :class:`OrchestrationError`) and points this process's
+    Prefect clients at it; call it before the flow runs. The server stops at
+    interpreter exit, after Prefect's log and event workers have drained.
+    With ``PREFECT_API_URL`` set (or ephemeral mode off) this does nothing.
+    """
+    from servegate.flows import local_api
+
+    if not local_api.ephemeral_mode_wanted():
+        return lambda: None
+    server = local_api.LocalPrefectServer.launch()
+
+    def ready() -> None:
+        server.wait_until_healthy(local_api.startup_timeout_s())
+        server.use()
+
+    return ready
+
+
+# What a deploy needs anyway, imported while the local Prefect server boots
+# (the order is the flow's order: the engine, export's TensorFlow/Keras, MLflow).
+_DEPLOY_IMPORTS = ("servegate.flows.deploy", "prefect.flow_engine", "tensorflow", "keras", "mlflow",
+                   "servegate.tracking.tracker")
+
+
+def import_deploy_modules() -> None:
+    for module in _DEPLOY_IMPORTS:
+        importlib.import_module(module)
+
+
+def _is_servegate_process() -> bool:
+    """True when this interpreter runs the ``servegate`` command itself (``python -m servegate``
+    or the console script), not a test or another program calling :func:`servegate.cli.main`."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "servegate.__main__":
+        return True
+    return Path(sys.argv[0]).name == "servegate"
+
+
+def exit_without_teardown(code: int) -> None:
+    """End the ``servegate`` process now, skipping the interpreter's module teardown.
+
+    Everything that can hold unwritten work is finished first, in the order the
+    interpreter itself uses at exit: non-daemon threads are joined and
+    ``threading``'s exit hooks run (Prefect drains its log and event workers
+    there), then the ``atexit`` handlers (Prefect stops its ephemeral server,
+    ``logging`` flushes and closes its handlers), then stdout and stderr are
+    flushed. What is skipped is only the teardown of imported modules, which
+    for TensorFlow takes seconds and writes nothing. Called only after the
+    outcome is printed, the MLflow run is ended and the canary is stopped (the
+    flow returned).
+    """
+    threading._shutdown()  # type: ignore[attr-defined]  # what Py_FinalizeEx runs first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def run_deploy_flow(**parameters) -> dict:
@@ -117,6 +190,14 @@ def deploy(
     check_request(DeployRequest(model_path=model, name=name, reference=reference, store_root=store,
                                 serving=serving, config=config))
     check_prefect_api()
+    prefect_ready = start_local_prefect_early()
+    if serving == "process":
+        # The canary's server imports TensorFlow while this process does (runners/warm.py).
+        from servegate.serving.runners import warm
+
+        warm.prewarm(name)
+    import_deploy_modules()
+    prefect_ready()
     outcome = run_deploy_flow(
         model_path=str(model), name=name, reference=str(reference), store=str(store) if store else None,
         serving=serving, config=str(config) if config else None, production_url=production_url,
@@ -126,7 +207,10 @@ def deploy(
         typer.echo(json.dumps(outcome, indent=2))
     else:
         _print_summary(outcome)
-    raise typer.Exit(exit_code_for(outcome["verdict"]))
+    code = exit_code_for(outcome["verdict"])
+    if _is_servegate_process():
+        exit_without_teardown(code)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from servegate.errors import ServingError
-from servegate.serving.runners import _proc
+from servegate.serving.runners import _proc, warm
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, build_canary_base_path, model_config_text
 from servegate.serving.runners.errors import PortInUseError, with_log_tail
 from servegate.serving.runners.state import process_state_dir
@@ -114,6 +114,7 @@ class ProcessRunner(ModelServerRunner):
         self._started = False
         self._final_log: str | None = None
         self._group_ended = False
+        self._spare = None  # a prewarmed bundled server (runners/warm.py) for the first launch
 
     def __repr__(self) -> str:
         pid = self._proc.pid if self._proc else None
@@ -150,7 +151,12 @@ class ProcessRunner(ModelServerRunner):
         if self.reap_first:
             from servegate.serving.runners.reap import reap_processes
             reap_processes(state_dir=self.state_dir)
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"servegate-canary-{self.spec.model_name}-"))
+        if self.env is None and self.server_command == warm.bundled_command():
+            self._spare = warm.take(self.spec.model_name)
+        if self._spare is not None:
+            self._workdir = self._spare.workdir  # named on the spare's command line since it started
+        else:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"servegate-canary-{self.spec.model_name}-"))
         model_dir = build_canary_base_path(self.spec, self._workdir / "models")
         self._model_args = [f"--model_name={self.spec.model_name}", f"--model_base_path={model_dir}"]
         if self.spec.needs_config_file:
@@ -186,12 +192,29 @@ class ProcessRunner(ModelServerRunner):
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_path = self._workdir / "server.log"
+        spare, self._spare = self._spare, None  # only the first launch; a relaunch starts cold
         with open(log_path, "ab") as log:
-            log.write(f"$ {' '.join(command)}\n".encode())
+            log.write(f"$ {' '.join(command)}{'  (prewarmed)' if spare else ''}\n".encode())
             log.flush()
-            self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          env=env, cwd=self._workdir, start_new_session=True)
+            self._proc = self._hand_flags_to(spare, command, log_path) if spare else None
+            if self._proc is None:
+                self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=subprocess.STDOUT, env=env, cwd=self._workdir,
+                                              start_new_session=True)
         self._write_pid_file()
+
+    def _hand_flags_to(self, spare, command: list[str], log_path: Path) -> subprocess.Popen | None:
+        """Give a prewarmed server its flags (the command after ``python -m servegate.serving``);
+        None when it died meanwhile (the caller starts the server cold)."""
+        request = json.dumps({"argv": command[len(warm.bundled_command()):], "log": str(log_path)})
+        try:
+            spare.process.stdin.write(request.encode() + b"\n")
+            spare.process.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            spare.process.kill()
+            spare.process.wait()
+            return None
+        return spare.process
 
     def _write_pid_file(self) -> None:
         assert self._proc is not None
@@ -266,6 +289,10 @@ class ProcessRunner(ModelServerRunner):
     def stop(self) -> None:
         self._untrack()
         try:
+            if self._spare is not None:  # taken, but start() failed before the launch
+                spare, self._spare = self._spare, None
+                spare.process.kill()
+                spare.process.wait()
             self._kill_group()
         finally:
             if self._pid_file is not None:
