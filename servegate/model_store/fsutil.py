@@ -93,6 +93,14 @@ def makedirs_durable(path: Path) -> None:
 # --------------------------------------------------------------------------- atomic files
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a single write may be short)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, tmp_prefix: str = ".tmp-") -> None:
     """Replace ``path`` with ``data`` all at once: temp file, fsync, rename, fsync the directory."""
     path = Path(path)
@@ -100,10 +108,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, tmp_prefix: str =
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -133,10 +138,7 @@ def append_durable(path: str | os.PathLike[str], line: bytes) -> None:
             line = b"\n" + line
         if not line.endswith(b"\n"):
             line += b"\n"
-        view = memoryview(line)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
