@@ -11,6 +11,13 @@ bundled server (``python -m servegate.serving``). Life cycle (see base.py):
   to ``server.log``; writes a pid file naming the owner (this process) and the
   server, so that :func:`~servegate.serving.runners.reap.reap` can end a canary
   whose owner was SIGKILLed.
+- When this process holds a prewarmed bundled server for the model
+  (:mod:`servegate.serving.runners.warm`, started by a deploy before the
+  candidate existed) and the runner would start the bundled server with this
+  process's environment, the first launch hands that server its flags
+  instead of starting a new one (its TensorFlow import is already done); it
+  runs the same code with the same flags, log, work dir, pid file and
+  process group. A relaunch (ports taken) starts cold.
 - If the server dies because a picked port was taken in between (a race with
   another process), ``wait_until_available`` restarts it on new ports, a few
   times; with ports given explicitly it raises :class:`PortInUseError`.
