@@ -453,6 +453,18 @@ class Deployment:
 
         return export.read_signature(self.store.version_path("production", self.name, self.previous_production))
 
+    def _row_progress(self):
+        """A validate() progress callback that reports each quarter of the reference rows once."""
+        reported: set[tuple[str | int, int]] = set()
+
+        def report(who: str | int, done: int, total: int) -> None:
+            quarter = 4 * done // max(total, 1)
+            if quarter and (who, quarter) not in reported:
+                reported.add((who, quarter))
+                self.progress(f"validate: {who}: {done}/{total} reference rows answered")
+
+        return report
+
     def validate(self):
         self._join_preload()
         from servegate.validation import validate
@@ -471,6 +483,7 @@ class Deployment:
             out_dir=out_dir,
             load_seconds=self.timings.get("canary_boot"),
             model_name=self.name,
+            progress=self._row_progress(),
         )
         self._timed("validate", started)
         self.progress(f"validate: verdict {self.report.verdict}")

@@ -24,7 +24,7 @@ and stops it afterwards):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ from servegate.validation.reference import Reference, load_reference
 from servegate.validation.report import CHECK_ORDER, CheckResult, Measurement, ValidationReport
 from servegate.validation.signature import Signature, parse_signature
 from servegate.validation.table import Derived, choose_output, derive, detect_task, rows_table
+
+#: progress(who, rows_answered, rows_total), called as answers arrive; ``who`` is
+#: the version or label being sent to (candidate, then baseline).
+RowProgress = Callable[[str | int, int, int], None]
 
 
 class GoldenError(ValidationInputError):
@@ -137,7 +141,7 @@ class _Answers:
 
 
 def _send(client: ServingClient, reference: Reference, who: str | int, output: str, config: ValidationConfig,
-          deadline_s: float) -> _Answers:
+          deadline_s: float, progress: RowProgress | None = None) -> _Answers:
     answers = _Answers(reference.n_rows)
     starts: list[int] = []
 
@@ -160,9 +164,13 @@ def _send(client: ServingClient, reference: Reference, who: str | int, output: s
             except PredictError:
                 break
     began = time.perf_counter()
+    done = 0
     for outcome in client.predict_many(batches(), concurrency=config.concurrency, deadline_s=deadline_s,
                                        **_address(who)):
         answers.place(outcome, starts[outcome.index], output)
+        done += outcome.rows
+        if progress is not None:
+            progress(who, done, reference.n_rows)
     answers.seconds = time.perf_counter() - began
     return answers
 
@@ -362,7 +370,7 @@ def _data_check(name: str, planned: list[tuple[Planned, bool, Any, str | None]],
 def validate(endpoint: Any, reference: Reference | str | Path, config: ValidationConfig | str | Path | Mapping | None = None,
              *, candidate: str | int = "canary", baseline: str | int | None = None, golden: Any = None,
              production_signature: Any = None, out_dir: str | Path, load_seconds: float | None = None,
-             model_name: str | None = None) -> ValidationReport:
+             model_name: str | None = None, progress: RowProgress | None = None) -> ValidationReport:
     """Validate the candidate served by a canary; see the module docstring for the life cycle.
 
     - ``endpoint``: a :class:`ServingClient`, a started runner (``rest_url``,
@@ -379,6 +387,7 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
     - ``production_signature``: what production serves now (anything
       :func:`parse_signature` reads); None skips the contract check.
     - ``load_seconds``: time the canary took to become AVAILABLE (load check).
+    - ``progress``: called as answers arrive, with (version or label, rows answered, rows in all).
 
     Writes report.json, report.md, plots, GX results and Data Docs into ``out_dir``.
     """
@@ -417,12 +426,12 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
         return _finish(client, reference, candidate, baseline, checks, timings, started, out, "n/a", {})
 
     remaining = config.deadline_s - (time.perf_counter() - started)
-    cand = _send(client, reference, candidate, output, config, remaining)
+    cand = _send(client, reference, candidate, output, config, remaining, progress)
     timings["send_candidate_s"] = cand.seconds
     base = None
     if baseline is not None:
         remaining = config.deadline_s - (time.perf_counter() - started)
-        base = _send(client, reference, baseline, output, config, remaining)
+        base = _send(client, reference, baseline, output, config, remaining, progress)
         timings["send_baseline_s"] = base.seconds
 
     import pandas as pd

@@ -182,6 +182,10 @@ def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files)
     assert status.versions["production"] == before.versions["production"]
     assert outcome.version in status.versions["rejected"] and status.versions["staging"] == []
     assert any(s.startswith("canary: AVAILABLE") for s in steps) and any(s.startswith("reject:") for s in steps)
+    # how far through the reference rows, for the candidate and the baseline (production's version)
+    answered = [s for s in steps if "reference rows answered" in s]
+    assert any(s.startswith("validate: canary: ") for s in answered), steps
+    assert any(s.startswith("validate: stable: ") for s in answered), steps
     tracker = world["tracker"]
     assert tracker.client.get_run(outcome.mlflow_run_id).info.status == "FAILED"
     assert tracker.find_version(NAME, outcome.version).tags["verdict"] == "failed"

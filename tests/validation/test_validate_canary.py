@@ -156,3 +156,16 @@ def test_a_reference_for_other_inputs_fails_every_data_check(canary, tmp_path, r
     report = _run(canary, load_reference(path, other), tmp_path, VERSION["good"])
     assert set(report.failed_checks) == {"parity", "quality", "regression", "sanity", "service_level"}
     assert "do not match the reference's ['pixels']" in report.check("sanity").message
+
+
+def test_progress_reports_rows_answered_for_candidate_then_baseline(canary, reference, tmp_path):
+    calls: list[tuple] = []
+    _run(canary, reference, tmp_path, VERSION["good"], {"batch_size": 64},
+         baseline=VERSION["worse"], progress=lambda who, done, total: calls.append((who, done, total)))
+    by_who = {}
+    for who, done, total in calls:
+        assert total == 256
+        by_who.setdefault(who, []).append(done)
+    assert list(by_who) == [VERSION["good"], VERSION["worse"]]  # candidate first, then baseline
+    for counts in by_who.values():
+        assert counts == sorted(counts) and counts[-1] == 256 and len(counts) == 256 // 64
