@@ -42,6 +42,7 @@ the same methods from thin tasks.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -62,6 +63,13 @@ from servegate.settings import default_store_root, default_tracking_uri
 log = logging.getLogger("servegate.pipeline")
 
 SERVING_KINDS = ("process", "docker")
+
+# What the steps between the MLflow run and validation import that validation's libraries
+# (Great Expectations, SciPy, matplotlib) import too; see Deployment._preload_validation.
+# (Measured: the modules both sides load, with the MLflow SQLite store and the demo model.)
+_SHARED_WITH_VALIDATION = ("sqlite3", "sqlalchemy.orm", "sqlalchemy.connectors.asyncio", "sqlalchemy.dialects.sqlite",
+                           "sqlalchemy.dialects.postgresql", "markupsafe", "cryptography.hazmat.primitives.ciphers",
+                           "cryptography.hazmat.primitives.hashes", "servegate.validation.reference")
 
 
 class ModelRejected(ServegateError):
@@ -241,6 +249,7 @@ class Deployment:
     # ---------------------------------------------------------------- 2. tracking
 
     def open_tracking(self) -> str:
+        self._preload_validation()
         from servegate.tracking import Tracker
 
         self.tracker = Tracker(self.request.tracking_uri)
@@ -396,11 +405,18 @@ class Deployment:
 
     def _preload_validation(self) -> None:
         """Import validation's libraries (SciPy, matplotlib, Great Expectations: seconds) in a
-        background thread while this one only waits for the canary to boot. ``validate()``
-        joins it first, so no two threads import at once; a failed import is not reported
-        here, ``validate()``'s own import raises it."""
+        background thread, from the moment the MLflow run opens: it runs while this thread
+        waits on Prefect's API, TensorFlow's kernels, file copies and the canary's boot.
+        ``validate()`` joins it first; a failed import is not reported here, ``validate()``'s
+        own import raises it."""
         if self._preloader is not None:
             return
+        # Modules both this thread's next steps (MLflow's SQLite store, the reference) and
+        # validation's libraries import: loaded here first, so that the two threads never
+        # import the same module at once (two imports of a module cycle in two threads is
+        # the one way Python's import locks can deadlock).
+        for module in _SHARED_WITH_VALIDATION:
+            importlib.import_module(module)
 
         def preload() -> None:
             try:
