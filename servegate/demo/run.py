@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -235,10 +236,12 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
     echo("open the runs:")
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
+    # Full paths to this environment's commands: they work without activating the venv.
+    bin_dir = Path(sys.executable).parent
     if PREFECT_API_URL.value():
         echo(f"  Prefect UI:  {PREFECT_UI_URL.value() or PREFECT_API_URL.value()}/runs")
     else:
-        echo("  Prefect UI:  prefect server start   # then http://127.0.0.1:4200/runs (same local database)")
-    echo(f"  MLflow UI:   mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then http://127.0.0.1:5000")
-    echo(f"  store:       servegate status --name {MODEL_NAME} --store {store_root}")
+        echo(f"  Prefect UI:  {bin_dir / 'prefect'} server start   # then http://127.0.0.1:4200/runs (same local database)")
+    echo(f"  MLflow UI:   {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000   # then http://127.0.0.1:5000")
+    echo(f"  store:       {bin_dir / 'servegate'} status --name {MODEL_NAME} --store {store_root}")
     return DemoSummary(work_dir, outcomes, stats, served_now, tracking_uri, seconds, ok)
