@@ -26,6 +26,10 @@ TensorFlow, Prefect's engine and MLflow, and without that import. Life cycle:
    after Prefect's workers drained their queues at interpreter exit) sends
    SIGTERM, then SIGKILL after 5 s. Safe to call more than once.
 
+A deploy that is SIGKILLed never runs ``stop()``; on Linux the server is
+started with a parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so
+the kernel ends it with its owner and a killed deploy leaves no server behind.
+
 The server's own output goes to this process's stderr, never its stdout: the
 ``--json`` output of ``servegate deploy`` stays one JSON object.
 """
@@ -33,8 +37,10 @@ The server's own output goes to this process's stderr, never its stdout: the
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -118,6 +124,8 @@ class LocalPrefectServer:
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None,
+            # launch() runs on the command's main thread, whose death is the process's death.
+            preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None,
         )
 
     def wait_until_healthy(self, timeout_s: float) -> None:
@@ -164,6 +172,14 @@ class LocalPrefectServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """preexec_fn (Linux): SIGTERM this child when the thread that started it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _has_fileno(stream) -> bool:
