@@ -23,6 +23,9 @@ timer. Nothing is faked: the step runs for real up to the kill.
 mid-validation: after the warm-up request succeeded, as the measured pass
 starts sending (``ServingClient.predict_many``): a canary that dies mid-validation.
 
+``SERVEGATE_TEST_HANG_CANARY=1`` SIGSTOPs every process canary's process group
+right after it starts: a canary that hangs and never becomes available.
+
 Before the kill it appends the point's name to ``SERVEGATE_TEST_KILL_LOG``
 (when set), so that the parent knows the kill came from the trigger.
 """
@@ -91,6 +94,20 @@ def _crash_canary_mid_validation(Deployment) -> None:
     ServingClient.predict_many = crashing_predict_many
 
 
+def _hang_canaries() -> None:
+    from servegate.serving.runners.process import ProcessRunner
+
+    start = ProcessRunner.start
+
+    def hanging_start(self, *args, **kwargs):
+        result = start(self, *args, **kwargs)
+        if self.pid:
+            os.killpg(self.pid, signal.SIGSTOP)  # alive, but answers nothing: it hangs
+        return result
+
+    ProcessRunner.start = hanging_start
+
+
 def install() -> None:
     point = os.environ.get("SERVEGATE_TEST_KILL_AT")
     delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
@@ -98,6 +115,8 @@ def install() -> None:
 
     if os.environ.get("SERVEGATE_TEST_CRASH_CANARY") == "1":
         _crash_canary_mid_validation(Deployment)
+    if os.environ.get("SERVEGATE_TEST_HANG_CANARY") == "1":
+        _hang_canaries()
     if not point:
         return
     if point == "after_export":

@@ -138,7 +138,7 @@ class Workspace:
                      docker_image: str | None = None, production_url: str | None = None,
                      config: Path | None = None, kill_at: str | None = None, kill_after_s: float | None = None,
                      kill_delay_s: float | None = None, crash_canary: bool = False,
-                     extra_args: tuple[str, ...] = (), env: dict | None = None) -> DeployProcess:
+                     hang_canary: bool = False, extra_args: tuple[str, ...] = (), env: dict | None = None) -> DeployProcess:
         self._runs += 1
         n = self._runs
         args = ["deploy", "--model", str(model), "--name", name, "--reference", str(reference),
@@ -151,13 +151,15 @@ class Workspace:
             args += ["--config", str(config)]
         run_env = dict(env or self.env)
         kill_log = self.logs / f"deploy-{n}.killed"
-        child = bool(kill_at or crash_canary)
+        child = bool(kill_at or crash_canary or hang_canary)
         if kill_at:
             run_env["SERVEGATE_TEST_KILL_AT"] = kill_at
         if kill_delay_s is not None:
             run_env["SERVEGATE_TEST_KILL_DELAY"] = str(kill_delay_s)
         if crash_canary:
             run_env["SERVEGATE_TEST_CRASH_CANARY"] = "1"
+        if hang_canary:
+            run_env["SERVEGATE_TEST_HANG_CANARY"] = "1"
         run_env["SERVEGATE_TEST_KILL_LOG"] = str(kill_log)
         out_path, err_path = self.logs / f"deploy-{n}.out", self.logs / f"deploy-{n}.err"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
