@@ -1,11 +1,13 @@
 """Fixtures for the reliability tests: one trained model (and a broken twin) with one reference file,
 one Prefect API, the local serving image, and isolated workspaces, each built once.
 
-The tests marked ``reliability`` (the full kill sweep, the concurrency test,
-the hanging/crashing canary and full-disk faults) only run when asked for
-(``pytest -m reliability tests/reliability``): together they take several
-minutes on a 2-core machine. The default run keeps one kill at every step
-boundary with both runners, the bad-input catalogue, and availability.
+The tests marked ``reliability`` (one kill at every step boundary with both
+runners, the full kill sweep, the concurrency test, the hanging/crashing
+canary and full-disk faults) only run when asked for (``pytest -m reliability
+tests/reliability``, CI's second step): together they take about 15 minutes on
+a 2-core machine. The default run keeps the bad-input catalogue, the repairs of
+killed attempts, and availability; the store's own crash tests (60+ SIGKILLs)
+are in tests/model_store.
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ def run_kill_plan(ws: Workspace, files, plan: list[dict], docker_image: str | No
     return results
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 @pytest.mark.docker
 def test_kill_at_every_step_boundary_both_runners(workspace, model_files, local_image):
