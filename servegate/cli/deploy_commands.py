@@ -11,12 +11,10 @@ on a terminal.
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -109,29 +107,6 @@ def _is_servegate_process() -> bool:
     return Path(sys.argv[0]).name == "servegate"
 
 
-def exit_without_teardown(code: int) -> None:
-    """End the ``servegate`` process now, skipping the interpreter's module teardown.
-
-    Everything that can hold unwritten work is finished first, in the order the
-    interpreter itself uses at exit: non-daemon threads are joined and
-    ``threading``'s exit hooks run (Prefect drains its log and event workers
-    there), then the ``atexit`` handlers (Prefect stops its ephemeral server,
-    ``logging`` flushes and closes its handlers), then stdout and stderr are
-    flushed. What is skipped is only the teardown of imported modules, which
-    for TensorFlow takes seconds and writes nothing. Called only after the
-    outcome is printed, the MLflow run is ended and the canary is stopped (the
-    flow returned).
-    """
-    threading._shutdown()  # type: ignore[attr-defined]  # what Py_FinalizeEx runs first
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 def run_deploy_flow(**parameters) -> dict:
     """Run ``deploy_model`` in this process and return the outcome as a dict.
 
@@ -209,6 +184,8 @@ def deploy(
         _print_summary(outcome)
     code = exit_code_for(outcome["verdict"])
     if _is_servegate_process():
+        from servegate.fastexit import exit_without_teardown
+
         exit_without_teardown(code)
     raise typer.Exit(code)
 

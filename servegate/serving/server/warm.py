@@ -72,23 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(list(request["argv"]))
 
 
-def exit_now(code: int) -> None:
-    """Exit once the server has stopped, skipping the interpreter's teardown of TensorFlow
-    (a second or more, during which the canary's owner waits for it to be gone).
-
-    ``run()`` has returned: the ports are closed, the models unloaded, nothing is
-    written any more; the atexit handlers (logging's flush) still run.
-    """
-    import atexit
-
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    exit_now(main())
+    from servegate.fastexit import exit_without_teardown
+
+    # run() has returned: ports closed, models unloaded, nothing written any more; the canary's
+    # owner waits for this process to be gone, so skip TensorFlow's teardown (only the atexit
+    # handlers, logging's flush among them, still run; threads are not joined, as before).
+    exit_without_teardown(main(), join_threads=False)
