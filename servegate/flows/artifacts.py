@@ -41,9 +41,9 @@ def version_table(store, model_name: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["version"], r["area"]))
 
 
-def publish_deploy_artifacts(dep, outcome) -> list[str]:
-    """Create the run's artifacts; returns their keys."""
-    name = dep.name
+def publish_deploy_artifacts(record, outcome) -> list[str]:
+    """Create the run's artifacts from the attempt's record and outcome; returns their keys."""
+    name = record.name
     keys = []
     summary = [
         f"# Deploy of `{name}`: **{outcome.verdict.upper()}**",
@@ -54,15 +54,20 @@ def publish_deploy_artifacts(dep, outcome) -> list[str]:
     ]
     if outcome.reasons:
         summary += ["", "## Reasons", ""] + [f"- {r}" for r in outcome.reasons]
-    report_md = dep.report.to_markdown() if dep.report is not None else "_no validation report (the run stopped before validation)_\n"
+    report_dir = Path(record.report_dir) if record.report_dir else None
+    report_md = report_dir / "report.md" if report_dir else None
+    body = report_md.read_text() if report_md and report_md.is_file() else \
+        "_no validation report (the run stopped before validation)_\n"
     key = artifact_key(name, "validation-report")
-    create_markdown_artifact("\n".join(summary) + "\n\n" + report_md, key=key, description=f"deploy of {name}: {outcome.verdict}")
+    create_markdown_artifact("\n".join(summary) + "\n\n" + body, key=key, description=f"deploy of {name}: {outcome.verdict}")
     keys.append(key)
-    if dep.store is not None:
-        key = artifact_key(name, "versions")
-        create_table_artifact(version_table(dep.store, name), key=key, description=f"versions of {name} after this run")
-        keys.append(key)
-    plots = _plots(dep)
+    from servegate.attempt import resources
+
+    key = artifact_key(name, "versions")
+    store = resources.store(record.request.store_root)
+    create_table_artifact(version_table(store, name), key=key, description=f"versions of {name} after this run")
+    keys.append(key)
+    plots = _plots(report_dir) if report_dir else []
     if plots:
         key = artifact_key(name, "plots")
         create_markdown_artifact("\n\n".join(plots), key=key, description=f"validation plots of {name}")
@@ -70,14 +75,10 @@ def publish_deploy_artifacts(dep, outcome) -> list[str]:
     return keys
 
 
-def _plots(dep) -> list[str]:
-    if dep.report is None:
-        return []
+def _plots(report_dir: Path) -> list[str]:
     out = []
-    for label, path in sorted(dep.report.artifacts.items()):
-        path = Path(path)
-        if path.suffix.lower() != ".png" or not path.is_file():
-            continue
+    for path in sorted(report_dir.rglob("*.png")):
+        label = path.stem
         data = path.read_bytes()
         if len(data) > MAX_EMBEDDED_IMAGE_BYTES:
             out.append(f"### {label}\n\n`{path}` ({len(data)} bytes, too large to embed)")

@@ -1,38 +1,79 @@
-"""``deploy_model``: the deploy pipeline as a Prefect flow.
+"""``deploy_model``: the deploy as a Prefect flow, one task per step of :data:`servegate.attempt.steps.STEPS`.
 
-It reads like the diagram in DESIGN.md::
+The steps from "stage version" on run inside one Prefect ``transaction``:
+when a step fails or judges against the model, Prefect rolls the transaction
+back and the steps' ``on_rollback`` hooks undo them in reverse order
+(production goes back, the staged version moves to ``rejected/``). "record
+outcome" runs on every path, then the run's artifacts are published.
 
-    export ─► stage ─► canary ─► validate ─┬─► promote ─► verify production ─► done
-                                           └─► reject (rolled back)
-
-Stage and promote run inside one Prefect ``transaction``: anything that fails
-inside it (the canary, a rejected verdict, production verification) rolls the
-transaction back, and the tasks' ``on_rollback`` hooks undo what they did —
-production goes back to the version it served, the staged version moves to
-``rejected/`` with the reason. The canary is stopped on every path (a
-``finally``). A rejected model ends the flow run **Failed** with the reasons as
-its message, after the rollback, so that ``prefect deployment run --watch``
-exits non-zero. A promoted run returns the outcome (see
-:class:`servegate.pipeline.DeployOutcome`) as a dict; a rejected or rolled-back
-run's state carries the exception, with the same dict as its ``outcome``
-attribute.
+A promoted run ends Completed and returns the outcome
+(:class:`servegate.attempt.DeployOutcome`) as a dict. A rejected or
+rolled-back run ends Failed with the reasons as its message (see
+:func:`servegate.flows.final_state.final_state`); an error is raised.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Failed
 from prefect.transactions import transaction
 
+from servegate.attempt import recording
+from servegate.attempt.plain import cleanup, new_record
+from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.attempt import steps
+from servegate.errors import OrchestrationError
 from servegate.flows.artifacts import publish_deploy_artifacts
-from servegate.pipeline import Deployment, DeployRequest, ModelRejected, ProductionVerificationError
-from servegate.tasks import deploy_tasks as t
+from servegate.flows.final_state import final_state
+from servegate.tasks import undo_journal
+from servegate.tasks.deploy_tasks import task_for
 
 
-@flow(name="deploy-model", flow_run_name="deploy-{name}", validate_parameters=True)
+def _run_name() -> str:
+    """``<model>-<timestamp>``: every run of a model gets its own name in the Prefect UI."""
+    params = flow_run.parameters or {}
+    started = flow_run.scheduled_start_time
+    stamp = started.strftime("%Y%m%d-%H%M%S") if started else "now"
+    return f"deploy-{params.get('name', 'model')}-{stamp}"
+
+
+def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
+    """Run one step's task; a verdict or an error comes back as the exception the plain runner would see."""
+    state = task_for(step)(record.to_dict(), return_state=True)
+    data = state.result(raise_on_failure=False)
+    if not state.is_failed():
+        return AttemptRecord.from_dict(data)
+    if isinstance(data, dict) and "verdict" in data:
+        exc, judged = undo_journal.verdict_from_payload(data)
+        exc.record = judged
+        raise exc
+    if isinstance(data, BaseException):
+        raise data
+    raise OrchestrationError(f"step {step.name!r} ended {state.type.value}: {state.message}")
+
+
+def run_steps(record: AttemptRecord) -> tuple[AttemptRecord, BaseException | None]:
+    """:data:`~servegate.attempt.steps.STEPS` as tasks in one transaction; the flow's twin of
+    :func:`servegate.attempt.plain.run_steps` (same return values)."""
+    try:
+        with transaction():
+            for step in steps.STEPS:
+                record = _call(step, record)
+    except BaseException as exc:
+        return undo_journal.apply_undone(getattr(exc, "record", record)), exc
+    return record, None
+
+
+@task(name="record outcome", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=300)
+def record_outcome(record: dict[str, Any], outcome: dict[str, Any], after_error: bool) -> str | None:
+    """Figures, verdict, report and outcome into the MLflow run, which ends."""
+    return recording.store_outcome(AttemptRecord.from_dict(record), DeployOutcome(**outcome), after_error)
+
+
+@flow(name="deploy-model", flow_run_name=_run_name, validate_parameters=True)
 def deploy_model(
     model_path: str,
     name: str,
@@ -44,49 +85,23 @@ def deploy_model(
     tracking_uri: str | None = None,
     docker_image: str | None = None,
     production_deadline_s: float = 60.0,
+    custom_objects: list[str] | None = None,
+    unsafe_deserialization: bool = False,
+    work_dir: str | None = None,
 ) -> Any:
     """Export, stage, canary, validate, promote or reject, verify production."""
-    logger = get_run_logger()
     request = DeployRequest(
-        model_path=model_path, name=name, reference=reference, store_root=store, serving=serving,
-        config=config, production_url=production_url, tracking_uri=tracking_uri, docker_image=docker_image,
-        production_deadline_s=production_deadline_s,
+        model_path=model_path, name=name, reference=reference, store_root=store, serving=serving, config=config,
+        production_url=production_url, tracking_uri=tracking_uri, docker_image=docker_image,
+        production_deadline_s=production_deadline_s, custom_objects=tuple(custom_objects or ()),
+        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir,
     )
-    dep = Deployment(request, progress=logger.info)
-    dep.flow_run_id = str(flow_run.get_id() or "") or None
+    record = new_record(request, str(flow_run.get_id() or "") or None)
     try:
-        t.check_inputs(dep)
-        t.open_mlflow_run(dep)
-        error: BaseException | None = None
-        try:
-            t.export_model(dep)
-            t.check_reference(dep)
-            t.compute_golden(dep)
-            with transaction():
-                t.stage_version(dep)
-                t.register_version(dep)
-                try:
-                    t.boot_canary(dep)
-                    t.validate_canary(dep)
-                finally:
-                    t.stop_canary(dep)
-                dep.require_passed()
-                t.promote_version(dep)
-                t.verify_production(dep)
-        except BaseException as exc:
-            error = exc
-        outcome = t.record_outcome(dep, error)
-        publish_deploy_artifacts(dep, outcome)
-        if isinstance(error, (ModelRejected, ProductionVerificationError)):
-            logger.error("deploy of %s %s: %s", name, outcome.verdict, "; ".join(outcome.reasons))
-            # A Failed state's data must be an exception (Prefect raises it for callers and
-            # subflow parents); the outcome travels on it for in-process callers like the CLI.
-            error.outcome = outcome.to_dict()
-            return Failed(message="; ".join(outcome.reasons), data=error)
-        if error is not None:
-            raise error
-        logger.info("deploy of %s: version %s promoted", name, outcome.version)
-        return outcome.to_dict()
+        record, error = run_steps(record)
+        outcome = recording.outcome_of(record, error)
+        outcome.report_uri = record_outcome(record.to_dict(), outcome.to_dict(), error is not None)
+        publish_deploy_artifacts(record, outcome)
+        return final_state(outcome, error)
     finally:
-        t.forget_live(dep)
-        dep.cleanup()
+        cleanup(record, remove_work_dir=work_dir is None)

@@ -1,0 +1,36 @@
+"""The two ways an attempt ends that are verdicts, not errors (exit code 1).
+
+Each is tied to one decision: :class:`ModelRejected` — validation judged the
+candidate, undo everything; :class:`ProductionVerificationError` — production
+did not serve the promoted version correctly, roll production back. Any other
+exception is an error (exit code 2), undone the same way.
+"""
+
+from __future__ import annotations
+
+from servegate.errors import ServegateError, ServingError
+
+
+class ModelRejected(ServegateError):
+    """Validation failed: the candidate was rejected and production left as it was (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, reasons: list[str]) -> None:
+        super().__init__(message)
+        self.reasons = list(reasons)
+
+
+class ProductionVerificationError(ServingError):
+    """The production server did not serve the promoted version, or its smoke query failed."""
+
+    exit_code = 1
+
+
+#: Exceptions that are an attempt's verdict (exit 1): the step that raised them judged, it did not crash.
+VERDICTS = (ModelRejected, ProductionVerificationError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The first line a person reads about ``exc``."""
+    return str(exc.args[0]) if exc.args else type(exc).__name__

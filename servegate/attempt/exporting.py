@@ -1,0 +1,96 @@
+"""Steps "export model", "check reference data" and "compute golden predictions".
+
+None of them changes anything outside the attempt's work dir, so the CLI can
+run them before it opens any run (bad input then costs no Prefect or MLflow
+run); the flow runs them again and reuses an export already in the work dir
+when its source is unchanged (same path, size and modification time).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from servegate.attempt import resources
+from servegate.attempt.progress import say
+from servegate.attempt.record import AttemptRecord
+
+EXPORT_STAMP = "export.json"
+
+
+def _fingerprint(source: Path) -> dict:
+    stat = source.stat()
+    return {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _reusable_export(work: Path, source: Path) -> dict | None:
+    """The stamp of an export of ``source`` already in ``work``, or None."""
+    stamp = work / EXPORT_STAMP
+    if not (stamp.is_file() and (work / "savedmodel").is_dir()):
+        return None
+    data = json.loads(stamp.read_text())
+    return data if data.get("fingerprint") == _fingerprint(source) else None
+
+
+def export_model(record: AttemptRecord) -> AttemptRecord:
+    """Write the SavedModel (``serving_default`` signature) into the work dir; record its signature."""
+    from servegate import export
+
+    request, work = record.request, record.work_path
+    source = Path(request.model_path)
+    if request.serving == "process":
+        # The canary's bundled server imports TensorFlow meanwhile (a no-op when the CLI started it).
+        from servegate.runtime import warm
+
+        warm.prewarm(record.name)
+    stamp = _reusable_export(work, source)
+    if stamp is None:
+        shutil.rmtree(work / "savedmodel", ignore_errors=True)
+        options = {}
+        if request.custom_objects:
+            options["custom_modules"] = request.custom_objects
+        if request.unsafe_deserialization:
+            options["unsafe_deserialization"] = True
+        say(f"export: {source}")
+        result = export.export_model(source, work / "savedmodel", **options)
+        stamp = {"fingerprint": _fingerprint(source), "signature": result.signature.to_dict()}
+        (work / EXPORT_STAMP).write_text(json.dumps(stamp))
+    else:
+        say(f"export: {source} (exported before the run started)")
+    return record.but(savedmodel_dir=str(work / "savedmodel"), signature=stamp["signature"])
+
+
+def check_reference(record: AttemptRecord) -> AttemptRecord:
+    """The reference rows and the config against the model's signature: named errors for what doesn't fit."""
+    from servegate import validation
+
+    cfg = resources.config(record)
+    check = getattr(validation, "check_config_against_signature", None)
+    if check is not None:
+        check(cfg, resources.signature(record))
+    reference = resources.reference(record, cfg)
+    say(f"reference: {reference.n_rows} rows from {record.request.reference}")
+    return record.but(reference_rows=reference.n_rows)
+
+
+def _all_inputs(reference, batch_size: int) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in reference.batches(batch_size):
+        for name, values in batch.items():
+            parts.setdefault(name, []).append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def compute_golden(record: AttemptRecord) -> AttemptRecord:
+    """The exported model's in-process predictions on every reference row (parity's expectation)."""
+    from servegate import export
+
+    cfg = resources.config(record)
+    inputs = _all_inputs(resources.reference(record, cfg), max(cfg.batch_size, 1024))
+    golden = export.golden_predictions(record.savedmodel_dir, inputs)
+    path = record.work_path / "golden.npz"
+    np.savez(path, **golden)
+    return record.but(golden_path=str(path))

@@ -1,0 +1,48 @@
+"""Step "check inputs": every input that can be checked before anything changes.
+
+:func:`check_request` needs neither TensorFlow nor the store nor Prefect, so
+the CLI runs it first and a bad flag costs a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from servegate.attempt import resources
+from servegate.attempt.progress import say
+from servegate.attempt.record import SERVING_KINDS, AttemptRecord, DeployRequest
+from servegate.errors import ConfigError, ValidationInputError
+
+
+def check_request(request: DeployRequest):
+    """Serving kind, model name, model file, reference file, validation config, Docker when
+    asked for, an MLflow tracking server when the URI names one. Returns the config."""
+    from servegate import export
+    from servegate.model_store.layout import check_model_name
+    from servegate.tracking import check_tracking_server
+    from servegate.validation.config import load_config
+
+    if request.serving not in SERVING_KINDS:
+        raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}")
+    check_model_name(request.name)  # a name that could leave the store is refused before anything exists
+    export.detect_format(Path(request.model_path))
+    reference = Path(request.reference)
+    if not reference.exists():
+        raise ValidationInputError(f"reference file {reference}: no such file")
+    if not reference.is_file():
+        raise ValidationInputError(f"reference file {reference}: not a regular file")
+    config = load_config(request.config)
+    if request.serving == "docker":
+        from servegate.serving.runners.docker import connect
+
+        connect()
+    check_tracking_server(request.tracking_uri)
+    return config
+
+
+def check_inputs(record: AttemptRecord) -> AttemptRecord:
+    """Check the request; read what production serves now (the store proves its root usable)."""
+    check_request(record.request)
+    status = resources.store(record.request.store_root).status(record.name)
+    say(f"inputs checked; production serves {status.serving_version or 'nothing yet'}")
+    return record.but(previous_production=status.serving_version)

@@ -1,0 +1,77 @@
+"""The deploy as plain Python: :data:`~servegate.attempt.steps.STEPS` in order, no Prefect.
+
+:func:`run_deploy` is what tests, benchmarks and the reliability harness call;
+the Prefect flow (:mod:`servegate.flows.deploy`) runs the same list with the
+same undo order. Bad input raises before anything changes. Once the MLflow
+run is open, every outcome (promoted, rejected, rolled back) is returned, the
+store is left consistent and the canary is stopped; an error is recorded,
+undone and raised.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Iterable
+
+from servegate.attempt import canary, recording
+from servegate.attempt.errors import failure_reason
+from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.attempt import steps as declared
+from servegate.attempt.steps import Step, call_step, undo_steps
+
+
+def new_record(request: DeployRequest, flow_run_id: str | None = None) -> AttemptRecord:
+    """The first record of an attempt: its request and its work dir (made here unless the request names one)."""
+    from servegate.runtime.workdirs import new_work_dir
+
+    work_dir = request.work_dir or str(new_work_dir())
+    return AttemptRecord(request=request, work_dir=work_dir, flow_run_id=flow_run_id)
+
+
+def run_steps(record: AttemptRecord, steps: Iterable[Step] | None = None) -> tuple[AttemptRecord, BaseException | None]:
+    """Run ``steps`` (default: every declared step); on an exception undo the done ones in reverse order. Returns the last record and
+    the exception that stopped the attempt (None when every step passed)."""
+    done: list[Step] = []
+    try:
+        for step in declared.STEPS if steps is None else steps:
+            record = call_step(step, record)
+            done.append(step)
+    except BaseException as exc:
+        record = getattr(exc, "record", record)  # a rejection carries the judging step's record
+        return undo_steps(done, record, failure_reason(exc)), exc
+    return record, None
+
+
+def preflight(request: DeployRequest) -> AttemptRecord:
+    """The steps that change nothing outside the work dir; raises the first bad input's error."""
+    record, error = run_steps(new_record(request), [s for s in declared.STEPS if s.preflight])
+    if error is not None:
+        cleanup(record, remove_work_dir=request.work_dir is None)
+        raise error
+    return record
+
+
+def cleanup(record: AttemptRecord, remove_work_dir: bool) -> None:
+    """Wait for background work of the attempt (imports, canary shutdown); end an unused spare server."""
+    from servegate.runtime import warm
+    from servegate.runtime.preload import preloader
+
+    preloader().join()  # never leave an import running into interpreter exit
+    canary.wait_for_stopped()
+    if record.request.serving == "process":
+        warm.discard()
+    if remove_work_dir:
+        shutil.rmtree(record.work_dir, ignore_errors=True)
+
+
+def run_deploy(request: DeployRequest, flow_run_id: str | None = None) -> DeployOutcome:
+    """Every step in order, without Prefect; see the module docstring."""
+    record = new_record(request, flow_run_id)
+    try:
+        record, error = run_steps(record)
+        outcome = recording.record_outcome(record, error)
+        if error is not None and outcome.verdict == "error":
+            raise error
+        return outcome
+    finally:
+        cleanup(record, remove_work_dir=request.work_dir is None)

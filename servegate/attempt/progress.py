@@ -1,0 +1,32 @@
+"""Progress lines of an attempt: to the Prefect run's log inside a flow run, else to a Python logger.
+
+Steps call :func:`say`; the CLI shows the ``servegate.deploy`` logger on
+stderr, a Prefect flow run shows them in its log (the Prefect UI). Prefect is
+only asked when it is already imported: the plain runner never imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger("servegate.deploy")
+
+
+def _run_logger():
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging import get_run_logger
+
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return None
+    return get_run_logger()
+
+
+def say(message: str) -> None:
+    """One progress line (a step's news), for the terminal and the flow run's log."""
+    log.info(message)
+    run_logger = _run_logger()
+    if run_logger is not None:
+        run_logger.info(message)

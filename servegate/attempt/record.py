@@ -1,0 +1,147 @@
+"""The records one deploy attempt passes from step to step: plain, serialisable values.
+
+- :class:`DeployRequest`: what the attempt is asked to do (the CLI's flags, the flow's parameters).
+- :class:`AttemptRecord`: what the attempt has produced so far. Every step takes
+  one and returns an updated copy; nothing in it is a live object (paths are
+  strings, the golden predictions are a file in the work dir), so the Prefect
+  UI shows real task inputs and a step could run in another process.
+- :class:`DeployOutcome`: the result, as ``servegate deploy --json`` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from servegate.settings import default_store_root, default_tracking_uri
+
+SERVING_KINDS = ("process", "docker")
+
+
+@dataclass
+class DeployRequest:
+    """What one deploy attempt is asked to do."""
+
+    model_path: str
+    name: str
+    reference: str
+    store_root: str | None = None
+    serving: str = "process"
+    config: str | None = None
+    production_url: str | None = None
+    tracking_uri: str | None = None
+    work_dir: str | None = None
+    docker_image: str | None = None
+    canary_deadline_s: float | None = None  # default: the config's load.deadline_s
+    production_deadline_s: float = 60.0
+    custom_objects: tuple[str, ...] = ()  # modules that register the model's custom Keras objects
+    unsafe_deserialization: bool = False  # Keras safe_mode=False (Lambda layers): runs code from the file
+
+    def __post_init__(self) -> None:
+        self.model_path = str(self.model_path)
+        self.reference = str(self.reference)
+        self.store_root = str(self.store_root) if self.store_root else str(default_store_root())
+        self.config = str(self.config) if self.config else None
+        self.tracking_uri = self.tracking_uri or default_tracking_uri()
+        self.work_dir = str(self.work_dir) if self.work_dir else None
+        self.custom_objects = tuple(self.custom_objects or ())
+
+    def params(self) -> dict[str, Any]:
+        """The request as MLflow parameters."""
+        return {
+            "model_path": self.model_path,
+            "reference": self.reference,
+            "store_root": self.store_root,
+            "serving": self.serving,
+            "config": self.config or "(defaults)",
+            "production_url": self.production_url or "(none)",
+        }
+
+
+@dataclass
+class AttemptRecord:
+    """What the attempt has produced so far; each field is filled by the step named beside it."""
+
+    request: DeployRequest
+    work_dir: str
+    flow_run_id: str | None = None
+    previous_production: int | None = None  # check inputs
+    savedmodel_dir: str | None = None  # export model
+    signature: dict[str, Any] | None = None  # export model
+    reference_rows: int | None = None  # check reference data
+    golden_path: str | None = None  # compute golden predictions (.npz in the work dir)
+    run_id: str | None = None  # open MLflow run
+    version: int | None = None  # stage version
+    registry_version: str | None = None  # register in MLflow
+    validation_verdict: str | None = None  # validate on canary: "passed" | "failed"
+    reasons: list[str] = field(default_factory=list)  # validate on canary (failed checks)
+    figures: dict[str, float] = field(default_factory=dict)  # validate on canary
+    report_dir: str | None = None  # validate on canary
+    promoted: bool = False  # promote version
+    production_verified: bool | None = None  # verify production (None: no production server named)
+    rolled_back: bool = False  # the undo of promote version
+    timings: dict[str, float] = field(default_factory=dict)  # every step, by the step runner
+
+    @property
+    def name(self) -> str:
+        return self.request.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | "AttemptRecord") -> "AttemptRecord":
+        if isinstance(data, AttemptRecord):
+            return data
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["request"] = DeployRequest(**dict(values["request"]))
+        return cls(**values)
+
+    def but(self, **changes: Any) -> "AttemptRecord":
+        """A copy with ``changes``: steps return new records, never edit the one they got."""
+        return replace(self, **changes)
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir)
+
+
+@dataclass
+class DeployOutcome:
+    """The result of one attempt, as the CLI prints it with ``--json``.
+
+    ``verdict``: ``promoted`` (exit 0), ``rejected`` (validation failed, exit
+    1), ``rolled_back`` (promoted, then production verification failed and
+    production went back; exit 1), ``error`` (exit 2).
+    """
+
+    model_name: str
+    verdict: str
+    version: int | None = None
+    reasons: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+    production_version: int | None = None
+    previous_production_version: int | None = None
+    mlflow_run_id: str | None = None
+    mlflow_tracking_uri: str | None = None
+    registry_version: str | None = None
+    prefect_flow_run_id: str | None = None
+    report_uri: str | None = None  # the report, Data Docs and plots as MLflow artifacts
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code_for(self.verdict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+def exit_code_for(verdict: str) -> int:
+    return {"promoted": 0, "rejected": 1, "rolled_back": 1}.get(verdict, 2)

@@ -1,0 +1,88 @@
+"""Steps "open MLflow run" and "record outcome": the attempt's MLflow run, from open to end.
+
+The run opens only after every check that needs no server passed, so bad
+input leaves no run behind. "record outcome" runs on every path once the run
+is open: figures, verdict, report and outcome go to MLflow and the run ends
+(``FINISHED`` when promoted, else ``FAILED``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from servegate.attempt import resources
+from servegate.attempt.errors import ModelRejected, ProductionVerificationError, failure_reason
+from servegate.attempt.record import AttemptRecord, DeployOutcome
+from servegate.errors import ServegateError
+
+log = logging.getLogger("servegate.deploy")
+
+
+def open_mlflow_run(record: AttemptRecord) -> AttemptRecord:
+    """One MLflow run per attempt; validation's imports start loading in the background meanwhile."""
+    from servegate.runtime.preload import preloader
+
+    preloader().start()
+    tags = {"servegate.serving": record.request.serving}
+    if record.flow_run_id:
+        tags["prefect.flow_run_id"] = record.flow_run_id
+    run_id = resources.tracker(record.request.tracking_uri).start_run(
+        record.name, params=record.request.params(), tags=tags, run_name=f"{record.name} deploy")
+    return record.but(run_id=run_id)
+
+
+def verdict_of(record: AttemptRecord, error: BaseException | None) -> str:
+    if error is None:
+        return "promoted"
+    if isinstance(error, ModelRejected):
+        return "rejected"
+    if isinstance(error, ProductionVerificationError) and record.rolled_back:
+        return "rolled_back"
+    return "error"
+
+
+def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutcome:
+    """The attempt's outcome from its record and the exception that stopped it (None: promoted)."""
+    if isinstance(error, ModelRejected):
+        reasons = list(error.reasons)
+    else:
+        reasons = [failure_reason(error)] if error is not None else []
+    figures = dict(record.figures)
+    figures.update({f"time.{step}_s": seconds for step, seconds in record.timings.items()})
+    outcome = DeployOutcome(
+        model_name=record.name, verdict=verdict_of(record, error), version=record.version, reasons=reasons,
+        figures=figures, previous_production_version=record.previous_production, mlflow_run_id=record.run_id,
+        mlflow_tracking_uri=record.request.tracking_uri, registry_version=record.registry_version,
+        prefect_flow_run_id=record.flow_run_id, timings=dict(record.timings),
+    )
+    try:
+        outcome.production_version = resources.store(record.request.store_root).status(record.name).serving_version
+    except ServegateError:
+        pass
+    return outcome
+
+
+def store_outcome(record: AttemptRecord, outcome: DeployOutcome, after_error: bool) -> str | None:
+    """Figures, verdict, report, dataset and outcome into the attempt's MLflow run, which ends;
+    returns the report's artifact URI. After an error, tracking trouble is only logged: the
+    earlier error matters more."""
+    if record.run_id is None:
+        return None
+    from pathlib import Path
+
+    try:
+        return resources.tracker(record.request.tracking_uri).record_outcome(
+            record.run_id, outcome.to_dict(), report_dir=Path(record.report_dir) if record.report_dir else None,
+            reference=Path(record.request.reference), registry_version=record.registry_version)
+    except ServegateError:
+        if not after_error:
+            raise
+        log.exception("could not record the failed attempt in MLflow")
+        return None
+
+
+def record_outcome(record: AttemptRecord, error: BaseException | None) -> DeployOutcome:
+    """The outcome of the attempt, recorded in MLflow."""
+    outcome = outcome_of(record, error)
+    outcome.report_uri = store_outcome(record, outcome, after_error=error is not None)
+    return outcome

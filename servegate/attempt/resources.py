@@ -1,0 +1,63 @@
+"""What steps build from a record's plain values: the store, the tracker, the config, the reference.
+
+The store and the tracker are cached per process and location (opening
+MLflow's store costs about a second); the config and the reference are read
+again by each step that needs them, so a step depends on nothing but its record.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from servegate.attempt.record import AttemptRecord
+
+
+@functools.lru_cache(maxsize=8)
+def store(root: str):
+    from servegate.model_store import ModelStore
+
+    return ModelStore(root)
+
+
+@functools.lru_cache(maxsize=8)
+def tracker(uri: str):
+    from servegate.tracking import Tracker
+
+    return Tracker(uri)
+
+
+def release(record: AttemptRecord):
+    """The one release path (store + MLflow) for this attempt's model."""
+    from servegate.release import Release
+
+    return Release(store=store(record.request.store_root), tracker=tracker(record.request.tracking_uri))
+
+
+def config(record: AttemptRecord):
+    from servegate.validation import load_config
+
+    return load_config(record.request.config)
+
+
+def signature(record: AttemptRecord):
+    from servegate.export import ModelSignature
+
+    return ModelSignature.from_dict(record.signature)
+
+
+def reference(record: AttemptRecord, cfg: Any = None):
+    """The reference rows, checked against the exported signature."""
+    from servegate.validation import load_reference
+
+    return load_reference(record.request.reference, signature(record), cfg or config(record))
+
+
+def golden(record: AttemptRecord):
+    """The exported model's in-process predictions, one array per output (None before the golden step)."""
+    if not record.golden_path:
+        return None
+    import numpy as np
+
+    with np.load(record.golden_path) as data:
+        return {name: data[name] for name in data.files}

@@ -1,0 +1,42 @@
+"""Polling a TF Serving REST endpoint until it serves one version: kept apart from judging its answer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from servegate.attempt.errors import ProductionVerificationError
+from servegate.errors import ServegateError
+
+
+def available_versions(client) -> list[int]:
+    states = client.status()
+    return sorted(int(s["version"]) for s in states if str(s.get("state", "")).upper() == "AVAILABLE")
+
+
+def wait_until_serving(url: str, name: str, version: int, inputs: dict[str, np.ndarray],
+                       deadline_s: float, poll_s: float = 0.2) -> dict:
+    """Poll ``url`` until ``version`` is the newest AVAILABLE version of ``name`` and answers ``inputs``.
+
+    Returns the answer's outputs. TF Serving's ``latest`` policy swaps on its
+    file-system poll, so "serves" means "is the newest AVAILABLE version".
+    """
+    from servegate.serving.client import ServingClient
+
+    deadline = time.monotonic() + deadline_s
+    last = "no answer yet"
+    with ServingClient(name, rest_url=url.rstrip("/")) as client:
+        while True:
+            try:
+                available = available_versions(client)
+                last = f"available versions {available}"
+                if available and max(available) == version:
+                    return client.predict(inputs).outputs
+            except ServegateError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise ProductionVerificationError(
+                    f"production server {url} did not serve version {version} of {name!r} within "
+                    f"{deadline_s:.0f} s (last seen: {last})")
+            time.sleep(poll_s)

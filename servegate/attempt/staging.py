@@ -1,0 +1,78 @@
+"""Steps "stage version" (undo: reject it) and "register in MLflow".
+
+Staging first moves versions that killed deploys left in staging to
+``rejected/`` ("abandoned"): a deploy SIGKILLed between stage and
+promote/reject cannot clean up after itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from servegate.attempt import resources
+from servegate.attempt.progress import say
+from servegate.attempt.record import AttemptRecord
+from servegate.errors import ServegateError
+
+log = logging.getLogger("servegate.deploy")
+
+
+def abandoned_versions(store, name: str) -> list:
+    """The stage records of staged versions whose deploy is gone: staged on this host by a process that no longer runs.
+
+    The store's history names the process that staged each version. A live
+    process's version (a deploy running beside this one) is never touched, nor
+    one staged on another host (its process cannot be seen from here).
+    """
+    from servegate.runtime.identity import ProcessIdentity
+
+    staged = set(store.versions(name, "staging"))
+    stagers = {r.version: r for r in store.history(name) if r.operation == "stage"} if staged else {}
+    gone = []
+    for version in sorted(staged):
+        record = stagers.get(version)
+        if record is not None and ProcessIdentity.from_history(record).is_dead():
+            gone.append(record)
+    return gone
+
+
+def _reject_abandoned(record: AttemptRecord) -> None:
+    release = resources.release(record)
+    for stager in abandoned_versions(release.store, record.name):
+        version = stager.version
+        reason = (f"abandoned: the deploy that staged it (pid {stager.pid}, MLflow run {stager.run_id}) "
+                  "ended without promoting or rejecting it")
+        try:
+            release.reject(record.name, version, reason, run_id=record.run_id)
+        except ServegateError as exc:  # promoted or rejected meanwhile by someone else: fine
+            log.info("abandoned version %s of %s: %s", version, record.name, exc)
+            continue
+        say(f"stage: version {version} of a killed deploy -> rejected/")
+
+
+def stage_version(record: AttemptRecord) -> AttemptRecord:
+    """Copy the export into the store as the next version (``staging/<name>/<v>``)."""
+    _reject_abandoned(record)
+    store = resources.store(record.request.store_root)
+    version = store.stage(record.name, record.savedmodel_dir, run_id=record.run_id)
+    say(f"stage: version {version} in {store.base_path('staging', record.name)}")
+    return record.but(version=version)
+
+
+def reject_staged(record: AttemptRecord, reason: str) -> AttemptRecord:
+    """Undo of "stage version": the staged version to ``rejected/`` with ``reason`` (no-op when not staged)."""
+    store = resources.store(record.request.store_root)
+    if record.version is None or not store.version_path("staging", record.name, record.version).exists():
+        return record
+    resources.release(record).reject(record.name, record.version, reason, run_id=record.run_id)
+    say(f"reject: version {record.version} -> rejected/ ({reason.splitlines()[0]})")
+    return record
+
+
+def register_version(record: AttemptRecord) -> AttemptRecord:
+    """A registry model version mirroring the staged version (alias ``challenger``)."""
+    store = resources.store(record.request.store_root)
+    registered = resources.tracker(record.request.tracking_uri).register_version(
+        record.run_id, record.name, store.version_path("staging", record.name, record.version), record.version
+    )
+    return record.but(registry_version=registered.registry_version)

@@ -1,0 +1,124 @@
+"""The deploy, declared once: its steps in order, how each is undone, which errors a retry fixes.
+
+::
+
+    check inputs ─► export model ─► check reference data ─► compute golden predictions
+        ─► open MLflow run ─► stage version ─► register in MLflow ─► validate on canary
+        ─┬─► promote version ─► verify production ─► (record outcome) promoted
+         └─► (undo) reject staged version ─► (record outcome) rejected
+
+Every step is a function ``AttemptRecord -> AttemptRecord``. When one raises,
+the steps already done are undone in reverse order (each undo takes the
+record and the reason); "record outcome" then runs on every path. Both the
+plain runner (:mod:`servegate.attempt.plain`) and the Prefect flow
+(:mod:`servegate.flows.deploy`) run this list through :func:`call_step` and
+:func:`undo_steps`, so they cannot drift apart.
+
+``retry_on`` is an allow-list: a step is run again (up to ``attempts`` times)
+only for those errors; anything else fails the step at once. ``preflight``
+steps change nothing outside the work dir: the CLI runs them before it starts
+any run, so bad input is refused before Prefect or MLflow see it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from servegate.attempt import canary, exporting, inputs, production, recording, staging
+from servegate.attempt.errors import ModelRejected
+from servegate.attempt.progress import say
+from servegate.attempt.record import AttemptRecord
+
+StepFn = Callable[[AttemptRecord], AttemptRecord]
+UndoFn = Callable[[AttemptRecord, str], AttemptRecord]
+
+
+def _retryable_boot_errors() -> tuple[type[BaseException], ...]:
+    from servegate.serving.runners import DeadlineExceededError, PortInUseError
+
+    # A port taken between picking and binding it, a first start slower than the deadline.
+    # Never ModelLoadError (the model itself failed) or a bad spec: a retry cannot fix those.
+    return (PortInUseError, DeadlineExceededError)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the deploy: what it does, how it is undone, which errors a retry can fix."""
+
+    name: str
+    run: StepFn
+    undo: UndoFn | None = None
+    retry_on: Callable[[], tuple[type[BaseException], ...]] = tuple
+    attempts: int = 1
+    timeout_s: float | None = None  # enforced by Prefect in the flow
+    preflight: bool = False  # changes nothing outside the work dir
+    judge: Callable[[AttemptRecord], None] | None = None  # raises the verdict the step's record holds
+
+    @property
+    def key(self) -> str:
+        return self.name.replace(" ", "_")
+
+
+STEPS: tuple[Step, ...] = (
+    Step("check inputs", inputs.check_inputs, preflight=True, timeout_s=120),
+    Step("export model", exporting.export_model, preflight=True, timeout_s=900),
+    Step("check reference data", exporting.check_reference, preflight=True, timeout_s=600),
+    Step("compute golden predictions", exporting.compute_golden, timeout_s=900),
+    Step("open MLflow run", recording.open_mlflow_run, timeout_s=120),
+    Step("stage version", staging.stage_version, undo=staging.reject_staged, timeout_s=600),
+    Step("register in MLflow", staging.register_version, timeout_s=300),
+    Step("validate on canary", canary.validate_on_canary, retry_on=_retryable_boot_errors, attempts=3,
+         timeout_s=1800, judge=lambda record: _judge_validation(record)),
+    Step("promote version", production.promote_version, undo=production.roll_production_back, timeout_s=600),
+    Step("verify production", production.verify_production, timeout_s=600),
+)
+
+
+def step(name: str) -> Step:
+    for candidate in STEPS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)
+
+
+def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
+    """Run one step with its retry policy; time it; a failed validation verdict raises :class:`ModelRejected`."""
+    retryable = step_.retry_on()
+    started = time.perf_counter()
+    for attempt in range(1, step_.attempts + 1):
+        try:
+            result = step_.run(record)
+            break
+        except retryable as exc:
+            if attempt == step_.attempts:
+                raise
+            say(f"{step_.name}: attempt {attempt} of {step_.attempts} failed ({exc}); retrying")
+            time.sleep(1)
+    result = result.but(timings={**result.timings, step_.key: round(time.perf_counter() - started, 3)})
+    if step_.judge is not None:
+        step_.judge(result)
+    return result
+
+
+def _judge_validation(record: AttemptRecord) -> None:
+    if record.validation_verdict != "passed":
+        raise Rejection(record)
+
+
+class Rejection(ModelRejected):
+    """:class:`ModelRejected` carrying the record the judging step produced (verdict, reasons, report)."""
+
+    def __init__(self, record: AttemptRecord) -> None:
+        message = f"model {record.name!r} version {record.version} rejected: " + "; ".join(record.reasons)
+        super().__init__(message, record.reasons)
+        self.record = record
+
+
+def undo_steps(done: list[Step], record: AttemptRecord, reason: str) -> AttemptRecord:
+    """Undo ``done`` in reverse order (production is rolled back before the staged version is rejected)."""
+    for step_ in reversed(done):
+        if step_.undo is not None:
+            record = step_.undo(record, reason)
+    return record

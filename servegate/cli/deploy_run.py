@@ -1,0 +1,121 @@
+"""What ``servegate deploy`` does around the flow: Prefect's readiness, the flow run, the summary.
+
+The command runs the ``deploy-model`` flow in this process: against the
+Prefect API at ``PREFECT_API_URL`` when that is set (checked first: an
+unreachable API is an error before anything changes), otherwise on a local
+Prefect server started at the top of the command (:mod:`servegate.flows.local_api`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from servegate.errors import OrchestrationError, ServegateError
+
+
+def library_settings(verbose: bool) -> None:
+    """Environment for the libraries, set before they are imported."""
+    # No network beyond loopback is assumed: Prefect's server would log a failed telemetry call.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # TensorFlow's C++ log below ERROR; with --verbose its warnings too.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
+
+
+def check_prefect_api(timeout_s: float = 5.0) -> str | None:
+    """The Prefect API URL when one is configured and answers; None for the local server.
+
+    Raises :class:`OrchestrationError` naming the URL when it does not answer.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return None
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise OrchestrationError(
+            f"PREFECT_API_URL={url}: Prefect API not reachable ({type(exc).__name__}: {exc}). "
+            "Start it with `prefect server start`, or unset PREFECT_API_URL to run on a local Prefect",
+            subject="PREFECT_API_URL",
+        ) from exc
+    return url
+
+
+def start_local_prefect_early() -> Callable[[], None]:
+    """With no Prefect API configured, start the local Prefect server now; returns ``ready()``.
+
+    It boots on another core while this process imports TensorFlow, Prefect's
+    engine and MLflow. ``ready()`` waits until it answers and points this
+    process's Prefect clients at it. With ``PREFECT_API_URL`` set, nothing.
+    """
+    from servegate.flows import local_api
+
+    if not local_api.ephemeral_mode_wanted():
+        return lambda: None
+    server = local_api.LocalPrefectServer.launch()
+
+    def ready() -> None:
+        server.wait_until_healthy(local_api.startup_timeout_s())
+        server.use()
+
+    return ready
+
+
+# What a deploy needs anyway, imported while the local Prefect server boots
+# (the flow's order: the engine, export's TensorFlow/Keras, MLflow).
+_DEPLOY_IMPORTS = ("servegate.flows.deploy", "prefect.flow_engine", "tensorflow", "keras", "mlflow",
+                   "servegate.tracking.tracker")
+
+
+def import_deploy_modules() -> None:
+    for module in _DEPLOY_IMPORTS:
+        importlib.import_module(module)
+
+
+def is_servegate_process() -> bool:
+    """True when this interpreter runs the ``servegate`` command itself (``python -m servegate``
+    or the console script), not a test or another program calling :func:`servegate.cli.main`."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "servegate.__main__":
+        return True
+    return Path(sys.argv[0]).name == "servegate"
+
+
+def run_deploy_flow(**parameters) -> dict:
+    """Run ``deploy_model`` in this process and return the outcome as a dict.
+
+    A rejected or rolled-back deploy ends the flow run Failed with an exception
+    that carries the outcome (``.outcome``); an error re-raises the original
+    exception (a :class:`ServegateError` keeps its message and exit code).
+    """
+    from servegate.flows.deploy import deploy_model
+
+    state = deploy_model(**parameters, return_state=True)
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, BaseException) and isinstance(getattr(data, "outcome", None), dict):
+        return data.outcome  # rejected, or rolled back after production verification failed
+    if isinstance(data, BaseException):
+        if isinstance(data, ServegateError):
+            raise data
+        raise OrchestrationError(f"deploy flow run failed: {type(data).__name__}: {data}") from data
+    if not isinstance(data, dict):
+        raise OrchestrationError(f"deploy flow run ended {state.type.value} without an outcome: {state.message}")
+    return data
+
+
+def summary(outcome: dict) -> list[str]:
+    """The verdict for a person: one line, the reasons, where to look."""
+    verdict = outcome["verdict"]
+    lines = [f"{outcome['model_name']}: version {outcome['version']} {verdict.replace('_', ' ')}"]
+    lines += [f"  - {reason}" for reason in outcome.get("reasons") or []]
+    lines.append(f"  production serves: {outcome.get('production_version')}")
+    lines.append(f"  MLflow run: {outcome.get('mlflow_run_id')}  Prefect flow run: {outcome.get('prefect_flow_run_id')}")
+    return lines
