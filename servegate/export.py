@@ -8,8 +8,11 @@ Life cycle of one export (``export_model``):
    :class:`ExportError` naming the file and what was expected;
 2. a ``.keras`` / ``.h5`` file is loaded with Keras (``compile=False``: serving
    never needs the optimizer) and exported with ``model.export(...,
-   format="tf_saved_model")``; a SavedModel directory is loaded to prove it
-   has a ``serving_default`` signature and then copied as it is;
+   format="tf_saved_model")``; modules that register custom objects are imported
+   first and Keras's safe mode is on unless the caller opts out (``export_keras.py``
+   says how, and turns Keras's errors about them into short named ones); a
+   SavedModel directory is loaded to prove it has a ``serving_default`` signature
+   and then copied as it is;
 3. the output is written into a dot-named temp dir beside ``out_dir`` and
    renamed into place, so ``out_dir`` is either absent or complete;
 4. the ``serving_default`` signature is recorded as a :class:`ModelSignature`
@@ -29,40 +32,31 @@ import uuid
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from servegate.errors import ExportError
+from servegate.export_errors import (  # noqa: F401  (re-exported: export.<Error> is the public name)
+    CUSTOM_OBJECTS_FLAG,
+    UNSAFE_DESERIALIZATION_FLAG,
+    CustomObjectsImportError,
+    LoadOptionNotApplicableError,
+    MissingCustomObjectError,
+    MissingServingSignatureError,
+    ModelFileEmptyError,
+    ModelFileMissingError,
+    ModelFileTruncatedError,
+    NotAModelError,
+    UnsafeDeserializationError,
+    UnsupportedModelFormatError,
+)
+from servegate.export_keras import check_custom_modules, import_tensorflow, load_keras
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 SERVING_SIGNATURE = "serving_default"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-class ModelFileMissingError(ExportError):
-    """The model path does not exist."""
-
-
-class ModelFileEmptyError(ExportError):
-    """The model file has no bytes, or the directory has no entries."""
-
-
-class ModelFileTruncatedError(ExportError):
-    """The model file starts like a model but ends before it is complete."""
-
-
-class NotAModelError(ExportError):
-    """The path exists but holds something that is not a model of the expected kind."""
-
-
-class UnsupportedModelFormatError(ExportError):
-    """The file's extension is not one export knows (.keras, .h5, SavedModel dir)."""
-
-
-class MissingServingSignatureError(ExportError):
-    """A SavedModel has no ``serving_default`` signature."""
 
 
 @dataclass(frozen=True)
@@ -199,11 +193,7 @@ def detect_format(path: Path) -> str:
 # TensorFlow part
 
 
-def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
+_tf = import_tensorflow
 
 
 def _shape(tensor_shape) -> tuple[int | None, ...] | None:
@@ -250,41 +240,62 @@ def read_signature(savedmodel_dir: Path) -> ModelSignature:
     return signature_of(load_savedmodel(path), path)
 
 
-def _load_keras(path: Path, fmt: str):
-    _tf()
-    import keras
+def check_load_options(
+    source: Path | str, custom_modules: Sequence[str] = (), unsafe_deserialization: bool = False
+) -> str:
+    """The checks of ``export_model``'s inputs that need no TensorFlow; returns the format.
 
-    try:
-        return keras.saving.load_model(str(path), compile=False)
-    except OSError as exc:
-        if "truncated" in str(exc).lower():
-            raise ModelFileTruncatedError(f"truncated model file: {path}: {exc}") from exc
-        raise NotAModelError(f"model file {path} cannot be read as a {fmt} model: {exc}") from exc
-    except Exception as exc:
-        raise NotAModelError(
-            f"model file {path} cannot be loaded as a Keras model: {type(exc).__name__}: {str(exc)[:300]}"
-        ) from exc
+    The Keras loading options apply to .keras/.h5 files only: a SavedModel is loaded
+    from its graph, without Python classes or safe mode, so giving them is refused
+    (a configured value is applied or refused, never silently dropped).
+    """
+    source = Path(source)
+    fmt = detect_format(source)
+    if fmt == "savedmodel" and (custom_modules or unsafe_deserialization):
+        flag = CUSTOM_OBJECTS_FLAG if custom_modules else UNSAFE_DESERIALIZATION_FLAG
+        raise LoadOptionNotApplicableError(
+            f"{flag} applies to .keras and .h5 files only: {source} is a SavedModel directory, which "
+            "TensorFlow loads from its graph without Python classes; remove the flag",
+            flag=flag,
+        )
+    check_custom_modules(custom_modules)
+    return fmt
 
 
-def export_model(source: Path | str, out_dir: Path | str) -> ExportResult:
+def export_model(
+    source: Path | str,
+    out_dir: Path | str,
+    *,
+    custom_modules: Sequence[str] = (),
+    unsafe_deserialization: bool = False,
+) -> ExportResult:
     """Write a SavedModel with a ``serving_default`` signature at ``out_dir``.
 
+    ``custom_modules``: module names or .py paths imported before a Keras file is
+    loaded, so that their ``@keras.saving.register_keras_serializable`` classes are
+    found. ``unsafe_deserialization``: load with Keras's ``safe_mode=False`` (runs
+    code stored in the file, e.g. a Lambda layer's lambda; only for trusted files).
     ``out_dir`` must not exist yet; on any error it still does not exist.
     """
     source = Path(source)
     out_dir = Path(out_dir)
-    fmt = detect_format(source)
+    custom_modules = tuple(custom_modules) if not isinstance(custom_modules, str) else custom_modules
+    fmt = check_load_options(source, custom_modules, unsafe_deserialization)
     if out_dir.exists():
         raise ExportError(f"export target already exists: {out_dir} (expected a path that does not exist yet)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    extra: dict[str, Any] = {}
     try:
         if fmt == "savedmodel":
             loaded = load_savedmodel(source)
             signature = signature_of(loaded, source)
             shutil.copytree(source, tmp)
         else:
-            model = _load_keras(source, fmt)
+            model = load_keras(
+                source, fmt, custom_modules=custom_modules, unsafe_deserialization=unsafe_deserialization
+            )
+            extra = {"custom_modules": list(custom_modules), "unsafe_deserialization": unsafe_deserialization}
             try:
                 model.export(str(tmp), format="tf_saved_model", verbose=False)
             except Exception as exc:
@@ -297,40 +308,70 @@ def export_model(source: Path | str, out_dir: Path | str) -> ExportResult:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return ExportResult(savedmodel_dir=out_dir, source=source, source_format=fmt, signature=signature)
+    return ExportResult(savedmodel_dir=out_dir, source=source, source_format=fmt, signature=signature, extra=extra)
+
+
+#: Rows per call of ``serving_default`` in ``golden_predictions`` unless told otherwise
+#: (the deploy pipeline used max(config batch_size, 1024) for the same job).
+DEFAULT_GOLDEN_BATCH_SIZE = 1024
+
+InputBatch = Mapping[str, Any]  # input name -> array-like, first axis = rows
+
+
+def _input_batches(
+    path: Path, signature: ModelSignature, inputs: InputBatch | Iterable[InputBatch], batch_size: int
+) -> Iterable[dict[str, np.ndarray]]:
+    """Each given mapping, checked against the signature and cut into ``batch_size`` rows."""
+    expected = set(signature.input_names)
+    for given in [inputs] if isinstance(inputs, Mapping) else inputs:
+        if set(given) != expected:
+            raise ExportError(
+                f"golden predictions for {path}: inputs {sorted(given)} do not match the signature's "
+                f"inputs {sorted(expected)}"
+            )
+        arrays = {name: np.asarray(value) for name, value in given.items()}
+        rows = {name: len(arr) for name, arr in arrays.items()}
+        if len(set(rows.values())) > 1:
+            raise ExportError(f"golden predictions for {path}: inputs have different row counts {rows}")
+        n_rows = next(iter(rows.values()))
+        for start in range(0, n_rows, batch_size):
+            yield {name: arr[start : start + batch_size] for name, arr in arrays.items()}
+
+
+def _empty_output(record: TensorRecord) -> np.ndarray:
+    tail = () if record.shape is None else tuple(d or 0 for d in record.shape[1:])
+    return np.empty((0,) + tail, dtype=np.dtype(record.dtype) if record.dtype != "string" else object)
 
 
 def golden_predictions(
     savedmodel_dir: Path | str,
-    inputs: Mapping[str, np.ndarray],
-    batch_size: int = 4096,
+    inputs: InputBatch | Iterable[InputBatch],
+    batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run ``inputs`` through ``serving_default`` in-process; one array per output.
+    """Run ``inputs`` through ``serving_default`` in-process; every output, all rows.
 
-    ``inputs`` maps each signature input name to an array whose first axis is
-    the row. Missing or extra inputs are an ExportError naming them.
+    ``inputs``: one mapping {input name: array whose first axis is the row}, or an
+    iterable of such mappings (e.g. ``Reference.batches(n)``), read one at a time so
+    that a large reference is never in memory whole. Each mapping is run in slices
+    of at most ``batch_size`` rows (default ``DEFAULT_GOLDEN_BATCH_SIZE``).
+    Returns {output name: array} for every output of the signature, rows in order.
+    Missing or extra inputs, or inputs of different lengths, are an ExportError.
     """
     path = Path(savedmodel_dir)
+    batch_size = DEFAULT_GOLDEN_BATCH_SIZE if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ExportError(f"golden predictions for {path}: batch_size {batch_size!r} is not a positive integer")
     loaded = load_savedmodel(path)
     signature = signature_of(loaded, path)
-    expected = set(signature.input_names)
-    given = set(inputs)
-    if expected != given:
-        raise ExportError(
-            f"golden predictions for {path}: inputs {sorted(given)} do not match the signature's "
-            f"inputs {sorted(expected)}"
-        )
     tf = _tf()
     fn = loaded.signatures[SERVING_SIGNATURE]
     dtypes = {t.name: t.dtype for t in signature.inputs}
-    arrays = {name: np.asarray(value) for name, value in inputs.items()}
-    n_rows = len(next(iter(arrays.values())))
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in signature.output_names}
-    for start in range(0, n_rows, batch_size):
-        batch = {
-            name: tf.constant(arr[start : start + batch_size], dtype=dtypes[name]) for name, arr in arrays.items()
-        }
-        result = fn(**batch)
+    for batch in _input_batches(path, signature, inputs, batch_size):
+        result = fn(**{name: tf.constant(arr, dtype=dtypes[name]) for name, arr in batch.items()})
         for name in chunks:
             chunks[name].append(result[name].numpy())
-    return {name: np.concatenate(parts) if parts else np.empty((0,)) for name, parts in chunks.items()}
+    return {
+        record.name: np.concatenate(chunks[record.name]) if chunks[record.name] else _empty_output(record)
+        for record in signature.outputs
+    }

@@ -161,3 +161,229 @@ def test_savedmodel_is_copied_and_golden_matches_keras(tmp_path, tiny_savedmodel
 def test_golden_with_wrong_inputs_names_them(tiny_savedmodel):
     with pytest.raises(ExportError, match=r"\['x'\].*\['features'\]"):
         export.golden_predictions(tiny_savedmodel, {"x": np.zeros((2, 4), "float32")})
+
+
+# ---- models with custom code: --custom-objects and --unsafe-deserialization
+#
+# The model files are saved by a separate Python process, as a user's training
+# script would: this test process has never imported the layer modules, so
+# Keras's registry knows their classes only after export imports them. Each
+# module registers ScaleLayer under its own package, so the tests do not depend
+# on their order.
+
+_LAYER_MODULE = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="{package}")
+class ScaleLayer(keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {{**super().get_config(), "factor": self.factor}}
+'''
+
+_BUILD_SCRIPT = '''
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+root = Path(sys.argv[1])
+sys.path[:0] = [str(root / "site"), str(root / "files")]
+import sgt_custom.layers as dotted
+import sgt_file_layers as by_path
+import sgt_h5_layers as h5_layers
+import sgt_never_layers as never  # never imported by the tests: its class stays unknown to them
+
+x = np.random.default_rng(3).normal(size=(10, 4)).astype("float32")
+np.save(root / "x.npy", x)
+
+
+def save(layer, name, suffix=".keras"):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(4,), name="features", dtype="float32")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="prediction")(layer(inputs)))
+    model.save(root / f"{name}{suffix}")
+    np.save(root / f"{name}.npy", model.predict(x, verbose=0))
+
+
+save(dotted.ScaleLayer(3.0), "dotted")
+save(by_path.ScaleLayer(3.0), "by_path")
+save(h5_layers.ScaleLayer(3.0), "h5_custom", ".h5")
+save(never.ScaleLayer(3.0), "never")
+save(keras.layers.Lambda(lambda t: t * 2.0), "lambda")
+save(keras.layers.Lambda(lambda t: t * 2.0), "lambda_h5", ".h5")
+'''
+
+
+@pytest.fixture(scope="session")
+def custom_files(tmp_path_factory) -> Path:
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("custom_models")
+    package = root / "site" / "sgt_custom"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(_LAYER_MODULE.format(package="sgt_dotted"))
+    (root / "files").mkdir()
+    (root / "files" / "sgt_file_layers.py").write_text(_LAYER_MODULE.format(package="sgt_path"))
+    (root / "files" / "sgt_h5_layers.py").write_text(_LAYER_MODULE.format(package="sgt_h5"))
+    (root / "files" / "sgt_never_layers.py").write_text(_LAYER_MODULE.format(package="sgt_never"))
+    (root / "build.py").write_text(_BUILD_SCRIPT)
+    done = subprocess.run([sys.executable, str(root / "build.py"), str(root)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def _assert_predicts_as_saved(result, root: Path, name: str) -> None:
+    x = np.load(root / "x.npy")
+    (golden,) = export.golden_predictions(result.savedmodel_dir, {"features": x}).values()
+    np.testing.assert_allclose(golden, np.load(root / f"{name}.npy"), rtol=1e-5, atol=1e-6)
+
+
+def test_custom_layer_by_dotted_module_name(tmp_path, custom_files, monkeypatch):
+    model = custom_files / "dotted.keras"
+    with pytest.raises(export.MissingCustomObjectError) as info:
+        export.export_model(model, tmp_path / "out")
+    message = str(info.value)
+    assert "'ScaleLayer'" in message and "--custom-objects MODULE" in message and str(model) in message
+    assert "sgt_dotted>ScaleLayer" in message and "\n" not in message
+    assert info.value.name == "ScaleLayer" and info.value.subject == str(model)
+    assert not (tmp_path / "out").exists()
+
+    monkeypatch.syspath_prepend(str(custom_files / "site"))
+    result = export.export_model(model, tmp_path / "out", custom_modules=["sgt_custom.layers"])
+    assert result.extra == {"custom_modules": ["sgt_custom.layers"], "unsafe_deserialization": False}
+    _assert_predicts_as_saved(result, custom_files, "dotted")
+
+
+@pytest.mark.parametrize("name,suffix", [("by_path", ".keras"), ("h5_custom", ".h5")])
+def test_custom_layer_by_py_file_path(tmp_path, custom_files, name, suffix):
+    model = custom_files / f"{name}{suffix}"
+    with pytest.raises(export.MissingCustomObjectError, match=r"'ScaleLayer'.*--custom-objects MODULE"):
+        export.export_model(model, tmp_path / "out")
+    layers = custom_files / "files" / ("sgt_file_layers.py" if name == "by_path" else "sgt_h5_layers.py")
+    result = export.export_model(model, tmp_path / "out", custom_modules=[str(layers)])
+    _assert_predicts_as_saved(result, custom_files, name)
+
+
+def test_module_that_registers_something_else_is_named(tmp_path, custom_files):
+    other = tmp_path / "unrelated_layers.py"
+    other.write_text("VALUE = 1\n")
+    with pytest.raises(export.MissingCustomObjectError, match=r"none of the imported modules \(.*unrelated_layers"):
+        export.export_model(custom_files / "never.keras", tmp_path / "out", custom_modules=[str(other)])
+
+
+@pytest.mark.parametrize("name,suffix", [("lambda", ".keras"), ("lambda_h5", ".h5")])
+def test_lambda_layer_needs_the_unsafe_opt_in(tmp_path, custom_files, name, suffix):
+    model = custom_files / f"{name}{suffix}"
+    with pytest.raises(export.UnsafeDeserializationError) as info:
+        export.export_model(model, tmp_path / "out")
+    message = str(info.value)
+    assert "--unsafe-deserialization" in message and "arbitrary code" in message and "off by default" in message
+    assert "Lambda" in message and str(model) in message and "safe_mode" not in message
+    assert info.value.subject == str(model)
+    assert not (tmp_path / "out").exists()
+
+    result = export.export_model(model, tmp_path / "out", unsafe_deserialization=True)
+    assert result.extra["unsafe_deserialization"] is True
+    _assert_predicts_as_saved(result, custom_files, name)
+    # the opt-in was for that one load: Keras's process-wide safe mode is still on
+    with pytest.raises(export.UnsafeDeserializationError):
+        export.export_model(model, tmp_path / "again")
+
+
+def test_custom_module_that_fails_to_import_is_named(tmp_path, keras_files):
+    broken = tmp_path / "broken_layers.py"
+    broken.write_text("raise RuntimeError('layer registry exploded')\n")
+    with pytest.raises(export.CustomObjectsImportError, match=r"broken_layers\.py.*RuntimeError: layer registry exploded"):
+        export.export_model(keras_files["keras"], tmp_path / "out", custom_modules=[str(broken)])
+    pkg = tmp_path / "site" / "sgt_needs_dep"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("import sgt_not_installed_anywhere\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path / "site"))
+    try:
+        with pytest.raises(export.CustomObjectsImportError, match=r"sgt_needs_dep:.*ModuleNotFoundError.*sgt_not_installed"):
+            export.export_model(keras_files["keras"], tmp_path / "out", custom_modules=["sgt_needs_dep"])
+    finally:
+        sys.path.remove(str(tmp_path / "site"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "spec,found", [("sgt_no_such_module", "no module named"), ("no_such_file.py", "no such file"), ("a-b", "not a module name")]
+)
+def test_custom_module_that_does_not_exist_is_refused_before_tensorflow(tmp_path, keras_files, spec, found):
+    with pytest.raises(export.CustomObjectsImportError, match=f"--custom-objects {spec}: {found}"):
+        export.check_load_options(keras_files["keras"], [spec])
+
+
+def test_keras_loading_options_are_refused_for_a_savedmodel(tmp_path, tiny_savedmodel):
+    with pytest.raises(export.LoadOptionNotApplicableError, match=r"--unsafe-deserialization applies to \.keras"):
+        export.export_model(tiny_savedmodel, tmp_path / "out", unsafe_deserialization=True)
+    with pytest.raises(export.LoadOptionNotApplicableError, match="--custom-objects applies"):
+        export.export_model(tiny_savedmodel, tmp_path / "out", custom_modules=["json"])
+
+
+def test_plain_model_loads_with_custom_modules_given(tmp_path, keras_files):
+    result = export.export_model(keras_files["keras"], tmp_path / "out", custom_modules=["json"])
+    assert result.extra["custom_modules"] == ["json"]
+
+
+# ---- golden predictions, as the deploy pipeline uses them
+
+
+@pytest.fixture(scope="session")
+def two_output_savedmodel(tmp_path_factory) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(4,), name="features", dtype="float32")
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = {"score": keras.layers.Dense(1)(hidden), "prob": keras.layers.Dense(3, activation="softmax")(hidden)}
+    return modelzoo.export(keras.Model(inputs, outputs), tmp_path_factory.mktemp("two") / "sm")
+
+
+def test_golden_returns_every_output_and_batches_agree(two_output_savedmodel):
+    x = modelzoo.reference_inputs(n_rows=23)
+    whole = export.golden_predictions(two_output_savedmodel, {"features": x})
+    assert sorted(whole) == sorted(export.read_signature(two_output_savedmodel).output_names)
+    assert {name: arr.shape[0] for name, arr in whole.items()} == {name: 23 for name in whole}
+    # an iterable of batches (e.g. Reference.batches(n)), each cut again into batch_size rows
+    batches = ({"features": x[i : i + 10]} for i in range(0, 23, 10))
+    batched = export.golden_predictions(two_output_savedmodel, batches, batch_size=4)
+    for name in whole:
+        np.testing.assert_allclose(batched[name], whole[name], rtol=1e-5, atol=1e-6)
+
+
+def test_golden_with_no_rows_has_the_output_shapes(two_output_savedmodel):
+    empty = export.golden_predictions(two_output_savedmodel, {"features": np.zeros((0, 4), "float32")})
+    signature = export.read_signature(two_output_savedmodel)
+    assert {name: arr.shape for name, arr in empty.items()} == {
+        t.name: (0,) + tuple(t.shape[1:]) for t in signature.outputs
+    }
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_golden_refuses_a_bad_batch_size(tiny_savedmodel, batch_size):
+    with pytest.raises(ExportError, match=f"batch_size {batch_size}"):
+        export.golden_predictions(tiny_savedmodel, {"features": np.zeros((2, 4), "float32")}, batch_size=batch_size)
+
+
+def test_golden_refuses_inputs_of_different_lengths(two_output_savedmodel, tmp_path):
+    import keras
+
+    a, b = keras.Input((2,), name="a"), keras.Input((2,), name="b")
+    sm = modelzoo.export(keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b]))), tmp_path / "sm")
+    with pytest.raises(ExportError, match="different row counts"):
+        export.golden_predictions(sm, {"a": np.zeros((3, 2), "float32"), "b": np.zeros((2, 2), "float32")})
