@@ -9,6 +9,7 @@ is picked up within one poll interval. The store root comes from
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +23,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def server_argv(
-    name: str, store: Path, port: int, grpc_port: int, host: str, poll_seconds: float
+    name: str, store: Path, port: int, grpc_port: int, host: str, poll_seconds: float,
+    monitoring_config_file: Path | None = None, warmup: bool = True,
 ) -> list[str]:
     """The bundled server's TensorFlow Serving flags for ``servegate serve``'s options."""
     if not _NAME.match(name) or ".." in name:
@@ -40,7 +42,8 @@ def server_argv(
         f"--port={grpc_port}",
         f"--bind_address={host}",
         f"--file_system_poll_wait_seconds={poll_seconds}",
-    ]
+        f"--enable_model_warmup={str(warmup).lower()}",
+    ] + ([f"--monitoring_config_file={monitoring_config_file}"] if monitoring_config_file else [])
 
 
 @app.command()
@@ -51,12 +54,29 @@ def serve(
     store: Optional[Path] = typer.Option(None, "--store", help="Store root (default: $SERVEGATE_STORE or ~/.servegate/store)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to serve other machines)."),
     poll_seconds: float = typer.Option(1.0, "--poll-seconds", help="Seconds between polls for new versions."),
+    metrics: bool = typer.Option(
+        False, "--metrics", help="Export TensorFlow Serving's Prometheus metrics at /monitoring/prometheus/metrics on the REST port."),
+    monitoring_config_file: Optional[Path] = typer.Option(
+        None, "--monitoring-config-file",
+        help="A text MonitoringConfig file, as TensorFlow Serving's --monitoring_config_file (instead of --metrics)."),
+    warmup: bool = typer.Option(
+        True, "--warmup/--no-warmup",
+        help="Replay each version's assets.extra/tf_serving_warmup_requests before serving it (default on)."),
 ) -> int:
     """Serve a model's production versions with the bundled TensorFlow-Serving-compatible server."""
-    argv = server_argv(name, store or default_store_root(), port, grpc_port, host, poll_seconds)
-    from servegate.serving.server.main import run  # imports TensorFlow only once the server starts
+    if metrics and monitoring_config_file is not None:
+        raise ConfigError("--metrics and --monitoring-config-file: give one of them (--metrics writes the config)")
+    with tempfile.TemporaryDirectory(prefix="servegate-serve-") as temp:
+        if metrics:
+            from servegate.serving.server.monitoring_config import prometheus_config_text
 
-    code = run(argv)
+            monitoring_config_file = Path(temp) / "monitoring_config.txt"
+            monitoring_config_file.write_text(prometheus_config_text())
+        argv = server_argv(name, store or default_store_root(), port, grpc_port, host, poll_seconds,
+                           monitoring_config_file, warmup)
+        from servegate.serving.server.main import run  # imports TensorFlow only once the server starts
+
+        code = run(argv)
     if code:
         raise typer.Exit(code)
     return 0

@@ -40,6 +40,9 @@ class ServerFlags:
     max_num_load_retries: int
     load_retry_interval_micros: int
     allow_version_labels_for_unavailable_models: bool
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    monitoring_config_file: Path | None = None
 
 
 def _bool(text: str) -> bool:
@@ -78,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Microseconds between load retries. Default 60 s.")
     add("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True, default=False,
         help="Allow a label to name a version that is not AVAILABLE.")
+    add("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
+        help="Replay <version>/assets.extra/tf_serving_warmup_requests before a version becomes AVAILABLE. "
+             "Default true.")
+    add("--num_request_iterations_for_warmup", type=int, default=1,
+        help="Times each warm-up request is replayed (used only if > 0). Default 1.")
+    add("--monitoring_config_file", type=Path, default=None,
+        help="Text-format MonitoringConfig, e.g. prometheus_config { enable: true path: "
+             "\"/monitoring/prometheus/metrics\" } (served on the REST port).")
     return parser
 
 
@@ -105,6 +116,12 @@ def parse_flags(argv: list[str] | None) -> ServerFlags:
         raise ConfigError("--max_num_load_retries and --load_retry_interval_micros must be >= 0")
     if args.rest_api_timeout_in_ms <= 0:
         raise ConfigError("--rest_api_timeout_in_ms must be > 0")
+    if args.monitoring_config_file is not None and args.rest_api_port == 0:
+        # TensorFlow Serving silently ignores the file then; a configured value must not be dropped.
+        raise ConfigError(
+            f"--monitoring_config_file={args.monitoring_config_file}: metrics are served on the REST port, "
+            "but --rest_api_port is 0 (expected a REST port)"
+        )
     return ServerFlags(
         grpc_port=args.port,
         rest_api_port=args.rest_api_port,
@@ -120,4 +137,8 @@ def parse_flags(argv: list[str] | None) -> ServerFlags:
         max_num_load_retries=args.max_num_load_retries,
         load_retry_interval_micros=args.load_retry_interval_micros,
         allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+        enable_model_warmup=args.enable_model_warmup,
+        # TensorFlow Serving: "This value is used only if > 0" (otherwise the default of 1).
+        num_request_iterations_for_warmup=max(1, args.num_request_iterations_for_warmup),
+        monitoring_config_file=args.monitoring_config_file,
     )

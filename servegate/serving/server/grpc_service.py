@@ -9,6 +9,7 @@ unlimited, as in TensorFlow Serving (a 100k x 64 float batch is 25 MB).
 
 from __future__ import annotations
 
+import time
 from concurrent import futures
 
 import grpc
@@ -22,6 +23,7 @@ from tensorflow_serving.apis import (
 )
 
 from servegate.serving.server.manager import ServableManager
+from servegate.serving.server.metrics import METRICS, ServingMetrics
 from servegate.serving.server.status import CODES, StatusError
 from servegate.serving.server.tensor_codec import CodecError, ndarray_to_tensor_proto, tensor_proto_to_ndarray
 
@@ -41,34 +43,57 @@ def _addressed(spec) -> tuple[str, int | None, str | None]:
     return spec.name, None, None
 
 
+def run_predict_request(servable, request: predict_pb2.PredictRequest) -> tuple[str, dict]:
+    """Run a ``PredictRequest`` on a loaded servable: (signature key, {output alias: array}).
+
+    Shared by gRPC Predict and the warm-up replay, so that both decode and
+    check a request the same way.
+    """
+    key, _ = servable.signature(request.model_spec.signature_name)
+    inputs = {}
+    for alias, proto in request.inputs.items():
+        try:
+            inputs[alias] = tensor_proto_to_ndarray(proto)
+        except CodecError as exc:
+            raise StatusError("INVALID_ARGUMENT", f"input '{alias}': {exc}") from None
+    return servable.run(key, inputs, list(request.output_filter) or None)
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ServableManager) -> None:
+    def __init__(self, manager: ServableManager, metrics: ServingMetrics = METRICS) -> None:
         self._manager = manager
+        self._metrics = metrics
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext):
+        started = time.perf_counter()
+        status = "OK"
         try:
-            name, version, label = _addressed(request.model_spec)
-            with self._manager.servable(name, version, label) as servable:
-                key, sig = servable.signature(request.model_spec.signature_name)
-                inputs = {}
-                for alias, proto in request.inputs.items():
-                    try:
-                        inputs[alias] = tensor_proto_to_ndarray(proto)
-                    except CodecError as exc:
-                        raise StatusError("INVALID_ARGUMENT", f"input '{alias}': {exc}") from None
-                key, outputs = servable.run(key, inputs, list(request.output_filter) or None)
-                response = predict_pb2.PredictResponse()
-                response.model_spec.name = servable.name
-                response.model_spec.version.value = servable.version
-                response.model_spec.signature_name = key
-                for alias, value in outputs.items():
-                    try:
-                        response.outputs[alias].CopyFrom(ndarray_to_tensor_proto(value))
-                    except CodecError as exc:
-                        raise StatusError("INTERNAL", f"output '{alias}': {exc}") from None
-                return response
+            return self._predict(request)
         except StatusError as exc:
+            status = exc.code
             context.abort(exc.grpc_code, exc.message)
+        except Exception:
+            status = "UNKNOWN"  # grpc answers an unexpected exception with UNKNOWN
+            raise
+        finally:
+            # TensorFlow Serving counts every Predict, and times the successful ones.
+            self._metrics.record_request(request.model_spec.name, status, "Predict", "GRPC",
+                                         time.perf_counter() - started)
+
+    def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        name, version, label = _addressed(request.model_spec)
+        with self._manager.servable(name, version, label) as servable:
+            key, outputs = run_predict_request(servable, request)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = key
+            for alias, value in outputs.items():
+                try:
+                    response.outputs[alias].CopyFrom(ndarray_to_tensor_proto(value))
+                except CodecError as exc:
+                    raise StatusError("INTERNAL", f"output '{alias}': {exc}") from None
+            return response
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
         try:
@@ -113,7 +138,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "HandleReloadConfigRequest is not supported by the bundled server")
 
 
-def build_grpc_server(manager: ServableManager, address: str, max_threads: int) -> tuple[grpc.Server, int]:
+def build_grpc_server(manager: ServableManager, address: str, max_threads: int,
+                      metrics: ServingMetrics = METRICS) -> tuple[grpc.Server, int]:
     """A gRPC server bound to ``address``, not started yet; returns (server, bound port).
 
     Raises ``RuntimeError`` (from grpc) when the address cannot be bound.
@@ -125,7 +151,7 @@ def build_grpc_server(manager: ServableManager, address: str, max_threads: int) 
                  # Bigger HTTP/2 flow-control windows: multi-MB tensors otherwise stall on window updates.
                  ("grpc.http2.lookahead_bytes", 16 << 20)],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     port = server.add_insecure_port(address)
     return server, port

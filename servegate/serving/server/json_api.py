@@ -212,16 +212,23 @@ def _serialized_examples(body: Any) -> list[bytes]:
     return result
 
 
-def _run_examples(body: Any, servable: LoadedVersion, method: str, what: str):
-    key, sig = servable.signature(_signature_name(body))
+def run_examples(servable: LoadedVersion, signature_name: str, serialized: list[bytes], method: str,
+                 what: str) -> dict[str, np.ndarray]:
+    """Run a classify/regress signature on serialized ``tf.Example``s; {output alias: array}."""
+    key, sig = servable.signature(signature_name)
     if sig.method_name != method:
         raise _invalid(f"Expected {what} signature method_name to be {method}. Was: {sig.method_name}")
     if "inputs" not in sig.inputs:
         raise _invalid(f"No {what} inputs found in SignatureDef: {key}")
-    serialized = np.array(_serialized_examples(body), dtype=object)
     names = sorted(sig.outputs)
-    arrays = servable.run_tensors({sig.inputs["inputs"].name: serialized}, [sig.outputs[n].name for n in names])
-    return dict(zip(names, arrays)), len(serialized)
+    feeds = {sig.inputs["inputs"].name: np.array(serialized, dtype=object)}
+    arrays = servable.run_tensors(feeds, [sig.outputs[n].name for n in names])
+    return dict(zip(names, arrays))
+
+
+def _run_examples(body: Any, servable: LoadedVersion, method: str, what: str):
+    serialized = _serialized_examples(body)
+    return run_examples(servable, _signature_name(body), serialized, method, what), len(serialized)
 
 
 def classify_body(body: Any, servable: LoadedVersion) -> dict:

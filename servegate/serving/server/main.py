@@ -20,6 +20,7 @@ import threading
 from servegate.errors import ConfigError
 from servegate.serving.server.flags import ServerFlags, parse_flags
 from servegate.serving.server.model_config import ModelConfig, load_model_config_file, single_model
+from servegate.serving.server.monitoring_config import MonitoringSettings, load_monitoring_config_file
 
 log = logging.getLogger("servegate.serving.server")
 
@@ -28,6 +29,12 @@ def _models(flags: ServerFlags) -> list[ModelConfig]:
     if flags.model_config_file is not None:
         return load_model_config_file(flags.model_config_file)
     return single_model(flags.model_name, flags.model_base_path)
+
+
+def _monitoring(flags: ServerFlags) -> MonitoringSettings:
+    if flags.monitoring_config_file is None:
+        return MonitoringSettings()
+    return load_monitoring_config_file(flags.monitoring_config_file)
 
 
 def _bind_socket(host: str, port: int, what: str = "REST") -> socket.socket:
@@ -49,24 +56,14 @@ def _fmt(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the server in this process until SIGINT/SIGTERM; returns the exit status."""
-    try:
-        flags = parse_flags(argv)
-        models = _models(flags)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
-    )
-    # Fail fast, before TensorFlow's import and the first loads: a missing base path
-    # or a taken port would only surface after them.
+def _preflight(flags: ServerFlags, models: list[ModelConfig]) -> bool:
+    """Fail fast, before TensorFlow's import and the first loads: a missing base path
+    or a taken port would only surface after them. False (logged) when start-up must stop."""
     for model in models:
         if not model.base_path.is_dir():
             log.error("Failed to start server. Error: Could not find base path %s for servable %s",
                       model.base_path, model.name)
-            return 1
+            return False
     for what, host, port in (("REST", flags.rest_api_bind_address, flags.rest_api_port),
                              ("gRPC", flags.grpc_bind_address, flags.grpc_port)):
         if port:
@@ -74,19 +71,46 @@ def run(argv: list[str] | None = None) -> int:
                 _bind_socket(host, port, what).close()
             except OSError as exc:
                 log.error("Failed to start server. Error: %s", exc)
-                return 1
+                return False
+    return True
 
+
+def _build_manager(flags: ServerFlags, models: list[ModelConfig]):
     from servegate.serving.server.loader import load_version  # TensorFlow: seconds to import
-    from servegate.serving.server.manager import ServableManager, StartupError
+    from servegate.serving.server.manager import ServableManager
+    from servegate.serving.server.warmup_replay import warmed_loader
 
-    manager = ServableManager(
+    loader = load_version
+    if flags.enable_model_warmup:
+        # As in TensorFlow Serving, the warm-up is part of the load: before AVAILABLE, and a failure fails it.
+        loader = warmed_loader(load_version, flags.num_request_iterations_for_warmup)
+    return ServableManager(
         models,
-        load_version,
+        loader,
         poll_wait_s=flags.file_system_poll_wait_seconds,
         max_num_load_retries=flags.max_num_load_retries,
         load_retry_interval_s=flags.load_retry_interval_micros / 1e6,
         allow_version_labels_for_unavailable_models=flags.allow_version_labels_for_unavailable_models,
     )
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the server in this process until SIGINT/SIGTERM; returns the exit status."""
+    try:
+        flags = parse_flags(argv)
+        models = _models(flags)
+        monitoring = _monitoring(flags)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
+    )
+    if not _preflight(flags, models):
+        return 1
+    from servegate.serving.server.manager import StartupError
+
+    manager = _build_manager(flags, models)
     stop = threading.Event()
     # Until the REST server installs its own handlers, SIGTERM ends start-up cleanly too.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,7 +123,11 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     if stop.is_set():
         return 0
+    return _serve(manager, flags, monitoring, stop)
 
+
+def _serve(manager, flags: ServerFlags, monitoring: MonitoringSettings, stop: threading.Event) -> int:
+    """Open the ports and serve until a signal; the exit status."""
     grpc_server = None
     try:
         if flags.grpc_port:
@@ -122,7 +150,7 @@ def run(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 log.error("Failed to start server. Error: %s", exc)
                 return 1
-            _serve_rest(manager, flags, sock)
+            _serve_rest(manager, flags, sock, monitoring)
         else:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
@@ -135,13 +163,17 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _serve_rest(manager, flags: ServerFlags, sock: socket.socket) -> None:
+def _serve_rest(manager, flags: ServerFlags, sock: socket.socket, monitoring: MonitoringSettings) -> None:
     """Serve REST on ``sock`` until uvicorn's SIGINT/SIGTERM handlers end it."""
     import uvicorn
 
     from servegate.serving.server.rest import build_app
 
-    app = build_app(manager, flags.rest_api_num_threads, flags.rest_api_timeout_in_ms)
+    metrics_path = monitoring.prometheus_path if monitoring.prometheus_enabled else None
+    app = build_app(manager, flags.rest_api_num_threads, flags.rest_api_timeout_in_ms, metrics_path=metrics_path)
+    if metrics_path:
+        log.info("Exporting Prometheus metrics at:%s%s", _fmt(flags.rest_api_bind_address, flags.rest_api_port),
+                 metrics_path)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     log.info("Exporting HTTP/REST API at:%s ...", _fmt(flags.rest_api_bind_address, flags.rest_api_port))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import orjson
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from starlette.routing import Route
 
 from servegate.serving.server import json_api
 from servegate.serving.server.manager import ServableManager
+from servegate.serving.server.metrics import CONTENT_TYPE, METRICS, ServingMetrics
 from servegate.serving.server.status import StatusError
 
 _GET = re.compile(
@@ -63,8 +65,13 @@ def _error(exc: StatusError) -> Response:
     return _json({"error": exc.message}, exc.http_status)
 
 
-def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int = 30000) -> Starlette:
-    """The Starlette application; ``app.state.executor`` is shut down with the app."""
+def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int = 30000, *,
+              metrics: ServingMetrics = METRICS, metrics_path: str | None = None) -> Starlette:
+    """The Starlette application; ``app.state.executor`` is shut down with the app.
+
+    ``metrics_path`` (from ``--monitoring_config_file``) serves the Prometheus
+    page there; requests to it are not counted, as in TensorFlow Serving.
+    """
     executor = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="rest")
     timeout_s = timeout_ms / 1000.0
 
@@ -87,20 +94,37 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
         with manager.servable(name, version, label) as servable:
             return _VERBS[verb](body, servable)
 
+    async def dispatch(request: Request, path: str, route: dict) -> Response:
+        if request.method == "GET" and (m := _GET.match(path)):
+            route.update(name=m["name"])
+            version = int(m["version"]) if m["version"] else None
+            fn = metadata_of if m["metadata"] else status_of
+            return _json(await in_pool(fn, m["name"], version, m["label"]))
+        if request.method == "POST" and (m := _POST.match(path)):
+            route.update(name=m["name"], api=m["verb"])
+            version = int(m["version"]) if m["version"] else None
+            raw = await request.body()
+            return _json(await in_pool(call, m["verb"], m["name"], version, m["label"], raw))
+        raise StatusError("NOT_FOUND", f"Malformed request: {request.method} {path}")
+
     async def endpoint(request: Request) -> Response:
         path = request.url.path
+        if metrics_path is not None and path == metrics_path:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+        started = time.perf_counter()
+        # TensorFlow Serving labels a REST request with the model name and verb it parsed from the URL
+        # ("" when none, e.g. a status GET has no verb).
+        route = {"name": "", "api": ""}
+        status = "UNKNOWN"  # what an unexpected exception (HTTP 500) counts as
         try:
-            if request.method == "GET" and (m := _GET.match(path)):
-                version = int(m["version"]) if m["version"] else None
-                fn = metadata_of if m["metadata"] else status_of
-                return _json(await in_pool(fn, m["name"], version, m["label"]))
-            if request.method == "POST" and (m := _POST.match(path)):
-                version = int(m["version"]) if m["version"] else None
-                raw = await request.body()
-                return _json(await in_pool(call, m["verb"], m["name"], version, m["label"], raw))
-            raise StatusError("NOT_FOUND", f"Malformed request: {request.method} {path}")
+            response = await dispatch(request, path, route)
+            status = "OK"
+            return response
         except StatusError as exc:
+            status = exc.code
             return _error(exc)
+        finally:
+            metrics.record_request(route["name"], status, route["api"], "REST", time.perf_counter() - started)
 
     async def shutdown() -> None:
         executor.shutdown(wait=False, cancel_futures=True)
