@@ -387,3 +387,45 @@ def test_golden_refuses_inputs_of_different_lengths(two_output_savedmodel, tmp_p
     sm = modelzoo.export(keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b]))), tmp_path / "sm")
     with pytest.raises(ExportError, match="different row counts"):
         export.golden_predictions(sm, {"a": np.zeros((3, 2), "float32"), "b": np.zeros((2, 2), "float32")})
+
+
+_CWD_SCRIPT = '''
+import json, sys
+from servegate import export
+
+model, module = sys.argv[1], sys.argv[2]
+try:
+    export.export_model(model, "out-missing")
+    print(json.dumps({"missing": None}))
+except export.MissingCustomObjectError as exc:
+    print(json.dumps({"missing": str(exc)}))
+result = export.export_model(model, "out", custom_modules=[module])
+print(json.dumps({"outputs": result.signature.output_names, "cwd_on_path": "" in sys.path}))
+'''
+
+
+def test_dotted_module_is_found_in_the_current_directory_as_users_run_it(tmp_path, custom_files):
+    """`servegate` (a console script) runs without the current directory on sys.path;
+    a user's `--custom-objects mylayers` in their project folder must still import."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(custom_files / "files" / "sgt_never_layers.py", project / "sgt_cwd_layers.py")
+    shutil.copy(custom_files / "never.keras", project / "model.keras")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # -I: like the console script, no current directory and no PYTHONPATH on sys.path
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _CWD_SCRIPT, "model.keras", "sgt_cwd_layers"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    first, second = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    assert "'ScaleLayer'" in first["missing"] and "--custom-objects MODULE" in first["missing"]
+    assert second == {"outputs": ["output_0"], "cwd_on_path": False}
+    assert (project / "out" / "saved_model.pb").is_file()
