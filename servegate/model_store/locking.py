@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ import filelock
 
 from servegate.model_store import fsutil
 from servegate.model_store.errors import LockTimeout, StoreIOError
+from servegate.runtime.identity import ProcessIdentity
 
 _registry: dict[str, filelock.FileLock] = {}
 _registry_guard = threading.Lock()
@@ -89,30 +89,13 @@ def read_holder(holder_file: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def pid_alive(pid: object) -> bool | None:
-    """True/False for a pid of this host; None when it cannot be told."""
-    if not isinstance(pid, int) or pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return None
-    return True
-
-
 def describe_holder(holder: dict | None) -> str:
     if not holder:
         return "a process that left no holder information"
-    pid, host = holder.get("pid"), holder.get("host")
-    text = f"pid {pid} on host {host}"
-    if host == socket.gethostname():
-        alive = pid_alive(pid)
-        if alive is False:
-            text += " (no longer running: a process it started may still hold the lock file open)"
+    text = f"pid {holder.get('pid')} on host {holder.get('host')}"
+    owner = ProcessIdentity.from_dict(holder)
+    if owner is not None and owner.is_dead():
+        text += " (no longer running: a process it started may still hold the lock file open)"
     text += f" since {holder.get('since')}"
     details = [f"operation {holder['operation']}"] if holder.get("operation") else []
     if holder.get("run_id"):
@@ -187,8 +170,7 @@ class ModelLock:
             _shared.add(key)
         try:
             holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
+                **ProcessIdentity.current().to_dict(),  # pid, ticks (its start time), host
                 "since": now_iso(),
                 "operation": operation,
                 "run_id": run_id,
@@ -222,7 +204,7 @@ class InflightMarker:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}).encode())
+            os.write(fd, json.dumps({**ProcessIdentity.current().to_dict(), "since": now_iso()}).encode())
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):

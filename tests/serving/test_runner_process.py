@@ -12,7 +12,7 @@ import requests
 
 from servegate.serving.runners import (CanarySpec, DeadlineExceededError, ModelLoadError, ProcessRunner, make_runner,
                                        reap)
-from servegate.serving.runners import _proc
+from servegate.runtime.identity import start_ticks
 from servegate.serving.runners.process import pick_free_ports
 from servegate.serving.runners.state import process_state_dir
 from tests.serving.runner_fixtures import (broken_savedmodel, half_plus_two_versions, isolated_home,  # noqa: F401
@@ -52,7 +52,7 @@ def test_tiny_model_start_available_predict_stop(isolated_home, tiny_savedmodel,
 
     server_pid, workdir = runner.pid, runner.workdir
     runner.stop()
-    assert _proc.start_ticks(server_pid) is None
+    assert start_ticks(server_pid) is None
     assert not pid_file.exists() and not workdir.exists()
     assert "servegate.serving" in runner.logs()  # the log text outlives the work dir
     runner.stop()  # twice is fine
@@ -97,7 +97,7 @@ def test_deadline_names_deadline_and_last_status(isolated_home, half_plus_two_ve
         runner.wait_until_available(0.3)
     pid = runner.pid
     runner.stop()
-    assert _proc.start_ticks(pid) is None
+    assert start_ticks(pid) is None
 
 
 def test_port_taken_after_pick_restarts_on_new_ports(isolated_home, half_plus_two_versions, runners, monkeypatch):
@@ -127,15 +127,15 @@ def test_reap_kills_canary_of_sigkilled_parent(isolated_home, half_plus_two_vers
     server_pid = info["pid"]
     pid_file = process_state_dir() / f"{server_pid}.json"
     try:
-        assert _proc.start_ticks(server_pid) is not None, "the canary should outlive its killed parent"
+        assert start_ticks(server_pid) is not None, "the canary should outlive its killed parent"
         assert pid_file.exists()
         report = reap(docker=False)
         assert report.processes == [server_pid]
-        assert wait_for(lambda: _proc.start_ticks(server_pid) is None, timeout=10)
+        assert wait_for(lambda: start_ticks(server_pid) is None, timeout=10)
         assert not pid_file.exists()
         assert reap(docker=False).processes == []
     finally:
-        if _proc.start_ticks(server_pid) is not None:
+        if start_ticks(server_pid) is not None:
             os.killpg(server_pid, 9)
 
 
@@ -144,7 +144,7 @@ def test_reap_leaves_canaries_of_live_owners(isolated_home, half_plus_two_versio
     runners.append(runner)
     runner.start()
     assert reap(docker=False).processes == []
-    assert _proc.start_ticks(runner.pid) is not None
+    assert start_ticks(runner.pid) is not None
     # ... unless told to clear the model.
     assert reap(docker=False, model_name="hp2", all_of_model=True).processes == [runner.pid]
     assert wait_for(lambda: runner._exit_status() is not None, timeout=10)
@@ -165,5 +165,5 @@ def test_runner_left_running_is_stopped_at_interpreter_exit(isolated_home, half_
                           text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     server_pid = int(done.stdout.split()[0])
-    assert _proc.start_ticks(server_pid) is None
+    assert start_ticks(server_pid) is None
     assert list(process_state_dir().glob("*.json")) == []

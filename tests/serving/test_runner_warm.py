@@ -1,4 +1,4 @@
-"""The prewarmed bundled server (runners/warm.py + server/warm.py): the runner's first launch uses it,
+"""The prewarmed bundled server (runtime/warm.py + serving/server/warm.py): the runner's first launch uses it,
 and an unused one never outlives its owner."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from servegate.serving.runners import CanarySpec, ProcessRunner, _proc, warm
+from servegate.runtime.identity import start_ticks
+from servegate.runtime import warm
+from servegate.serving.runners import CanarySpec, ProcessRunner
 from servegate.serving.runners.state import process_state_dir
 from tests.conftest import REPO_ROOT
 from tests.serving.runner_fixtures import half_plus_two_versions, isolated_home, predict  # noqa: F401
@@ -32,7 +34,7 @@ def spare_cleanup():
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if _proc.start_ticks(pid) is None:
+        if start_ticks(pid) is None:
             return True
         time.sleep(0.05)
     return False
@@ -58,7 +60,7 @@ def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spar
         assert "Successfully loaded servable version" in logs  # the server's own log, in server.log
     finally:
         runner.stop()
-    assert _proc.start_ticks(spare_pid) is None and not spare_dir.exists()
+    assert start_ticks(spare_pid) is None and not spare_dir.exists()
     assert not (process_state_dir() / f"{spare_pid}.json").exists()
 
 
@@ -86,7 +88,7 @@ def test_discard_ends_an_unused_spare_and_its_dir(spare_cleanup):
 
 _OWNER = textwrap.dedent("""
     import json, sys, time
-    from servegate.serving.runners import warm
+    from servegate.runtime import warm
     warm.prewarm("orphan")
     print(json.dumps({"pid": warm._spare.process.pid, "workdir": str(warm._spare.workdir)}), flush=True)
     time.sleep(600)

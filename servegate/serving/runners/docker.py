@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from servegate.errors import ServingError
-from servegate.serving.runners import _proc
+from servegate.runtime import identity as _proc
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, model_config_text
 from servegate.serving.runners.errors import (DockerUnavailableError, ImageMissingError, ModelLoadError,
                                               PortInUseError, with_log_tail)

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from servegate.errors import ServingError
-from servegate.serving.runners import _proc, warm
+from servegate.runtime import identity as _proc
+from servegate.runtime import warm
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, build_canary_base_path, model_config_text
 from servegate.serving.runners.errors import PortInUseError, with_log_tail
 from servegate.serving.runners.state import process_state_dir

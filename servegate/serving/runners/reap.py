@@ -21,10 +21,11 @@ import os
 import shutil
 import signal
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servegate.serving.runners import _proc
+from servegate.runtime.identity import ProcessIdentity, group_exists, start_ticks
 from servegate.serving.runners.state import process_state_dir
 
 MANAGED_LABEL = "servegate.managed"
@@ -39,12 +40,14 @@ class ReapReport:
     docker_checked: bool = False
 
 
-def _owner_gone(pid: int | None, ticks: int | None, host: str | None = None) -> bool:
-    if host is not None and host != socket.gethostname():
-        return False  # another machine's owner: we cannot tell whether it lives
-    if pid is None:
-        return True
-    return not _proc.is_alive(pid, ticks)
+def _owner_gone(record: Mapping[str, object], prefix: str) -> bool:
+    """Whether the owner a pid file or a container's labels name is dead (runtime.identity's rule).
+
+    Pid files name no host (they live in this host's ``$SERVEGATE_HOME``); a
+    record without an owner pid has no owner to wait for.
+    """
+    owner = ProcessIdentity.from_dict(record, prefix, default_host=socket.gethostname())
+    return owner is None or owner.is_dead()
 
 
 def reap_processes(state_dir: Path | None = None, model_name: str | None = None,
@@ -61,15 +64,14 @@ def reap_processes(state_dir: Path | None = None, model_name: str | None = None,
             continue  # being written or already removed by a concurrent reaper
         if model_name is not None and record.get("model") != model_name:
             continue
-        if not (all_of_model and model_name is not None) and not _owner_gone(record.get("owner_pid"),
-                                                                            record.get("owner_ticks")):
+        if not (all_of_model and model_name is not None) and not _owner_gone(record, "owner_"):
             continue
         pgid = int(record["pgid"])
-        leader_ticks = _proc.start_ticks(int(record["server_pid"]))
+        leader_ticks = start_ticks(int(record["server_pid"]))
         # Signal the group only if it is still ours: the leader is the same process, or the leader is
         # gone and members remain (a pgid is not recycled while members use it).
         ours = leader_ticks == record.get("server_ticks") or leader_ticks is None
-        if ours and _proc.group_exists(pgid):
+        if ours and group_exists(pgid):
             try:
                 os.killpg(pgid, signal.SIGKILL)
                 reaped.append(pgid)
@@ -92,12 +94,8 @@ def reap_containers(client, model_name: str | None = None, all_of_model: bool = 
     removed: list[str] = []
     for container in client.containers.list(all=True, filters=filters):
         labels = container.labels
-        if not (all_of_model and model_name is not None):
-            pid = labels.get("servegate.owner_pid")
-            ticks = labels.get("servegate.owner_ticks")
-            if not _owner_gone(int(pid) if pid else None, int(ticks) if ticks else None,
-                               labels.get("servegate.owner_host")):
-                continue
+        if not (all_of_model and model_name is not None) and not _owner_gone(labels, "servegate.owner_"):
+            continue
         try:
             container.remove(force=True)
             removed.append(container.id)

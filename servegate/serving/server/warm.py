@@ -3,7 +3,7 @@
 The bundled server spends seconds importing TensorFlow before it can load a
 model. A deploy knows it will need a canary long before the candidate is
 staged and the canary's flags exist, so the process runner may start this
-process early (:mod:`servegate.serving.runners.warm`) and hand it the flags
+process early (:mod:`servegate.runtime.warm`) and hand it the flags
 once it launches the canary. Protocol and life cycle:
 
 1. started with stdin a pipe from its owner, stdout/stderr discarded, in its
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from servegate.fastexit import exit_without_teardown
+    from servegate.runtime.fastexit import exit_without_teardown
 
     # run() has returned: ports closed, models unloaded, nothing written any more; the canary's
     # owner waits for this process to be gone, so skip TensorFlow's teardown (only the atexit

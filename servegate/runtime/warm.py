@@ -1,4 +1,4 @@
-"""A spare bundled server, started early so that a process canary skips the server's TensorFlow import.
+"""Prewarming: a spare bundled server, started early so that a process canary skips the server's TensorFlow import.
 
 A deploy knows at its start that it will boot a process canary, seconds
 before the candidate is staged. :func:`prewarm` starts
