@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from servegate.model_store import fsutil
+from servegate.model_store.locking import now_iso
+from servegate.runtime.identity import ProcessIdentity
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,10 @@ class HistoryRecord:
     run_id: str | None = None
     operation: str = ""            # stage | promote | reject | rollback | retire | recover
     started: str | None = None     # when the operation took the model lock
-    pid: int | None = None
+    pid: int | None = None         # the process that made the transition ...
     host: str | None = None
     detail: dict = field(default_factory=dict)
+    ticks: int | None = None       # ... and its start time (runtime.identity); None in lines written before
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +45,21 @@ class HistoryRecord:
     def from_dict(cls, data: dict) -> HistoryRecord:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+def record_transition(path: Path, name: str, version: int, from_area: str | None, to_area: str | None, *,
+                      operation: str, reason: str | None = None, run_id: str | None = None,
+                      started: str | None = None, detail: dict | None = None) -> HistoryRecord:
+    """Append the line of a transition this process just made (named by its pid, start time and host)."""
+    me = ProcessIdentity.current()
+    record = HistoryRecord(
+        time=now_iso(), model=name, version=version, from_area=from_area, to_area=to_area,
+        reason=reason, run_id=run_id, operation=operation, started=started,
+        pid=me.pid, host=me.host, ticks=me.start_ticks, detail=detail or {},
+    )
+    append(path, record)
+    fsutil.checkpoint(f"{operation}:recorded")
+    return record
 
 
 def append(path: Path, record: HistoryRecord) -> None:

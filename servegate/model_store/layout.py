@@ -43,6 +43,8 @@ INFLIGHT_DIR = "inflight"
 TMP_PREFIX = ".servegate-tmp-"
 #: Prefix of temporary files written by :func:`fsutil.write_atomic` (in the metadata dir).
 ATOMIC_TMP_PREFIX = ".tmp-"
+#: temp files of reason files, written atomically (under the lock) beside the versions in rejected/
+REASON_TMP_PREFIX = TMP_PREFIX + "reason-"
 REASON_SUFFIX = ".reason.json"
 
 MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"

@@ -1,0 +1,93 @@
+"""Space and writability checks, made before a change touches anything, and the mapping of OS errors.
+
+A change first proves that the store can take it (root a writable directory,
+enough free bytes where the copy goes); what the OS still refuses mid-change
+becomes one of the store's named errors (:func:`os_errors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from servegate.model_store import fsutil
+from servegate.model_store.errors import NotEnoughSpace, StoreError, StoreIOError, StoreNotWritable
+
+#: kept free beyond a copy's size (filesystem metadata, the history line, other writers)
+SPACE_MARGIN = 16 * 1024 * 1024
+_NOT_WRITABLE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem that holds (or will hold) ``path``."""
+    path = Path(path)
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def ensure_space(directory: Path, needed: int, what: str, purpose: str = "") -> None:
+    """Raise :class:`NotEnoughSpace` unless ``directory``'s filesystem has ``needed`` bytes plus the margin."""
+    free = free_bytes(directory)
+    if needed + SPACE_MARGIN > free:
+        raise NotEnoughSpace(f"{directory} has {free} bytes free; {what} needs {needed} bytes "
+                             f"(+{SPACE_MARGIN} margin){purpose}")
+
+
+def is_read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def check_root_is_dir(root: Path) -> None:
+    if os.path.lexists(root) and not root.is_dir():
+        raise StoreNotWritable(f"store root {root} is not a directory; expected a directory "
+                               "(or a path where one can be created)")
+
+
+def ensure_root_writable(root: Path) -> None:
+    """The store root exists (made durably if needed) and this process may write in it."""
+    check_root_is_dir(root)
+    try:
+        fsutil.makedirs_durable(root)
+    except OSError as exc:
+        raise StoreNotWritable(f"cannot create store root {root}: {exc.strerror or exc}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StoreNotWritable(f"store root {root} is not writable"
+                               + (" (read-only filesystem)" if is_read_only_fs(root) else " (permission denied)"))
+
+
+def ensure_dir(path: Path) -> None:
+    """A writable directory at ``path`` (made durably if needed)."""
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreNotWritable(f"store directory {path} is not writable"
+                                   + (" (read-only filesystem)" if is_read_only_fs(path) else ""))
+        return
+    try:
+        fsutil.makedirs_durable(path)
+    except OSError as exc:
+        if exc.errno in _NOT_WRITABLE_ERRNOS:
+            raise StoreNotWritable(f"cannot create store directory {path}: {exc.strerror}") from None
+        raise StoreIOError(f"cannot create store directory {path}: {exc}") from None
+
+
+@contextlib.contextmanager
+def os_errors(operation: str, name: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into a :class:`StoreError` naming the operation and model."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.EROFS,):
+            raise StoreNotWritable(f"{operation} of model {name!r} failed: {exc}") from exc
+        if exc.errno == errno.ENOSPC:
+            raise NotEnoughSpace(f"{operation} of model {name!r} failed: {exc}") from exc
+        raise StoreIOError(f"{operation} of model {name!r} failed: {exc}") from exc
