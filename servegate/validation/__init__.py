@@ -4,6 +4,7 @@ The entry points (see docs/ARCHITECTURE.md, "validation")::
 
     from servegate.validation import validate, load_config, load_reference, ValidationConfig, ValidationReport
     config = load_config("validation.yaml")             # or None for the defaults
+    check_config_against_signature(config, signature)   # before anything starts (no TensorFlow)
     reference = load_reference("ref.parquet", signature, config)   # before the canary starts
     report = validate(runner_or_client, reference, config, candidate="canary", baseline="stable",
                       production_signature=prod_sig, load_seconds=t, out_dir=run_dir)
@@ -24,7 +25,7 @@ _EXPORTS = {
     "ValidationConfig": "config", "ValidationConfigError": "config", "load_config": "config",
     "Reference": "reference", "ReferenceError": "reference", "load_reference": "reference",
     "CheckResult": "report", "Measurement": "report", "ValidationReport": "report",
-    "validate": "runner",
+    "validate": "validator", "check_config_against_signature": "outputs",
     "Signature": "signature", "parse_signature": "signature",
 }
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports this module u
     from servegate.validation.config import ValidationConfig, ValidationConfigError, load_config
     from servegate.validation.reference import Reference, ReferenceError, load_reference
     from servegate.validation.report import CheckResult, Measurement, ValidationReport
-    from servegate.validation.runner import validate
+    from servegate.validation.outputs import check_config_against_signature
+    from servegate.validation.validator import validate
     from servegate.validation.signature import Signature, parse_signature
 
 
@@ -57,7 +59,7 @@ def preload() -> None:
     Safe from a background thread: the deploy pipeline calls it while the main
     thread only waits for the canary to boot, so that validation starts warm.
     """
-    importlib.import_module("servegate.validation.runner")
+    importlib.import_module("servegate.validation.validator")
     importlib.import_module("great_expectations.expectations")
     importlib.import_module("great_expectations.data_context.types.base")
     from servegate.validation import plots

@@ -22,88 +22,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from servegate.errors import ConfigError
+from servegate.validation.config_sections import (DistributionCheck, LoadCheck, ContractCheck, OutputSettings,  # noqa: F401
+                                                  ParityCheck, QualityCheck, ReferenceColumns, RegressionCheck,
+                                                  SanityCheck, Section, ServiceLevelCheck, Task, Warmup)
+
+CheckName = Literal["load", "contract", "parity", "quality", "regression", "sanity", "distribution", "service_level"]
 
 
 class ValidationConfigError(ConfigError):
     """The validation config file is missing, does not parse, or has a bad field."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ReferenceColumns(_Section):
-    """How reference columns map to the signature's inputs and the expected values."""
-
-    columns: dict[str, str] = Field(default_factory=dict, description="input name -> column holding it (scalar or list/array)")
-    prefixes: dict[str, str] = Field(default_factory=dict, description="input name -> prefix of several scalar columns (prefix0, prefix1, ... or prefix_0, ...)")
-    label_column: str = "label"
-    golden_column: str = "golden"
-
-
-class LoadCheck(_Section):
-    enabled: bool | None = None
-    deadline_s: float = Field(120.0, gt=0)
-
-
-class ContractCheck(_Section):
-    enabled: bool | None = None
-    allow_breaking_change: bool = False
-
-
-class ParityCheck(_Section):
-    enabled: bool | None = None
-    atol: float = Field(1e-5, ge=0)
-    rtol: float = Field(1e-4, ge=0)
-    min_fraction: float = Field(0.99, ge=0, le=1)
-
-
-class QualityCheck(_Section):
-    enabled: bool | None = None
-    min_accuracy: float | None = Field(None, ge=0, le=1)
-    min_auc: float | None = Field(None, ge=0, le=1)
-    max_mae: float | None = Field(None, ge=0)
-    max_rmse: float | None = Field(None, ge=0)
-
-
-class RegressionCheck(_Section):
-    enabled: bool | None = None
-    # The candidate may be worse than the baseline by at most
-    # max(max_relative_degradation * |baseline|, max_absolute_degradation).
-    max_relative_degradation: float = Field(0.05, ge=0)
-    max_absolute_degradation: float = Field(0.0, ge=0)
-
-
-class SanityCheck(_Section):
-    enabled: bool = True
-    min_value: float | None = None
-    max_value: float | None = None
-    max_kl_divergence: float | None = Field(0.5, ge=0)
-    bins: int = Field(10, ge=2, le=1000)
-
-    @model_validator(mode="after")
-    def _range(self) -> "SanityCheck":
-        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
-            raise ValueError(f"min_value {self.min_value} is greater than max_value {self.max_value}")
-        return self
-
-
-class ServiceLevelCheck(_Section):
-    enabled: bool = True
-    max_p50_ms: float | None = Field(None, gt=0)
-    max_p95_ms: float | None = Field(1000.0, gt=0)
-    max_p99_ms: float | None = Field(None, gt=0)
-    max_error_rate: float = Field(0.0, ge=0, le=1)
-
-
-class ValidationConfig(_Section):
+class ValidationConfig(Section):
     """Everything validation can be told. Defaults need no file at all."""
 
-    task: Literal["auto", "regression", "classification"] = "auto"
+    task: Task = "auto"
     output: str | None = Field(None, description="output tensor to check; default: the only one, else the first by name")
+    outputs: dict[str, OutputSettings] = Field(default_factory=dict, description="several outputs, with per-output settings")
     signature_name: str = "serving_default"
     decision_threshold: float = Field(0.5, ge=0, le=1, description="binary classifiers: score >= threshold is class 1")
     batch_size: int = Field(256, ge=1, le=1_000_000)
@@ -112,6 +50,8 @@ class ValidationConfig(_Section):
     deadline_s: float = Field(600.0, gt=0, description="the whole validation, sending included")
     warmup_requests: int = Field(1, ge=0, le=100, description="unmeasured requests before the measured pass")
     transport: Literal["auto", "grpc", "rest"] = "auto"
+    require: list[CheckName] = Field(default_factory=list, description="checks that must judge, else the verdict fails")
+    data_docs: bool = Field(False, description="also build GX's Data Docs site (needs its CDN to render)")
     reference: ReferenceColumns = Field(default_factory=ReferenceColumns)
     load: LoadCheck = Field(default_factory=LoadCheck)
     contract: ContractCheck = Field(default_factory=ContractCheck)
@@ -119,7 +59,26 @@ class ValidationConfig(_Section):
     quality: QualityCheck = Field(default_factory=QualityCheck)
     regression: RegressionCheck = Field(default_factory=RegressionCheck)
     sanity: SanityCheck = Field(default_factory=SanityCheck)
+    distribution: DistributionCheck = Field(default_factory=DistributionCheck)
     service_level: ServiceLevelCheck = Field(default_factory=ServiceLevelCheck)
+    warmup: Warmup = Field(default_factory=Warmup)
+
+    _source: str = PrivateAttr("(mapping)")
+
+    @model_validator(mode="after")
+    def _one_way_to_name_outputs(self) -> "ValidationConfig":
+        if self.output is not None and self.outputs:
+            raise ValueError("set 'output' (one output) or 'outputs' (several, with settings), not both")
+        return self
+
+    @property
+    def source(self) -> str:
+        """Where this config came from (a file path, or "(mapping)"/"(defaults)"), for error messages."""
+        return self._source
+
+    def error(self, field: str, message: str) -> "ValidationConfigError":
+        """A :class:`ValidationConfigError` naming this config's file and ``field``."""
+        return ValidationConfigError(f"validation config {self._source}: field {field!r}: {message}")
 
 
 def _describe(error: ValidationError, where: str) -> str:
@@ -129,7 +88,9 @@ def _describe(error: ValidationError, where: str) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown field {field!r}")
         else:
-            lines.append(f"field {field!r}: {e['msg']} (got {e.get('input')!r})")
+            got = e.get("input")
+            got = f" (got {got!r})" if not isinstance(got, Mapping) else ""
+            lines.append(f"field {field!r}: {e['msg'].removeprefix('Value error, ')}{got}")
     return f"validation config {where}: " + "; ".join(lines)
 
 
@@ -139,9 +100,11 @@ def config_from_mapping(data: Mapping[str, Any] | None, where: str = "(mapping)"
     if not isinstance(data, Mapping):
         raise ValidationConfigError(f"validation config {where}: expected a mapping of fields, got {type(data).__name__}")
     try:
-        return ValidationConfig.model_validate(dict(data))
+        config = ValidationConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ValidationConfigError(_describe(exc, where)) from None
+    config._source = where
+    return config
 
 
 def load_config(source: str | Path | Mapping[str, Any] | ValidationConfig | None = None) -> ValidationConfig:

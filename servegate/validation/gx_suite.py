@@ -2,11 +2,14 @@
 
 Tables (pandas, built by :mod:`servegate.validation.table`):
 
-- ``rows``: one row per answered reference row — the prediction, the expected
+- ``rows`` (``rows_1``, ... for further validated outputs): one row per answered reference row — the prediction, the expected
   values (labels, golden) and derived columns (``abs_error``, ``sq_error``,
   ``correct``, ``parity_excess``, ``output_finite``, ``output_min/max`` and
   the baseline's ``baseline_*`` twins);
-- ``requests``: one row per request sent to the canary — ``latency_ms``, ``ok``.
+- ``requests``: one row per request of the candidate's steady load — ``latency_ms``, ``ok``.
+
+Prediction drift (:mod:`.checks.distribution`) is a KS test in servegate's code:
+GX 1.x has no two-sample test expectation.
 
 Each judged figure becomes one GX expectation carrying ``meta = {"check",
 "metric"}``; :func:`run_suites` runs both suites in an ephemeral GX context
@@ -23,8 +26,6 @@ How each figure is phrased in GX's own expectations:
   ``sq_error`` (bound squared) and ``correct``;
 - NaN/Inf: ``expect_column_values_to_be_in_set(output_finite, [True])``;
   range: ``expect_column_values_to_be_between`` on ``output_min``/``output_max``;
-  distribution: ``expect_column_kl_divergence_to_be_less_than`` with a
-  partition built from the expected values (golden, else labels);
 - latency pXX <= T: ``expect_column_values_to_be_between(latency_ms, max T,
   mostly=XX/100)``, the same statement as a percentile bound (GX 1.24's
   ``expect_column_quantile_values_to_be_between`` stores numpy booleans its
@@ -41,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -61,6 +61,7 @@ class Planned:
     value: float | None  # the figure as servegate measures it, for the report
     threshold: float | None
     comparison: str = "<="
+    output: str | None = None  # the validated output, named when several are
 
 
 @dataclass
@@ -71,40 +72,19 @@ class SuiteOutcome:
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
-def kl_partition(expected: np.ndarray, bins: int) -> dict[str, Any] | None:
-    """A GX partition object for the expected values: quantile bins, smoothed weights, small tails.
-
-    Categorical (integer with few values) data gets a ``values/weights`` partition.
-    None when there are too few finite values to build one.
-    """
-    values = np.asarray(expected, dtype="float64")
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return None
-    uniq = np.unique(values)
-    if len(uniq) <= bins and np.all(uniq == np.round(uniq)):
-        counts = np.array([(values == u).sum() for u in uniq], dtype="float64")
-        weights = counts / counts.sum()
-        return {"values": [float(u) for u in uniq], "weights": [float(w) for w in weights]}
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    if len(edges) < 2:
-        return None
-    counts, _ = np.histogram(values, bins=edges)
-    # Smooth empty bins and hold out a little weight for the tails, so that a
-    # candidate value outside the expected range costs a finite, large KL.
-    tail = 1e-3
-    counts = counts.astype("float64") + 0.5
-    weights = counts / counts.sum() * (1.0 - 2 * tail)
-    return {"bins": [float(e) for e in edges], "weights": [float(w) for w in weights], "tail_weights": [tail, tail]}
-
-
 def _quiet_gx() -> None:
     for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run_suites(tables: dict[str, pd.DataFrame], planned: list[Planned], out_dir: Path) -> SuiteOutcome:
-    """Run the planned expectations on their tables; write GX results and Data Docs under ``out_dir``."""
+def run_suites(tables: dict[str, pd.DataFrame], planned: list[Planned], out_dir: Path,
+               data_docs: bool = False) -> SuiteOutcome:
+    """Run the planned expectations on their tables; write GX results (and, when asked, Data Docs) under ``out_dir``.
+
+    GX's Data Docs site loads its CSS and JavaScript from CDNs and weighs
+    megabytes, so by default it is not built: ``report.html`` (self-contained)
+    is the page a person opens.
+    """
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
@@ -118,11 +98,12 @@ def run_suites(tables: dict[str, pd.DataFrame], planned: list[Planned], out_dir:
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         progress_bars=ProgressBarsConfig(globally=False)))
-    context.add_data_docs_site(site_name=SITE, site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    if data_docs:
+        context.add_data_docs_site(site_name=SITE, site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
     source = context.data_sources.add_pandas("canary")
     outcome = SuiteOutcome({}, {})
     for table_name, frame in tables.items():
@@ -134,7 +115,8 @@ def run_suites(tables: dict[str, pd.DataFrame], planned: list[Planned], out_dir:
         suite = context.suites.add(gx.ExpectationSuite(name=f"servegate_{table_name}"))
         for i, p in mine:
             expectation_class = getattr(gxe, p.expectation)
-            suite.add_expectation(expectation_class(**p.kwargs, meta={"check": p.check, "metric": p.metric, "id": i}))
+            meta = {"check": p.check, "metric": p.metric, "id": i, **({"output": p.output} if p.output else {})}
+            suite.add_expectation(expectation_class(**p.kwargs, meta=meta))
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"servegate_{table_name}", data=batch_definition, suite=suite))
         result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
@@ -148,8 +130,9 @@ def run_suites(tables: dict[str, pd.DataFrame], planned: list[Planned], out_dir:
         results_path = out_dir / f"gx_results_{table_name}.json"
         results_path.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
         outcome.artifacts[f"gx_results_{table_name}"] = str(results_path)
-    context.build_data_docs(site_names=[SITE])
-    index = docs_dir / "index.html"
-    if index.is_file():
-        outcome.artifacts["data_docs"] = str(index)
+    if data_docs:
+        context.build_data_docs(site_names=[SITE])
+        index = docs_dir / "index.html"
+        if index.is_file():
+            outcome.artifacts["data_docs"] = str(index)
     return outcome

@@ -1,12 +1,17 @@
 """The report's pictures, as PNG files (matplotlib, Agg backend: no display needed).
 
-- ``predicted_vs_expected.png``: canary prediction against the label (or the
-  golden prediction when there are no labels), with the y = x line;
-- ``residuals.png`` (regression): histogram of prediction - expected, or
-  ``confusion_matrix.png`` (classification);
-- ``latency.png``: histogram of per-request latency with p50/p95/p99 marked.
+Candidate and production (the baseline) are drawn on the same axes, so a
+person sees at a glance why a candidate was rejected:
 
-Large references are subsampled (a fixed seed) for the scatter plot so that
+- ``predicted_vs_expected.png``: prediction (a classifier's score) against the
+  label, else the golden prediction, with the y = x line;
+- ``residuals.png`` (regression with labels): prediction - label distributions;
+- ``prediction_distribution.png``: the prediction (score) distributions, with
+  the labels' when there is no baseline;
+- ``confusion_matrix.png`` (classification with labels): the candidate's;
+- ``latency.png``: the latency CDF of every version under the steady load.
+
+Large references are subsampled (a fixed seed) for scatter plots so that
 drawing stays fast; histograms use every row.
 """
 
@@ -17,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 SCATTER_POINTS = 5000
+COLOURS = {"candidate": "tab:orange", "production": "tab:blue", "labels": "tab:gray"}
 
 
 def _pyplot():
@@ -28,42 +34,56 @@ def _pyplot():
     return plt
 
 
-def predicted_vs_expected(pred: np.ndarray, expected: np.ndarray, what: str, path: Path) -> Path:
+def _save(fig, path: Path) -> Path:
     plt = _pyplot()
-    ok = np.isfinite(pred) & np.isfinite(expected)
-    p, e = pred[ok], expected[ok]
-    if len(p) > SCATTER_POINTS:
-        pick = np.random.default_rng(0).choice(len(p), SCATTER_POINTS, replace=False)
-        p, e = p[pick], e[pick]
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _subsample(n: int) -> np.ndarray:
+    if n <= SCATTER_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, SCATTER_POINTS, replace=False))
+
+
+def predicted_vs_expected(series: dict[str, np.ndarray], expected: np.ndarray, what: str, path: Path) -> Path:
+    """Scatter of each series (candidate, production) against the expected values, one colour each."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(e, p, s=6, alpha=0.5)
-    if len(p):
-        lo, hi = float(min(e.min(), p.min())), float(max(e.max(), p.max()))
+    pick = _subsample(len(expected))
+    finite = [expected[np.isfinite(expected)]]
+    for who, values in series.items():
+        ok = np.isfinite(values[pick]) & np.isfinite(expected[pick])
+        ax.scatter(expected[pick][ok], values[pick][ok], s=6, alpha=0.5, label=who, color=COLOURS.get(who))
+        finite.append(values[np.isfinite(values)])
+    both = np.concatenate(finite)
+    if len(both):
+        lo, hi = float(both.min()), float(both.max())
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, label="y = x")
-        ax.legend(loc="upper left")
+    ax.legend(loc="upper left")
     ax.set_xlabel(what)
-    ax.set_ylabel("canary prediction")
-    ax.set_title(f"predicted vs {what} ({int((~ok).sum())} non-finite left out)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    ax.set_ylabel("prediction")
+    ax.set_title(f"predicted vs {what}")
+    return _save(fig, path)
 
 
-def residuals(pred: np.ndarray, expected: np.ndarray, what: str, path: Path) -> Path:
+def distributions(series: dict[str, np.ndarray], xlabel: str, title: str, path: Path) -> Path:
+    """Overlaid histograms (same bins) of each series."""
     plt = _pyplot()
-    r = pred - expected
-    r = r[np.isfinite(r)]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(r, bins=50)
-    ax.axvline(0.0, color="black", linewidth=1)
-    ax.set_xlabel(f"prediction - {what}")
+    values = {k: v[np.isfinite(v)] for k, v in series.items()}
+    everything = np.concatenate([v for v in values.values()] or [np.zeros(1)])
+    bins = np.histogram_bin_edges(everything, bins=40) if len(everything) else 10
+    for who, v in values.items():
+        ax.hist(v, bins=bins, histtype="step", linewidth=1.5, label=f"{who} (mean {np.mean(v) if len(v) else 0:.3g})",
+                color=COLOURS.get(who))
+    ax.legend()
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
-    ax.set_title(f"residuals (mean {np.mean(r) if len(r) else float('nan'):.4g})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    ax.set_title(title)
+    return _save(fig, path)
 
 
 def confusion_matrix(pred: np.ndarray, expected: np.ndarray, path: Path) -> Path:
@@ -77,31 +97,57 @@ def confusion_matrix(pred: np.ndarray, expected: np.ndarray, path: Path) -> Path
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
         ax.text(j, i, str(v), ha="center", va="center")
-    ax.set_xlabel("predicted class")
+    ax.set_xlabel("predicted class (candidate)")
     ax.set_ylabel("true class")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set_title("confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def latency(latency_ms: np.ndarray, path: Path) -> Path:
+def latency_cdf(latencies: dict[str, np.ndarray], path: Path) -> Path:
+    """Empirical CDF of request latency per version, p95 marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(latency_ms, bins=40)
-    for q, style in ((50, "-"), (95, "--"), (99, ":")):
-        if len(latency_ms):
-            v = float(np.percentile(latency_ms, q))
-            ax.axvline(v, color="black", linestyle=style, linewidth=1, label=f"p{q} {v:.1f} ms")
-    if len(latency_ms):
-        ax.legend()
+    for who, lat in latencies.items():
+        name = "production" if who == "baseline" else who
+        if not len(lat):
+            continue
+        x = np.sort(lat)
+        ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", color=COLOURS.get(name),
+                label=f"{name}: {len(x)} requests, p95 {np.percentile(x, 95):.1f} ms")
+    ax.axhline(0.95, color="black", linestyle=":", linewidth=1)
     ax.set_xlabel("request latency (ms)")
-    ax.set_ylabel("requests")
-    ax.set_title(f"latency over {len(latency_ms)} requests")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("latency under the steady load")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def compare_outputs(table, task: str, out: Path) -> dict[str, str]:
+    """Every comparison plot one rows table allows; name -> path."""
+    drawn: dict[str, str] = {}
+    value = "score" if "score" in table else "prediction"
+    series = {"candidate": table[value].to_numpy()}
+    base_col = "baseline_score" if value == "score" else "baseline_prediction"
+    if base_col in table:
+        series["production"] = table[base_col].to_numpy()
+    expected_col = "label" if "label" in table else ("golden_prediction" if "golden_prediction" in table else None)
+    if expected_col:
+        what = "label" if expected_col == "label" else "golden prediction"
+        expected = table[expected_col].to_numpy()
+        drawn["plot_predicted_vs_expected"] = str(predicted_vs_expected(series, expected, what,
+                                                                        out / "predicted_vs_expected.png"))
+        if task == "regression" and expected_col == "label":
+            residual = {k: v - expected for k, v in series.items()}
+            drawn["plot_residuals"] = str(distributions(residual, "prediction - label", "residuals",
+                                                        out / "residuals.png"))
+    if task == "classification" and "label" in table:
+        drawn["plot_confusion_matrix"] = str(confusion_matrix(table["prediction"].to_numpy(),
+                                                              table["label"].to_numpy(), out / "confusion_matrix.png"))
+    shown = dict(series)
+    if "production" not in shown and "label" in table:
+        shown["labels"] = table["label"].to_numpy()
+    drawn["plot_prediction_distribution"] = str(distributions(shown, value, f"{value} distribution",
+                                                              out / "prediction_distribution.png"))
+    return drawn

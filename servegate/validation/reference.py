@@ -6,14 +6,17 @@ A reference file is Parquet, CSV or JSON lines. Its columns are
   an input of shape ``[-1]`` or ``[-1, 1]``, a list/array column for a
   multi-dimensional one), or several scalar columns sharing a prefix
   (``features_0, features_1, ...`` by default, or a prefix given in the config);
-- optionally the labels (``label``) and the golden predictions that export
-  computed in-process (``golden``, a scalar or list column, or ``golden_0, ...``).
+- optionally the labels (``label``, or one column per validated output) and the
+  golden predictions that export computed in-process (``golden``, a scalar or
+  list column, or ``golden_0, ...``).
 
-Life cycle: :func:`load_reference` opens the file, maps columns to inputs and
-scans it once in batches (constant memory) to reject every bad input *before
-any canary starts*: missing, unreadable or empty file, missing columns (named,
-with the columns that are there), wrong dtypes or widths, NaN/null inputs,
-missing or NaN labels when the quality check is required. The returned
+Life cycle: :func:`load_reference` checks the config against the signature
+(:func:`check_config_against_signature`), opens the file, maps columns to
+inputs and scans it once in batches (constant memory) to reject every bad input
+*before any canary starts*: missing, unreadable or empty file (``0 rows``),
+missing columns (named, with the columns that are there), wrong dtypes or
+widths, list values written as CSV text, NaN/null inputs, missing or NaN
+labels, quality thresholds without labels or for the wrong task. The returned
 :class:`Reference` is then read again, batch by batch, while validating; only
 the labels and golden columns (one or a few numbers per row) are held whole.
 """
@@ -29,18 +32,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from servegate.errors import ValidationInputError
-from servegate.validation.config import ValidationConfig
+from servegate.validation.config import ValidationConfig, load_config
+from servegate.validation.outputs import OutputPlan, check_threshold_fits, plan_outputs
+from servegate.validation.reference_io import (ReferenceError, detect_format, dtype_fits, flat_values, is_numeric,
+                                               iter_batches, list_value_type, parquet_rows, read_schema, rebatch,
+                                               text_list_sample)
+from servegate.validation.reference_scan import scan
 from servegate.validation.signature import Signature, TensorSpec, parse_signature
 
-
-class ReferenceError(ValidationInputError):
-    """The reference data cannot be used; the message names the file and what is wrong."""
-
-
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-# Rows read per block while scanning; bounded so a big file never sits in memory whole.
-SCAN_BATCH_ROWS = 65_536
+__all__ = ["InputColumns", "Reference", "ReferenceError", "load_reference"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,11 @@ class Reference:
     n_rows: int
     signature: Signature
     inputs: dict[str, InputColumns]
-    label_column: str | None = None
+    label_column: str | None = None        # the primary output's label column, when present
     golden_columns: tuple[str, ...] = ()
     golden_is_list: bool = False
-    _labels: np.ndarray | None = field(default=None, repr=False)
+    label_columns: dict[str, str] = field(default_factory=dict)  # output -> its label column (present ones)
+    _labels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _golden: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -84,31 +85,33 @@ class Reference:
     def has_golden(self) -> bool:
         return bool(self.golden_columns)
 
-    def labels(self) -> np.ndarray | None:
-        if self.label_column is None:
+    def labels(self, column: str | None = None) -> np.ndarray | None:
+        """The values of a label column (default: the primary output's), read once."""
+        column = column or self.label_column
+        if column is None:
             return None
-        if self._labels is None:
-            self._labels = _column_array(self, [self.label_column], False)
-        return self._labels
+        if column not in self._labels:
+            self._labels[column] = column_array(self, [column], False)
+        return self._labels[column]
 
     def golden(self) -> np.ndarray | None:
         if not self.golden_columns:
             return None
         if self._golden is None:
-            self._golden = _column_array(self, list(self.golden_columns), self.golden_is_list)
+            self._golden = column_array(self, list(self.golden_columns), self.golden_is_list)
         return self._golden
 
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Input tensors, ``batch_size`` rows at a time, in file order (the last batch may be short)."""
         columns = sorted({c for m in self.inputs.values() for c in m.columns})
-        for batch in _rebatch(_iter_batches(self.path, self.format, columns), batch_size):
+        for batch in rebatch(iter_batches(self.path, self.format, columns), batch_size):
             yield {name: _tensor(batch, m) for name, m in self.inputs.items()}
 
 
 def _tensor(batch: pa.RecordBatch, m: InputColumns) -> np.ndarray:
     np_dtype = np.dtype(object) if m.spec.dtype == "string" else np.dtype(m.spec.dtype)
     if m.is_list:
-        flat = _flat_values(batch.column(m.columns[0]))
+        flat = flat_values(batch.column(m.columns[0]))
         try:
             arr = flat.reshape((len(batch),) + m.row_shape) if m.row_shape else flat.reshape(len(batch), -1)
         except ValueError:
@@ -124,78 +127,12 @@ def _tensor(batch: pa.RecordBatch, m: InputColumns) -> np.ndarray:
     return arr.astype(np_dtype, copy=False)
 
 
-# ----------------------------------------------------------------- file access
-def _detect_format(path: Path) -> str:
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ReferenceError(f"reference file {path}: unknown format {path.suffix!r}; expected one of "
-                             f"{', '.join(sorted(FORMATS))}")
-    return fmt
-
-
-def _iter_batches(path: Path, fmt: str, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        # pre_buffer=False streams pages: with pre-buffering, pyarrow holds whole
-        # row groups of every column read (hundreds of MB for a big reference).
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=SCAN_BATCH_ROWS, columns=columns)
-        return
-    if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        reader = pcsv.open_csv(path, convert_options=pcsv.ConvertOptions(include_columns=columns),
-                               read_options=pcsv.ReadOptions(block_size=8 << 20))
-    else:
-        import pyarrow.json as pjson
-
-        reader = pjson.open_json(path, read_options=pjson.ReadOptions(block_size=8 << 20))
-    for batch in reader:
-        yield batch.select(columns) if columns is not None else batch
-
-
-def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        pending.append(batch)
-        count += len(batch)
-        while count >= size:
-            table = pa.Table.from_batches(pending)
-            head, rest = table.slice(0, size), table.slice(size)
-            yield head.combine_chunks().to_batches()[0]
-            pending = rest.to_batches() if len(rest) else []
-            count = len(rest)
-    if count:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
-
-
-def _schema(path: Path, fmt: str) -> pa.Schema:
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).schema_arrow
-        first = next(_iter_batches(path, fmt, None), None)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError, ValueError) as exc:
-        raise ReferenceError(f"reference file {path}: cannot read it as {fmt}: {exc}") from None
-    if first is None:
-        raise ReferenceError(f"reference file {path}: no rows")
-    return first.schema
-
-
-def _flat_values(values: pa.Array) -> np.ndarray:
-    """Every leaf value of a (possibly nested) list array, in row order."""
-    while _list_value_type(values.type) is not None:
-        values = values.flatten()
-    return values.to_numpy(zero_copy_only=False)
-
-
-def _column_array(ref: Reference, columns: list[str], is_list: bool) -> np.ndarray:
+def column_array(ref: Reference, columns: list[str], is_list: bool) -> np.ndarray:
+    """Whole columns as one array (labels, golden): one value, or one row of values, per reference row."""
     parts = []
-    for batch in _iter_batches(ref.path, ref.format, columns):
+    for batch in iter_batches(ref.path, ref.format, columns):
         if is_list:
-            parts.append(_flat_values(batch.column(columns[0])).reshape(len(batch), -1))
+            parts.append(flat_values(batch.column(columns[0])).reshape(len(batch), -1))
         elif len(columns) == 1:
             parts.append(batch.column(columns[0]).to_numpy(zero_copy_only=False))
         else:
@@ -204,69 +141,52 @@ def _column_array(ref: Reference, columns: list[str], is_list: bool) -> np.ndarr
 
 
 # ------------------------------------------------------------- column mapping
-def _prefix_columns(names: list[str], prefix: str) -> list[str]:
+def prefix_columns(names: list[str], prefix: str) -> list[str]:
     """Columns ``prefix<i>`` / ``prefix_<i>``, ordered by ``i``; [] when none."""
     pattern = re.compile(re.escape(prefix) + r"_?(\d+)\Z")
     found = [(int(m.group(1)), n) for n in names if (m := pattern.match(n))]
     return [n for _, n in sorted(found)]
 
 
-def _is_numeric(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-
-
-def _list_value_type(t: pa.DataType) -> pa.DataType | None:
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        inner = t.value_type
-        while pa.types.is_list(inner) or pa.types.is_large_list(inner) or pa.types.is_fixed_size_list(inner):
-            inner = inner.value_type
-        return inner
-    return None
-
-
-def _dtype_fits(column_type: pa.DataType, dtype: str) -> bool:
-    if dtype == "string":
-        return pa.types.is_string(column_type) or pa.types.is_large_string(column_type) or pa.types.is_binary(column_type)
-    if dtype == "bool":
-        return pa.types.is_boolean(column_type) or pa.types.is_integer(column_type)
-    if dtype.startswith(("int", "uint")):
-        return pa.types.is_integer(column_type) or pa.types.is_boolean(column_type)
-    return _is_numeric(column_type)  # float inputs accept ints and floats
-
-
-def _map_input(path: Path, schema: pa.Schema, name: str, spec: TensorSpec, config: ValidationConfig) -> InputColumns | str:
+def _map_input(schema: pa.Schema, name: str, spec: TensorSpec, config: ValidationConfig) -> InputColumns | str:
     """The columns of input ``name``, or a string saying why none fit."""
     names = schema.names
-    cols = config.reference.columns
-    prefixes = config.reference.prefixes
+    cols, prefixes = config.reference.columns, config.reference.prefixes
     if name in prefixes:
-        found = _prefix_columns(names, prefixes[name])
+        found = prefix_columns(names, prefixes[name])
         if not found:
-            return f"input {name!r}: no columns with prefix {prefixes[name]!r}"
+            return f"input {name!r}: no columns with prefix {prefixes[name]!r} (field 'reference.prefixes')"
         return InputColumns(name, tuple(found), spec)
     column = cols.get(name, name)
     if column in names:
-        t = schema.field(column).type
-        inner = _list_value_type(t)
-        if inner is not None:
-            return InputColumns(name, (column,), spec, is_list=True)
-        return InputColumns(name, (column,), spec)
+        return InputColumns(name, (column,), spec, is_list=list_value_type(schema.field(column).type) is not None)
     if name in cols:
-        return f"input {name!r}: configured column {column!r} is not in the file"
-    found = _prefix_columns(names, name)
+        return f"input {name!r}: configured column {column!r} (field 'reference.columns') is not in the file"
+    found = prefix_columns(names, name)
     if found:
         return InputColumns(name, tuple(found), spec)
     return f"input {name!r}: no column {name!r} and no columns {name}_0, {name}_1, ..."
 
 
-def _check_types(path: Path, schema: pa.Schema, m: InputColumns) -> None:
+LIST_LAYOUTS = ("one scalar column per value with a shared prefix ({input}_0, {input}_1, ..., or "
+                "'reference.prefixes'), or JSON lines / Parquet with a list column")
+
+
+def _check_types(path: Path, fmt: str, schema: pa.Schema, m: InputColumns) -> None:
     expected = m.spec.dtype
     for column in m.columns:
         t = schema.field(column).type
-        inner = _list_value_type(t) if m.is_list else t
-        if inner is None or not _dtype_fits(inner, expected):
-            raise ReferenceError(f"reference file {path}: column {column!r} has type {t}, but input {m.input!r} "
-                                 f"needs {expected}")
+        inner = list_value_type(t) if m.is_list else t
+        if inner is not None and dtype_fits(inner, expected):
+            continue
+        sample = text_list_sample(path, fmt, column) if expected != "string" else None
+        if sample is not None:
+            raise ReferenceError(
+                f"reference file {path}: column {column!r} holds list values written as text ({sample[:40]!r}); "
+                f"a CSV cell cannot hold a list. Input {m.input!r} needs {expected} values: use "
+                + LIST_LAYOUTS.format(input=m.input))
+        raise ReferenceError(f"reference file {path}: column {column!r} has type {t}, but input {m.input!r} "
+                             f"needs {expected}")
     width = int(np.prod(m.row_shape)) if m.row_shape else 1
     if not m.is_list and len(m.columns) != width:
         raise ReferenceError(f"reference file {path}: input {m.input!r} has shape {list(m.spec.shape or [])} "
@@ -274,58 +194,33 @@ def _check_types(path: Path, schema: pa.Schema, m: InputColumns) -> None:
                              f"{list(m.columns)[:8]}")
 
 
-def _nan_or_null(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Boolean mask: which rows are null or (for floats, inside lists too) NaN."""
-    mask = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    t = values.type
-    inner = _list_value_type(t)
-    if inner is not None:
-        if pa.types.is_floating(inner):
-            import pyarrow.compute as pc
-
-            flat = pc.list_flatten(values)
-            while _list_value_type(flat.type) is not None:
-                flat = pc.list_flatten(flat)
-            bad = np.isnan(flat.to_numpy(zero_copy_only=False).astype("float64"))
-            if bad.any():
-                parents = pc.list_parent_indices(values).to_numpy()
-                if len(parents) == len(bad):
-                    mask[parents[bad]] = True
-                else:
-                    mask[:] |= True
-        return mask
-    if pa.types.is_floating(t):
-        arr = values.to_numpy(zero_copy_only=False).astype("float64")
-        mask |= np.isnan(arr)
-    return mask
-
-
-def load_reference(path: str | Path, signature: Any, config: ValidationConfig | None = None) -> Reference:
-    """Open and check a reference file against ``signature``; see the module docstring.
-
-    ``signature`` is anything :func:`parse_signature` reads (export's record,
-    TF Serving metadata, a plain mapping). Raises :class:`ReferenceError`.
-    """
-    config = config or ValidationConfig()
-    path = Path(path)
-    sig = parse_signature(signature, config.signature_name)
+def _open(path: Path) -> tuple[str, pa.Schema]:
     if not path.exists():
         raise ReferenceError(f"reference file {path}: no such file")
     if not path.is_file():
         raise ReferenceError(f"reference file {path}: not a regular file")
-    fmt = _detect_format(path)
+    fmt = detect_format(path)
     try:
         with path.open("rb") as fh:
             if not fh.read(1):
                 raise ReferenceError(f"reference file {path}: empty file (0 bytes)")
     except OSError as exc:
         raise ReferenceError(f"reference file {path}: cannot read it ({exc.strerror or exc})") from None
-    schema = _schema(path, fmt)
+    schema = read_schema(path, fmt)
+    # Before any type test: an empty pandas frame saved as Parquet has columns of
+    # type null, and "type null" would hide the real problem.
+    if fmt == "parquet" and parquet_rows(path) == 0:
+        raise ReferenceError(f"reference file {path}: 0 rows (columns: {', '.join(schema.names[:20])}); "
+                             "expected at least one row")
+    return fmt, schema
 
+
+def _map_inputs(path: Path, fmt: str, schema: pa.Schema, sig: Signature,
+                config: ValidationConfig) -> dict[str, InputColumns]:
     mapped: dict[str, InputColumns] = {}
     problems: list[str] = []
     for name, spec in sorted(sig.inputs.items()):
-        m = _map_input(path, schema, name, spec, config)
+        m = _map_input(schema, name, spec, config)
         if isinstance(m, str):
             problems.append(m)
         else:
@@ -335,63 +230,66 @@ def load_reference(path: str | Path, signature: Any, config: ValidationConfig | 
                              + f". Columns present: {', '.join(schema.names[:20])}"
                              + (" ..." if len(schema.names) > 20 else ""))
     for m in mapped.values():
-        _check_types(path, schema, m)
-
-    rc = config.reference
-    label = rc.label_column if rc.label_column in schema.names else None
-    if label is None and config.quality.enabled:
-        raise ReferenceError(f"reference file {path}: quality check is enabled but there is no label column "
-                             f"{rc.label_column!r}")
-    if label is not None and not _is_numeric(schema.field(label).type):
-        raise ReferenceError(f"reference file {path}: label column {label!r} has type {schema.field(label).type}; "
-                             "expected numbers")
-    golden: tuple[str, ...] = ()
-    golden_is_list = False
-    if rc.golden_column in schema.names:
-        golden = (rc.golden_column,)
-        golden_is_list = _list_value_type(schema.field(rc.golden_column).type) is not None
-    else:
-        golden = tuple(_prefix_columns(schema.names, rc.golden_column))
-
-    n_rows = _scan(path, fmt, mapped, label)
-    return Reference(path, fmt, n_rows, sig, mapped, label, golden, golden_is_list)
+        _check_types(path, fmt, schema, m)
+    return mapped
 
 
-def _scan(path: Path, fmt: str, mapped: dict[str, InputColumns], label: str | None) -> int:
-    """One pass over the file: count rows, find NaN/null inputs and labels, check list widths."""
-    checked = sorted({c for m in mapped.values() for c in m.columns} | ({label} if label else set()))
-    list_shape = {m.columns[0]: m.row_shape for m in mapped.values() if m.is_list and m.row_shape}
-    n = 0
-    try:
-        for batch in _iter_batches(path, fmt, checked):
-            for column in checked:
-                values = batch.column(column)
-                bad = _nan_or_null(values)
-                if bad.any():
-                    row = n + int(np.argmax(bad))
-                    what = "label column" if column == label else "input column"
-                    raise ReferenceError(f"reference file {path}: {what} {column!r} has {int(bad.sum())} NaN/null "
-                                         f"value(s) in rows {n}..{n + len(batch) - 1} (first at row {row})")
-                if column in list_shape:
-                    import pyarrow.compute as pc
+def _label_columns(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: ValidationConfig) -> dict[str, str]:
+    """output -> label column, for the outputs whose label column is in the file."""
+    found: dict[str, str] = {}
+    for plan in plans:
+        column = plan.label_column
+        if column not in schema.names:
+            needs = sorted(plan.quality.thresholds())
+            if config.quality.enabled or plan.quality.enabled or needs:
+                why = f"quality thresholds {needs} are set" if needs else "quality check is enabled"
+                raise ReferenceError(f"reference file {path}: {why} for output {plan.name!r} but there is no "
+                                     f"label column {column!r} (columns: {', '.join(schema.names[:20])})")
+            continue
+        if not is_numeric(schema.field(column).type):
+            raise ReferenceError(f"reference file {path}: label column {column!r} has type "
+                                 f"{schema.field(column).type}; expected numbers")
+        found[plan.name] = column
+    return found
 
-                    # A nested list (row shape [a, b]) is checked on its outer length a;
-                    # the reshape at send time catches a ragged inner level.
-                    shape = list_shape[column]
-                    nested = _list_value_type(values.type.value_type) is not None
-                    width = shape[0] if nested else int(np.prod(shape))
-                    per_row = pc.list_value_length(values).to_numpy(zero_copy_only=False)
-                    wrong = per_row != width
-                    if wrong.any():
-                        row = n + int(np.argmax(wrong))
-                        raise ReferenceError(f"reference file {path}: column {column!r} row {row} holds "
-                                             f"{int(per_row[np.argmax(wrong)])} values; the input needs "
-                                             f"{width} per row (shape {list(shape)})")
-            n += len(batch)
-    except ReferenceError:
-        raise
-    except (pa.ArrowInvalid, pa.ArrowException, OSError, ValueError) as exc:
-        raise ReferenceError(f"reference file {path}: cannot read it as {fmt}: {exc}") from None
-    if n == 0:
-        raise ReferenceError(f"reference file {path}: no rows")
-    return n
+
+def _golden_columns(schema: pa.Schema, config: ValidationConfig) -> tuple[tuple[str, ...], bool]:
+    column = config.reference.golden_column
+    if column in schema.names:
+        return (column,), list_value_type(schema.field(column).type) is not None
+    return tuple(prefix_columns(schema.names, column)), False
+
+
+def load_reference(path: str | Path, signature: Any, config: ValidationConfig | Any = None) -> Reference:
+    """Open and check a reference file against ``signature``; see the module docstring.
+
+    ``signature`` is anything :func:`parse_signature` reads (export's record,
+    TF Serving metadata, a plain mapping). Raises :class:`ReferenceError` or
+    :class:`ValidationConfigError`. Imports neither TensorFlow, Prefect nor MLflow.
+    """
+    config = load_config(config)
+    path = Path(path)
+    sig = parse_signature(signature, config.signature_name)
+    plans = plan_outputs(config, sig) if sig.outputs else []
+    fmt, schema = _open(path)
+    mapped = _map_inputs(path, fmt, schema, sig, config)
+    labels = _label_columns(path, schema, plans, config)
+    golden, golden_is_list = _golden_columns(schema, config)
+    n_rows = scan(path, fmt, mapped, sorted(set(labels.values())))
+    primary = labels.get(plans[0].name) if plans else (
+        config.reference.label_column if config.reference.label_column in schema.names else None)
+    ref = Reference(path, fmt, n_rows, sig, mapped, primary, golden, golden_is_list, labels)
+    _check_tasks_from_labels(ref, plans, config)
+    return ref
+
+
+def _check_tasks_from_labels(ref: Reference, plans: list[OutputPlan], config: ValidationConfig) -> None:
+    """Labels that are not all 0/1 make a one-value output a regression: refuse classification thresholds now."""
+    for plan in plans:
+        column = ref.label_columns.get(plan.name)
+        if plan.task != "auto" or column is None or (plan.width or 1) != 1:
+            continue
+        values = np.asarray(ref.labels(column), dtype="float64")
+        if not np.isin(values, (0.0, 1.0)).all():
+            check_threshold_fits(config, plan, "regression",
+                                 f"one value per row and the labels in {column!r} are not all 0/1")

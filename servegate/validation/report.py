@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Status = Literal["passed", "failed", "skipped"]
-CHECK_ORDER = ("load", "contract", "parity", "quality", "regression", "sanity", "service_level")
+CHECK_ORDER = ("load", "contract", "parity", "quality", "regression", "sanity", "distribution", "service_level")
 
 
 @dataclass
@@ -33,12 +33,17 @@ class Measurement:
     passed: bool = True
     engine: Literal["gx", "servegate"] = "servegate"
     expectation: str | None = None  # the GX expectation type that judged it
+    output: str | None = None  # the validated output it belongs to, named when several are
+
+    @property
+    def key(self) -> str:
+        return f"{self.output}.{self.metric}" if self.output else self.metric
 
     def describe(self) -> str:
         value = "n/a" if self.value is None else _fmt(self.value)
         if self.threshold is None:
-            return f"{self.metric} = {value}"
-        return f"{self.metric} = {value} (threshold {self.comparison} {_fmt(self.threshold)})"
+            return f"{self.key} = {value}"
+        return f"{self.key} = {value} (threshold {self.comparison} {_fmt(self.threshold)})"
 
 
 @dataclass
@@ -51,6 +56,11 @@ class CheckResult:
     @property
     def passed(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def judged(self) -> bool:
+        """True when at least one figure was held against a threshold."""
+        return any(m.threshold is not None for m in self.measurements)
 
 
 @dataclass
@@ -65,7 +75,16 @@ class ValidationReport:
     timings: dict[str, float] = field(default_factory=dict)
     task: str = "regression"
     transport: str = "grpc"
-    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path (plots, GX results, Data Docs)
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path (plots, GX results, report.html)
+    # Added by issue 11: what was validated and how its task was decided, and what was required.
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # [{name, task, task_reason, label_column}]
+    required: list[str] = field(default_factory=list)             # the config's ``require``
+
+    @property
+    def gates_not_run(self) -> list[dict[str, str]]:
+        """Checks that judged nothing (skipped, or figures without a threshold), with the reason."""
+        return [{"check": c.name, "reason": c.message} for c in self.checks
+                if c.status == "skipped" or (c.status == "passed" and not c.judged)]
 
     @property
     def verdict(self) -> Literal["passed", "failed"]:
@@ -87,13 +106,14 @@ class ValidationReport:
         for c in self.checks:
             for m in c.measurements:
                 if m.value is not None and math.isfinite(m.value):
-                    out[f"{c.name}.{m.metric}"] = float(m.value)
+                    out[f"{c.name}.{m.key}"] = float(m.value)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"] = self.verdict
         data["failed_checks"] = self.failed_checks
+        data["gates_not_run"] = self.gates_not_run
         return _clean(data)
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -107,13 +127,20 @@ class ValidationReport:
             f"- candidate: {self.candidate}" + (f"; baseline: {self.baseline}" if self.baseline else "; baseline: none"),
             f"- reference rows: {self.rows}; task: {self.task}; transport: {self.transport}",
         ]
+        lines += [f"- output `{o['name']}`: {o['task']} ({o['task_reason']}); labels: "
+                  f"{o.get('label_column') or 'none'}" for o in self.outputs]
         if self.failed_checks:
             lines.append(f"- failed checks: {', '.join(self.failed_checks)}")
+        if self.gates_not_run:
+            lines.append("- **gates that did not run**: " + "; ".join(
+                f"{g['check']} ({g['reason']})" for g in self.gates_not_run))
+        if self.required:
+            lines.append(f"- required to judge (config `require`): {', '.join(self.required)}")
         lines += ["", "| check | status | figure | threshold | judged by | message |", "|---|---|---|---|---|---|"]
         for c in self.checks:
             rows = c.measurements or [None]
             for i, m in enumerate(rows):
-                figure = "" if m is None else f"{m.metric} = {'n/a' if m.value is None else _fmt(m.value)}"
+                figure = "" if m is None else f"{m.key} = {'n/a' if m.value is None else _fmt(m.value)}"
                 threshold = "" if m is None or m.threshold is None else f"{m.comparison} {_fmt(m.threshold)}"
                 # A figure with no threshold is reported, not judged: leave the column empty.
                 judge = "" if m is None or m.threshold is None else (
@@ -130,10 +157,14 @@ class ValidationReport:
 
     def write(self, out_dir: Path) -> dict[str, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"report_json": out_dir / "report.json", "report_md": out_dir / "report.md"}
+        from servegate.validation.report_html import render_html
+
+        paths = {"report_json": out_dir / "report.json", "report_md": out_dir / "report.md",
+                 "report_html": out_dir / "report.html"}
         self.artifacts.update({k: str(v) for k, v in paths.items()})
         paths["report_json"].write_text(self.to_json())
         paths["report_md"].write_text(self.to_markdown())
+        paths["report_html"].write_text(render_html(self))
         return paths
 
 

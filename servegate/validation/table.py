@@ -13,31 +13,11 @@ import numpy as np
 import pandas as pd
 
 from servegate.errors import ValidationInputError
-from servegate.validation.config import ValidationConfig
-from servegate.validation.signature import Signature
+from servegate.validation.config_sections import ParityCheck
 
 
 class OutputChoiceError(ValidationInputError):
-    """The config names an output the signature does not have, or the task cannot apply."""
-
-
-def choose_output(signature: Signature, config: ValidationConfig) -> str:
-    names = sorted(signature.outputs)
-    if config.output:
-        if config.output not in signature.outputs:
-            raise OutputChoiceError(f"validation config field 'output': {config.output!r} is not an output of the "
-                                    f"served signature (outputs: {', '.join(names) or 'none'})")
-        return config.output
-    if not names:
-        raise OutputChoiceError("the served signature declares no outputs; cannot validate predictions")
-    return names[0]
-
-
-def detect_task(config: ValidationConfig, width: int) -> str:
-    """``classification`` when the config says so or the output has several values per row."""
-    if config.task != "auto":
-        return config.task
-    return "classification" if width > 1 else "regression"
+    """The answers of an output cannot be read as its task says (or do not match the golden predictions)."""
 
 
 @dataclass
@@ -89,7 +69,7 @@ def parity_excess(outputs: np.ndarray, golden: np.ndarray, atol: float, rtol: fl
 
 
 def rows_table(candidate: Derived, answered: np.ndarray, labels: np.ndarray | None, golden: np.ndarray | None,
-               baseline: Derived | None, task: str, config: ValidationConfig) -> pd.DataFrame:
+               baseline: Derived | None, task: str, threshold: float, parity: ParityCheck) -> pd.DataFrame:
     """The rows table over answered rows (see gx_suite's docstring for the columns)."""
     idx = np.flatnonzero(answered)
     cols: dict[str, np.ndarray] = {"row": idx}
@@ -102,9 +82,9 @@ def rows_table(candidate: Derived, answered: np.ndarray, labels: np.ndarray | No
     if candidate.score is not None and np.ndim(candidate.score) == 1:
         cols["score"] = candidate.score[idx]
     if golden is not None:
-        cols["parity_excess"] = parity_excess(y, golden[idx], config.parity.atol, config.parity.rtol)
+        cols["parity_excess"] = parity_excess(y, golden[idx], parity.atol, parity.rtol)
         g = np.asarray(golden, dtype="float64").reshape(len(golden), -1)[idx]
-        cols["golden_prediction"] = derive(g, task, config.decision_threshold).prediction
+        cols["golden_prediction"] = derive(g, task, threshold).prediction
     if labels is not None:
         label = np.asarray(labels, dtype="float64").reshape(len(labels), -1)[idx, 0]
         cols["label"] = label
@@ -121,4 +101,6 @@ def rows_table(candidate: Derived, answered: np.ndarray, labels: np.ndarray | No
                 cols[f"{prefix}correct"] = np.where(ok, (p == label).astype("float64"), 0.0)
     if baseline is not None:
         cols["baseline_prediction"] = baseline.prediction[idx]
+        if baseline.score is not None and np.ndim(baseline.score) == 1:
+            cols["baseline_score"] = baseline.score[idx]
     return pd.DataFrame(cols)

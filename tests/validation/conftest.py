@@ -17,7 +17,7 @@ import pytest
 
 from tests.validation import models
 
-VERSION = {name: i + 1 for i, name in enumerate(models.VARIANTS)}  # good=1, worse=2, nan=3, renamed=4, slow=5
+VERSION = {name: i + 1 for i, name in enumerate(models.VARIANTS)}  # good=1, worse=2, nan=3, ... (VARIANTS order)
 MODEL_NAME = "lin"
 
 

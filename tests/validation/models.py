@@ -12,7 +12,12 @@ same linear weights, so that the reference labels and golden predictions of
 - ``slow``: good, but sleeps at least ``SLOW_SECONDS`` per request inside its
   graph (a ``SleepDataset`` op, so the sleep survives export; fails service level);
 - ``classifier``: not a variant of the regressor but a 3-class softmax
-  ``features`` -> ``probabilities`` [-1, 3], for the classification path.
+  ``features`` -> ``probabilities`` [-1, 3], for the classification path;
+- ``shifted``: the good regressor moved by ``FAR_SHIFT`` (about two standard
+  deviations of its output): fails the distribution check against ``good``;
+- ``sigmoid``: a binary classifier, one sigmoid output ``probability`` [-1, 1]
+  on the same weights (labels: its own decision, 5% flipped);
+- ``chance``: the same signature with unrelated weights: accuracy near 0.5.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ WEIGHTS = np.array([[0.5], [-1.0], [0.25], [2.0]], dtype="float32")
 BIAS = np.array([0.1], dtype="float32")
 SHIFT = 0.5
 SLOW_SECONDS = 0.25
-VARIANTS = ("good", "worse", "nan", "renamed", "slow", "classifier")
+VARIANTS = ("good", "worse", "nan", "renamed", "slow", "classifier", "shifted", "sigmoid", "chance")
+FAR_SHIFT = 5.0
+CHANCE_WEIGHTS = np.array([[-0.3], [0.2], [1.5], [-0.1]], dtype="float32")
 CLASS_WEIGHTS = np.array([[1.0, -1.0, 0.0], [0.5, 0.5, -1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 0.5]], dtype="float32")
 
 
@@ -50,9 +57,14 @@ def build(variant: str):
         def serve(self, features):
             if variant == "classifier":
                 return {"probabilities": tf.nn.softmax(tf.matmul(features, tf.constant(CLASS_WEIGHTS)))}
+            if variant in ("sigmoid", "chance"):
+                w = self.w if variant == "sigmoid" else tf.constant(CHANCE_WEIGHTS)
+                return {"probability": tf.sigmoid(tf.matmul(features, w) + self.b)}
             y = tf.matmul(features, self.w) + self.b
             if variant == "worse":
                 y = y + SHIFT
+            if variant == "shifted":
+                y = y + FAR_SHIFT
             if variant == "nan":
                 y = tf.where(features[:, :1] > 1.0, tf.constant(np.nan, tf.float32), y)
             if variant == "slow":
@@ -103,3 +115,18 @@ def classifier_reference(n_rows: int = 256, seed: int = 2) -> dict[str, np.ndarr
 
 SIGNATURE = {"inputs": {"features": {"dtype": "float32", "shape": [None, N_FEATURES]}},
              "outputs": {"prediction": {"dtype": "float32", "shape": [None, 1]}}}
+
+
+def sigmoid_reference(n_rows: int = 256, seed: int = 3) -> dict[str, np.ndarray]:
+    """Inputs, 0/1 labels (the sigmoid model's own decision, 5% flipped) and its golden probabilities."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_rows, N_FEATURES)).astype("float32")
+    golden = 1.0 / (1.0 + np.exp(-(x @ WEIGHTS + BIAS)))
+    label = (golden[:, 0] >= 0.5).astype("int64")
+    flip = rng.random(n_rows) < 0.05
+    label[flip] = 1 - label[flip]
+    return {"features": x, "golden": golden[:, 0].astype("float32"), "label": label}
+
+
+SIGMOID_SIGNATURE = {"inputs": SIGNATURE["inputs"],
+                     "outputs": {"probability": {"dtype": "float32", "shape": [None, 1]}}}

@@ -10,7 +10,7 @@ import pytest
 from servegate.validation import CheckResult, Measurement, ValidationReport, parse_signature
 from servegate.validation.checks import metrics
 from servegate.validation.checks.contract import breaking_changes
-from servegate.validation.gx_suite import kl_partition
+from servegate.validation.checks.distribution import class_shift, ks, shift_sd
 from servegate.validation.signature import SignatureFormatError
 from servegate.validation.table import derive, parity_excess
 
@@ -75,13 +75,17 @@ def test_metrics():
     assert metrics.rmse(pred, y) == pytest.approx(np.sqrt(0.125))
 
 
-def test_kl_partition_sums_to_one_and_handles_categories():
-    p = kl_partition(np.random.default_rng(0).normal(size=500), bins=10)
-    assert sum(p["weights"]) + sum(p["tail_weights"]) == pytest.approx(1.0)
-    assert len(p["bins"]) == len(p["weights"]) + 1
-    c = kl_partition(np.array([0, 1, 1, 2, 2, 2]), bins=10)
-    assert c["values"] == [0.0, 1.0, 2.0] and c["weights"] == pytest.approx([1 / 6, 2 / 6, 3 / 6])
-    assert kl_partition(np.array([np.nan]), bins=10) is None
+def test_ks_flags_a_shift_of_one_standard_deviation_and_not_noise():
+    """The default max_ks 0.35 sits below D = 0.383 of a 1 sd shift and far above sampling noise."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=256), rng.normal(size=256)
+    assert ks(a, b)[0] < 0.15
+    d, p = ks(a + 1.0, b)
+    assert d > 0.35 and p < 1e-6
+    assert ks(a * 10 + 3, b * 10 + 3)[0] == pytest.approx(ks(a, b)[0])  # scale-free
+    assert shift_sd(b + 2.0, b) == pytest.approx(2.0 / np.std(b))
+    assert np.isnan(ks(np.array([np.nan]), b)[0])
+    assert class_shift(np.array([0, 0, 1, 1.0]), np.array([0, 1, 1, 1.0])) == pytest.approx(0.25)
 
 
 def test_report_json_and_markdown_name_the_failed_check(tmp_path):
@@ -105,10 +109,17 @@ def test_report_json_and_markdown_name_the_failed_check(tmp_path):
 
 def test_load_check_compares_time_to_available_with_the_deadline():
     from servegate.validation import load_config
-    from servegate.validation.runner import _load_check
+    from servegate.validation.checks import load_time
+    from servegate.validation.checks.base import CheckContext
+    from servegate.validation.gx_suite import SuiteOutcome
+    from servegate.validation.checks.base import judge
 
     config = load_config({"load": {"deadline_s": 10}})
-    assert _load_check(3.0, config).status == "passed"
-    late = _load_check(12.5, config)
+
+    def result(seconds):
+        return judge(load_time.plan(CheckContext(config, BASE, [], load_seconds=seconds)), SuiteOutcome({}, {}), {})
+
+    assert result(3.0).status == "passed"
+    late = result(12.5)
     assert late.status == "failed" and late.measurements[0].describe() == "seconds_to_available = 12.5 (threshold <= 10)"
-    assert _load_check(None, config).status == "skipped"
+    assert result(None).status == "skipped"

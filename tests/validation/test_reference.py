@@ -129,7 +129,7 @@ def test_missing_columns_are_named_with_those_present(tmp_path, x):
 def test_configured_column_that_is_not_there(tmp_path, x):
     path = tmp_path / "ref.parquet"
     _frame(x).to_parquet(path)
-    _expect(path, "configured column 'pixels' is not in the file",
+    _expect(path, r"configured column 'pixels' \(field 'reference.columns'\) is not in the file",
             config=load_config({"reference": {"columns": {"features": "pixels"}}}))
 
 
@@ -173,7 +173,7 @@ def test_nan_in_a_prefix_column(tmp_path, x):
 def test_labels_required_when_quality_is_enabled(tmp_path, x):
     path = tmp_path / "ref.parquet"
     _frame(x).to_parquet(path)
-    _expect(path, "quality check is enabled but there is no label column 'label'",
+    _expect(path, "quality check is enabled for output 'prediction' but there is no label column 'label'",
             config=load_config({"quality": {"enabled": True}}))
     assert not load_reference(path, SIGNATURE).has_labels  # default: quality runs when labels exist
 

@@ -10,12 +10,13 @@ import json
 
 import pytest
 
-from servegate.errors import ServingError, ValidationInputError
+from servegate.errors import ConfigError, ServingError, ValidationInputError
 from servegate.validation import load_config, load_reference, validate
 from tests.validation import models
 from tests.validation.conftest import VERSION
 
-FAST = {"batch_size": 64}  # 256 rows -> 4 requests
+# 256 rows -> 4 requests per pass; a steady load of 100 requests per version
+FAST = {"batch_size": 64, "service_level": {"requests": 100}}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,9 @@ def reference(reference_parquet):
 
 def _run(canary, reference, tmp_path, candidate, config=None, **kwargs):
     runner, load_seconds = canary
-    return validate(runner, reference, load_config({**FAST, **(config or {})}), candidate=candidate,
+    merged = {**FAST, **(config or {})}
+    merged["service_level"] = {**FAST["service_level"], **(config or {}).get("service_level", {})}
+    return validate(runner, reference, load_config(merged), candidate=candidate,
                     production_signature=models.SIGNATURE, load_seconds=load_seconds,
                     out_dir=tmp_path / "report", **kwargs)
 
@@ -36,20 +39,28 @@ def test_a_good_model_passes_with_every_artifact(canary, reference, tmp_path):
     assert report.verdict == "passed", report.to_markdown()
     status = {c.name: c.status for c in report.checks}
     assert status == {"load": "passed", "contract": "passed", "parity": "passed", "quality": "passed",
-                      "regression": "skipped", "sanity": "passed", "service_level": "passed"}
+                      "regression": "skipped", "sanity": "passed", "distribution": "passed",
+                      "service_level": "passed"}
     assert "no baseline" in report.check("regression").message
     quality = {m.metric: m for m in report.check("quality").measurements}
     assert quality["mae"].engine == "gx" and 0 < quality["mae"].value < 0.2
     assert report.transport == "grpc" and report.rows == 256
     out = tmp_path / "report"
-    for name in ("report.json", "report.md", "predicted_vs_expected.png", "residuals.png", "latency.png",
-                 "gx_results_rows.json", "gx_results_requests.json", "data_docs/index.html"):
+    for name in ("report.json", "report.md", "report.html", "predicted_vs_expected.png", "residuals.png",
+                 "prediction_distribution.png", "latency.png", "gx_results_rows.json", "gx_results_requests.json"):
         assert (out / name).is_file(), name
+    assert not (out / "data_docs").exists()  # GX's CDN-bound site only with data_docs: true
     assert (out / "latency.png").read_bytes()[:4] == b"\x89PNG"
     gx = json.loads((out / "gx_results_rows.json").read_text())
     assert gx["success"] is True and len(gx["results"]) >= 4
-    assert list((out / "data_docs" / "validations").rglob("*.html"))
-    assert json.loads((out / "report.json").read_text())["verdict"] == "passed"
+    data = json.loads((out / "report.json").read_text())
+    assert data["verdict"] == "passed"
+    assert data["outputs"] == [{"name": "prediction", "task": "regression", "label_column": "label",
+                                "task_reason": "one value per row and labels are not all 0/1"}]
+    assert [g["check"] for g in data["gates_not_run"]] == ["regression"]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
+    assert len(html) < 1_000_000
 
 
 def test_a_model_that_differs_from_its_golden_predictions_fails_parity(canary, reference, tmp_path):
@@ -89,7 +100,8 @@ def test_a_changed_signature_fails_contract_unless_allowed(canary, reference, tm
 
 
 def test_a_slow_model_fails_the_latency_threshold(canary, reference, tmp_path):
-    report = _run(canary, reference, tmp_path, VERSION["slow"], {"service_level": {"max_p95_ms": 150}})
+    report = _run(canary, reference, tmp_path, VERSION["slow"],
+                  {"service_level": {"max_p95_ms": 150, "requests": 8, "min_requests": 8}})
     assert report.failed_checks == ["service_level"], report.to_markdown()
     p95 = {m.metric: m for m in report.check("service_level").measurements}["p95_ms"]
     assert p95.value >= models.SLOW_SECONDS * 1000 and p95.threshold == 150 and not p95.passed
@@ -108,9 +120,9 @@ def test_an_unknown_candidate_is_a_serving_error(canary, reference, tmp_path):
 def test_bad_inputs_to_validate_are_named(canary, reference, reference_parquet, tmp_path):
     with pytest.raises(ValidationInputError, match="regression check but no baseline"):
         _run(canary, reference, tmp_path, VERSION["good"], {"regression": {"enabled": True}})
-    with pytest.raises(ValidationInputError, match="golden predictions have 3 rows"):
+    with pytest.raises(ValidationInputError, match="golden predictions for output 'prediction' have 3 rows"):
         _run(canary, reference, tmp_path, VERSION["good"], golden=[1.0, 2.0, 3.0])
-    with pytest.raises(ValidationInputError, match="'output': 'proba' is not an output"):
+    with pytest.raises(ConfigError, match=r"field 'output': 'proba' is not an output of the model \(outputs: prediction\)"):
         _run(canary, reference, tmp_path, VERSION["good"], {"output": "proba"})
 
 
@@ -154,7 +166,7 @@ def test_a_reference_for_other_inputs_fails_every_data_check(canary, tmp_path, r
     pd.DataFrame({"pixels": list(reference_arrays["features"])}).to_parquet(path)
     other = {"inputs": {"pixels": {"dtype": "float32", "shape": [None, 4]}}}
     report = _run(canary, load_reference(path, other), tmp_path, VERSION["good"])
-    assert set(report.failed_checks) == {"parity", "quality", "regression", "sanity", "service_level"}
+    assert set(report.failed_checks) == {"parity", "quality", "regression", "sanity", "distribution", "service_level"}
     assert "do not match the reference's ['pixels']" in report.check("sanity").message
 
 

@@ -15,7 +15,9 @@ expectation: a signature is a small structured record, not rows of a table.
 
 from __future__ import annotations
 
-from servegate.validation.signature import Signature, TensorSpec
+from servegate.validation.checks.base import Check, CheckContext, CheckPlan, turned_off
+from servegate.validation.report import Measurement
+from servegate.validation.signature import Signature, TensorSpec, parse_signature
 
 
 def _shape_change(old: TensorSpec, new: TensorSpec) -> str | None:
@@ -48,3 +50,24 @@ def breaking_changes(production: Signature, candidate: Signature) -> list[str]:
     for name in sorted(set(production.outputs) - set(candidate.outputs)):
         changes.append(f"output {name!r} removed")
     return changes
+
+
+def plan(ctx: CheckContext) -> CheckPlan:
+    cfg = ctx.config.contract
+    off = turned_off("contract", cfg.enabled)
+    if off:
+        return off
+    if ctx.production_signature is None:
+        return CheckPlan("contract", skipped="no production signature given (first deployment)")
+    changes = breaking_changes(parse_signature(ctx.production_signature, ctx.config.signature_name), ctx.served)
+    allowed = cfg.allow_breaking_change
+    ok = not changes or allowed
+    m = Measurement("breaking_changes", float(len(changes)), None if allowed else 0.0, "<=", ok)
+    if not changes:
+        note = "served signature is compatible with production's"
+    else:
+        note = ("breaking changes (allowed by config): " if allowed else "breaking changes: ") + "; ".join(changes)
+    return CheckPlan("contract", ours=[m], notes=[note], failed=None if ok else note)
+
+
+CHECK = Check("contract", "production's signature", plan)
