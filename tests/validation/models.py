@@ -17,7 +17,9 @@ same linear weights, so that the reference labels and golden predictions of
   deviations of its output): fails the distribution check against ``good``;
 - ``sigmoid``: a binary classifier, one sigmoid output ``probability`` [-1, 1]
   on the same weights (labels: its own decision, 5% flipped);
-- ``chance``: the same signature with unrelated weights: accuracy near 0.5.
+- ``chance``: the same signature with unrelated weights: accuracy near 0.5;
+- ``two_heads``: two outputs, ``prediction`` (the good regressor) and
+  ``probability`` (its sigmoid), for per-output settings.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ WEIGHTS = np.array([[0.5], [-1.0], [0.25], [2.0]], dtype="float32")
 BIAS = np.array([0.1], dtype="float32")
 SHIFT = 0.5
 SLOW_SECONDS = 0.25
-VARIANTS = ("good", "worse", "nan", "renamed", "slow", "classifier", "shifted", "sigmoid", "chance")
+VARIANTS = ("good", "worse", "nan", "renamed", "slow", "classifier", "shifted", "sigmoid", "chance", "two_heads")
 FAR_SHIFT = 5.0
 CHANCE_WEIGHTS = np.array([[-0.3], [0.2], [1.5], [-0.1]], dtype="float32")
 CLASS_WEIGHTS = np.array([[1.0, -1.0, 0.0], [0.5, 0.5, -1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 0.5]], dtype="float32")
@@ -61,6 +63,8 @@ def build(variant: str):
                 w = self.w if variant == "sigmoid" else tf.constant(CHANCE_WEIGHTS)
                 return {"probability": tf.sigmoid(tf.matmul(features, w) + self.b)}
             y = tf.matmul(features, self.w) + self.b
+            if variant == "two_heads":
+                return {"prediction": y, "probability": tf.sigmoid(y)}
             if variant == "worse":
                 y = y + SHIFT
             if variant == "shifted":
