@@ -7,6 +7,12 @@ line leaves a torn last line: readers skip it and the next writer starts on a
 new line. A writer killed between a transition and its line loses only that
 line, and the next change's recovery notices the difference between the
 areas and the history and appends a ``recover`` record for it.
+
+Each line names the process that wrote it (``pid``, ``host`` and, since
+``ticks`` was added, its start time: :mod:`servegate.runtime.identity`), so
+that a later deploy can tell a version staged by a killed deploy from one
+staged by a deploy still running. Older lines have no ``ticks`` (None: any
+start time matches).
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ left alone and reported.
 Retention: after each promotion, production keeps the newest ``retention``
 versions as rollback targets; older ones move to ``rejected/`` with the reason
 "retired" (nothing is deleted; their numbers are never handed out again).
+
+Where the parts live: this module is the public API; ``transitions`` (stage,
+promote, reject, rollback), ``recovery`` (the repairs, one function each),
+``moves`` (rename or cross-filesystem copy), ``space`` (free space,
+writability, OS errors), ``reading`` (scans), ``results`` (returned records),
+``history``, ``locking``, ``layout``, ``fsutil``.
 """
 
 from __future__ import annotations
