@@ -59,7 +59,7 @@ def export_model(record: AttemptRecord) -> AttemptRecord:
         stamp = {"fingerprint": _fingerprint(source), "signature": result.signature.to_dict()}
         (work / EXPORT_STAMP).write_text(json.dumps(stamp))
     else:
-        say(f"export: {source} (exported before the run started)")
+        say(f"export: {source} (reusing the export checked before the run)")
     return record.but(savedmodel_dir=str(work / "savedmodel"), signature=stamp["signature"])
 
 
@@ -76,21 +76,13 @@ def check_reference(record: AttemptRecord) -> AttemptRecord:
     return record.but(reference_rows=reference.n_rows)
 
 
-def _all_inputs(reference, batch_size: int) -> dict[str, np.ndarray]:
-    parts: dict[str, list[np.ndarray]] = {}
-    for batch in reference.batches(batch_size):
-        for name, values in batch.items():
-            parts.setdefault(name, []).append(values)
-    return {name: np.concatenate(values) for name, values in parts.items()}
-
-
 def compute_golden(record: AttemptRecord) -> AttemptRecord:
     """The exported model's in-process predictions on every reference row (parity's expectation)."""
     from servegate import export
 
     cfg = resources.config(record)
-    inputs = _all_inputs(resources.reference(record, cfg), max(cfg.batch_size, 1024))
-    golden = export.golden_predictions(record.savedmodel_dir, inputs)
+    batches = resources.reference(record, cfg).batches(max(cfg.batch_size, 1024))
+    golden = export.golden_predictions(record.savedmodel_dir, batches)
     path = record.work_path / "golden.npz"
     np.savez(path, **golden)
     return record.but(golden_path=str(path))

@@ -25,7 +25,7 @@ def check_request(request: DeployRequest):
     if request.serving not in SERVING_KINDS:
         raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}")
     check_model_name(request.name)  # a name that could leave the store is refused before anything exists
-    export.detect_format(Path(request.model_path))
+    export.check_load_options(Path(request.model_path), request.custom_objects, request.unsafe_deserialization)
     reference = Path(request.reference)
     if not reference.exists():
         raise ValidationInputError(f"reference file {reference}: no such file")

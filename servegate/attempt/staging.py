@@ -36,8 +36,10 @@ def abandoned_versions(store, name: str) -> list:
     return gone
 
 
-def _reject_abandoned(record: AttemptRecord) -> None:
+def reject_abandoned(record: AttemptRecord) -> list[int]:
+    """Move staged versions of killed deploys to ``rejected/`` ("abandoned"); returns them."""
     release = resources.release(record)
+    rejected = []
     for stager in abandoned_versions(release.store, record.name):
         version = stager.version
         reason = (f"abandoned: the deploy that staged it (pid {stager.pid}, MLflow run {stager.run_id}) "
@@ -47,12 +49,14 @@ def _reject_abandoned(record: AttemptRecord) -> None:
         except ServegateError as exc:  # promoted or rejected meanwhile by someone else: fine
             log.info("abandoned version %s of %s: %s", version, record.name, exc)
             continue
+        rejected.append(version)
         say(f"stage: version {version} of a killed deploy -> rejected/")
+    return rejected
 
 
 def stage_version(record: AttemptRecord) -> AttemptRecord:
     """Copy the export into the store as the next version (``staging/<name>/<v>``)."""
-    _reject_abandoned(record)
+    reject_abandoned(record)
     store = resources.store(record.request.store_root)
     version = store.stage(record.name, record.savedmodel_dir, run_id=record.run_id)
     say(f"stage: version {version} in {store.base_path('staging', record.name)}")

@@ -33,10 +33,12 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
         from servegate.runtime import warm  # the canary's server imports TensorFlow while we do
 
         warm.prewarm(request.name)
+    terminal.note("checking the model and the reference data (before any run is opened)")
     record = preflight(request)  # the export and the reference against its signature: no run opened yet
     try:
         deploy_run.import_deploy_modules()
         prefect_ready()
+        terminal.note("deploy-model flow run (Prefect)")
         outcome = deploy_run.run_deploy_flow(
             model_path=request.model_path, name=request.name, reference=request.reference,
             store=request.store_root, serving=request.serving, config=request.config,
@@ -51,14 +53,21 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
     else:
         for line in deploy_run.summary(outcome):
             terminal.echo(line)
+    if terminal.log_path is not None:
+        terminal.note(f"library output: {terminal.log_path}")
     return exit_code_for(outcome["verdict"])
+
+
+def _absolute_if_file(module: str) -> str:
+    """A ``.py`` path made absolute: a flow run (or a worker) may start in another directory."""
+    return str(Path(module).resolve()) if module.endswith(".py") or "/" in module else module
 
 
 def _report_error(terminal: Terminal, exc: ServegateError, json_output: bool) -> int:
     if json_output:
         terminal.echo(json.dumps({"verdict": "error", "error": error_object(exc)}, indent=2))
     if terminal.log_path is not None:
-        terminal.note(f"details: {terminal.log_path}")
+        terminal.note(f"library output: {terminal.log_path}")
     terminal.note(f"error: {exc}")
     return exc.exit_code
 
@@ -101,7 +110,8 @@ def deploy(
 
     request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,
-                            custom_objects=tuple(custom_objects), unsafe_deserialization=unsafe_deserialization)
+                            custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
+                            unsafe_deserialization=unsafe_deserialization)
     try:
         code = _deploy(terminal, request, json_output)
     except ServegateError as exc:

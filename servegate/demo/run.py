@@ -160,7 +160,7 @@ class DemoSummary:
 
 def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) -> DemoSummary:
     """Run the demo; see the module docstring. Returns what happened."""
-    from servegate.cli.deploy_commands import run_deploy_flow
+    from servegate.cli.deploy_run import run_deploy_flow
     from servegate.flows.train_demo import train_demo_model
     from servegate.model_store import ModelStore
     from servegate.settings import servegate_home

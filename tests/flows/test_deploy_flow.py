@@ -86,7 +86,7 @@ def read_artifacts(flow_run_id: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_production_verification_failure_rolls_back(world, demo_files, closed_port_url):
-    from servegate.pipeline import ProductionVerificationError
+    from servegate.attempt import ProductionVerificationError
 
     canaries_before = live_canaries()
     state = _deploy(world, demo_files["improved"], production_url=closed_port_url, production_deadline_s=1.5)
@@ -162,19 +162,21 @@ def test_rollback_with_nothing_to_go_back_to_is_refused(world):
 
 
 @pytest.mark.slow
-def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files):
+def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files, caplog):
     """run_deploy: the same steps and undo semantics with no Prefect at all."""
-    from servegate.pipeline import DeployRequest, run_deploy
+    import logging
+
+    from servegate.attempt import DeployRequest, run_deploy
 
     before = world["store"].status(NAME)
     canaries_before = live_canaries()
-    steps: list[str] = []
-    outcome = run_deploy(
-        DeployRequest(model_path=demo_files["broken"].model_path, name=NAME,
-                      reference=demo_files["broken"].reference_path, store_root=world["root"],
-                      tracking_uri=world["uri"]),
-        progress=steps.append,
-    )
+    with caplog.at_level(logging.INFO, logger="servegate.deploy"):
+        outcome = run_deploy(
+            DeployRequest(model_path=demo_files["broken"].model_path, name=NAME,
+                          reference=demo_files["broken"].reference_path, store_root=world["root"],
+                          tracking_uri=world["uri"]),
+        )
+    steps = [r.getMessage() for r in caplog.records if r.name == "servegate.deploy"]
     assert outcome.verdict == "rejected" and outcome.exit_code == 1
     assert live_canaries() <= canaries_before
     assert outcome.prefect_flow_run_id is None and outcome.reasons

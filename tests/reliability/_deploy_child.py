@@ -8,11 +8,11 @@ timer. Nothing is faked: the step runs for real up to the kill.
 
 ``SERVEGATE_TEST_KILL_AT`` is one of
 
-- ``after_export`` — ``Deployment.export`` returned (SavedModel in the work dir);
-- ``canary_up`` — ``Deployment.boot_canary`` returned (the canary is AVAILABLE);
+- ``after_export`` — the step "export model" returned (SavedModel in the work dir);
+- ``canary_up`` — ``attempt.canary.boot_canary`` returned (the canary is AVAILABLE);
 - ``during_validation`` — ``SERVEGATE_TEST_KILL_DELAY`` seconds (default 0.3)
-  after ``Deployment.validate`` began sending the reference rows;
-- ``during_verify`` — the same delay after ``Deployment.verify_production`` began
+  after ``attempt.canary.run_validation`` began sending the reference rows;
+- ``during_verify`` — the same delay after ``attempt.production.verify_served_version`` began
   (the new version is in production; the production server may not serve it yet);
 - ``store:<checkpoint>`` — the store's own step names (``fsutil.checkpoint``), e.g.
   ``store:stage:copied`` (the copy is complete in a temp dir, not yet renamed
@@ -49,48 +49,68 @@ def _die(point: str) -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
-def _after(cls, method: str, point: str) -> None:
-    original = getattr(cls, method)
+def _after(module, name: str, point: str) -> None:
+    original = getattr(module, name)
 
     @functools.wraps(original)
-    def wrapper(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
         _die(point)
         return result
 
-    setattr(cls, method, wrapper)
+    setattr(module, name, wrapper)
 
 
-def _during(cls, method: str, point: str, delay: float) -> None:
-    original = getattr(cls, method)
+def _during(module, name: str, point: str, delay: float) -> None:
+    original = getattr(module, name)
 
     @functools.wraps(original)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(*args, **kwargs):
         timer = threading.Timer(delay, lambda: _die(point))
         timer.daemon = True
         timer.start()
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    setattr(cls, method, wrapper)
+    setattr(module, name, wrapper)
 
 
-def _crash_canary_mid_validation(Deployment) -> None:
+def _after_step(step_name: str, point: str) -> None:
+    """Kill after a declared step returned (the plain runner and the flow both read ``steps.STEPS``)."""
+    import dataclasses
+
+    from servegate.attempt import steps
+
+    def wrap(step):
+        if step.name != step_name:
+            return step
+
+        def run(record):
+            result = step.run(record)
+            _die(point)
+            return result
+
+        return dataclasses.replace(step, run=run)
+
+    steps.STEPS = tuple(wrap(s) for s in steps.STEPS)
+
+
+def _crash_canary_mid_validation(canary) -> None:
     from servegate.serving.client import ServingClient
 
     live: list = []
-    validate, predict_many = Deployment.validate, ServingClient.predict_many
+    run_validation, predict_many = canary.run_validation, ServingClient.predict_many
 
-    def tracking_validate(self, *args, **kwargs):
-        live.append(self)
-        return validate(self, *args, **kwargs)
+    def tracking_validation(record, runner, *args, **kwargs):
+        live.append(runner)
+        return run_validation(record, runner, *args, **kwargs)
 
     def crashing_predict_many(self, *args, **kwargs):
-        pid = getattr(live[-1].runner, "pid", None) if live else None
+        pid = getattr(live[-1], "pid", None) if live else None
         if pid:
             os.killpg(pid, signal.SIGKILL)  # the process runner's server leads its own group
         return predict_many(self, *args, **kwargs)
 
-    Deployment.validate = tracking_validate
+    canary.run_validation = tracking_validation
     ServingClient.predict_many = crashing_predict_many
 
 
@@ -111,22 +131,22 @@ def _hang_canaries() -> None:
 def install() -> None:
     point = os.environ.get("SERVEGATE_TEST_KILL_AT")
     delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
-    from servegate.pipeline import Deployment
+    from servegate.attempt import canary, production
 
     if os.environ.get("SERVEGATE_TEST_CRASH_CANARY") == "1":
-        _crash_canary_mid_validation(Deployment)
+        _crash_canary_mid_validation(canary)
     if os.environ.get("SERVEGATE_TEST_HANG_CANARY") == "1":
         _hang_canaries()
     if not point:
         return
     if point == "after_export":
-        _after(Deployment, "export", point)
+        _after_step("export model", point)
     elif point == "canary_up":
-        _after(Deployment, "boot_canary", point)
+        _after(canary, "boot_canary", point)
     elif point == "during_validation":
-        _during(Deployment, "validate", point, delay)
+        _during(canary, "run_validation", point, delay)
     elif point == "during_verify":
-        _during(Deployment, "verify_production", point, delay)
+        _during(production, "verify_served_version", point, delay)
     elif point.startswith("store:"):
         from servegate.model_store import fsutil
 

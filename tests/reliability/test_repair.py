@@ -11,7 +11,9 @@ import subprocess
 import sys
 
 from servegate.model_store import ModelStore
-from servegate.pipeline import WORK_DIR_PREFIX, Deployment, DeployRequest, new_work_dir
+from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.attempt.staging import abandoned_versions, reject_abandoned
+from servegate.runtime.workdirs import WORK_DIR_PREFIX, new_work_dir
 from tests.conftest import REPO_ROOT
 
 STAGE_AND_EXIT = "import sys; from servegate.model_store import ModelStore; print(ModelStore(sys.argv[1]).stage('m', sys.argv[2]))"
@@ -23,14 +25,15 @@ def test_versions_staged_by_a_dead_deploy_are_rejected_and_a_live_ones_kept(tmp_
                           capture_output=True, text=True, check=True, cwd=REPO_ROOT, timeout=120)
     dead_version = int(dead.stdout.split()[-1])
     live_version = store.stage("m", tiny_savedmodel)  # staged by this (live) process
-    dep = Deployment(DeployRequest(model_path=tiny_savedmodel, name="m", reference=tmp_path / "ref.parquet",
-                                   store_root=store.root, work_dir=tmp_path / "work"))
-    dep.store = store
-    assert dep.reject_abandoned_versions() == [dead_version]
+    request = DeployRequest(model_path=tiny_savedmodel, name="m", reference=tmp_path / "ref.parquet",
+                            store_root=store.root, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    record = AttemptRecord(request=request, work_dir=str(tmp_path / "work"))
+    assert [r.version for r in abandoned_versions(store, "m")] == [dead_version]
+    assert reject_abandoned(record) == [dead_version]
     status = store.status("m")
     assert status.staging == [live_version] and status.rejected == [dead_version]
     assert "abandoned" in status.rejected_reasons[dead_version]
-    assert dep.reject_abandoned_versions() == []
+    assert reject_abandoned(record) == []
 
 
 def test_work_dirs_of_dead_attempts_are_removed(tmp_path, monkeypatch):
@@ -38,7 +41,7 @@ def test_work_dirs_of_dead_attempts_are_removed(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    gone = subprocess.run([sys.executable, "-c", "from servegate.pipeline import new_work_dir; print(new_work_dir())"],
+    gone = subprocess.run([sys.executable, "-c", "from servegate.runtime.workdirs import new_work_dir; print(new_work_dir())"],
                           capture_output=True, text=True, check=True, cwd=REPO_ROOT, timeout=60,
                           env={**__import__("os").environ, "TMPDIR": str(tmp_path)})
     left = tmp_path / gone.stdout.split()[-1].rsplit("/", 1)[-1]

@@ -1,0 +1,54 @@
+"""``python -m servegate.flows.engine``: Prefect's flow-run entrypoint, where a verdict is not a crash.
+
+Work pools start a flow run with ``python -m prefect.engine``, which asks for
+the run's *result*: a run that ends Failed raises there, so Prefect logs
+"Execution of flow run ... exited with unexpected exception" with a
+traceback, the process exits 1, and the worker reports "Process exited with
+a general error". For a deploy that validation rejected, all three are false
+alarms. This entrypoint runs the flow the same way (Prefect's own
+``load_flow_run``/``load_flow``/``run_flow`` and signal handling) but asks
+for the final *state*, and exits 0 when the run ended in a verdict state
+(:data:`VERDICT_STATE_NAMES`: Failed, named after the verdict), 1 otherwise.
+prefect.yaml sets it as the deployments' ``command`` job variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from uuid import UUID
+
+#: Names of the Failed states a servegate flow ends in when it judged (see servegate.flows.final_state).
+VERDICT_STATE_NAMES = ("Rejected", "RolledBack")
+
+
+def exit_code(state) -> int:
+    if state is None:
+        return 1
+    if state.is_completed():
+        return 0
+    return 0 if state.is_failed() and state.name in VERDICT_STATE_NAMES else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    flow_run_id = UUID(args[0] if args else os.environ["PREFECT__FLOW_RUN_ID"])
+    from prefect.engine import handle_engine_signals
+    from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
+
+    try:  # the runner's control channel (cancellation); private in Prefect 3.7, so optional
+        from prefect._internal.control_listener import configure_from_env
+    except ImportError:  # pragma: no cover - other Prefect versions
+        configure_from_env = None
+    if configure_from_env is not None:
+        configure_from_env()
+    with handle_engine_signals(flow_run_id):
+        flow_run = load_flow_run(flow_run_id=flow_run_id)
+        flow = load_flow(flow_run)
+        state = run_flow(flow, flow_run=flow_run, error_logger=flow_run_logger(flow_run=flow_run),
+                         return_type="state")
+    return exit_code(state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
