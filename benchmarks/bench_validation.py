@@ -77,7 +77,7 @@ import json, resource, sys, time
 from servegate.validation import load_config, load_reference, validate
 from servegate.serving.client import ServingClient
 ref_path, grpc_target, out_dir, signature = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-config = load_config({"batch_size": 4096, "concurrency": 4, "sanity": {"max_kl_divergence": None},
+config = load_config({"batch_size": 4096, "concurrency": 4,
                       "service_level": {"max_p95_ms": None}})
 began = time.perf_counter()
 reference = load_reference(ref_path, signature, config)
@@ -104,7 +104,7 @@ def run(quick: bool = False) -> list[Figure]:
         os.environ.setdefault("SERVEGATE_HOME", str(tmp_path / "home"))
         model_dir = _mlp(tmp_path / "mlp")
         ref_small = _write_reference(tmp_path / "small.parquet", n_throughput)
-        config = load_config({"batch_size": BATCH, "sanity": {"max_kl_divergence": None},
+        config = load_config({"batch_size": BATCH,
                               "service_level": {"max_p95_ms": None}})
         reference = load_reference(ref_small, SIGNATURE, config)
         x = np.concatenate([b["features"] for b in reference.batches(BATCH)])
