@@ -49,3 +49,43 @@ def test_serve_rejects_a_name_that_could_escape_the_store(tmp_path):
     )
     assert result.returncode == 2
     assert "error: --name '../etc': expected a model name" in result.stderr
+
+
+def test_serve_with_metrics_exports_tensorflow_servings_prometheus_page(tfs_testdata, tmp_path, request):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    production = tmp_path / "store" / "production" / "hp2"
+    production.mkdir(parents=True)
+    (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "servegate", "serve", "--name", "hp2", "--store", str(tmp_path / "store"),
+             "--port", str(port), "--grpc-port", "0", "--metrics"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
+        )
+    server = BundledServer(proc, port, 0, log_path)
+    request.addfinalizer(server.stop)
+    wait_available(server, "hp2")
+    assert requests.post(f"{server.rest_url}/v1/models/hp2:predict", json={"instances": [2.0]}, timeout=30).ok
+    page = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(page)}
+    latency = families[":tensorflow:serving:request_latency"]
+    assert [s.value for s in latency.samples if s.name.endswith("_count") and s.labels["API"] == "predict"] == [1]
+    assert server.stop() == 0
+    assert "Traceback" not in server.logs()
+
+
+def test_serve_refuses_metrics_and_a_monitoring_config_file_together(tmp_path):
+    (tmp_path / "production" / "hp2").mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "servegate", "serve", "--name", "hp2", "--store", str(tmp_path), "--metrics",
+         "--monitoring-config-file", str(tmp_path / "m.txt")],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "error: --metrics and --monitoring-config-file: give one of them" in result.stderr
