@@ -87,6 +87,7 @@ class ProductionServer:
 
     def __init__(self, base_path: Path, log_path: Path, poll_s: int = 1) -> None:
         from servegate.serving.runners.process import default_server_command, pick_free_ports
+        from servegate.serving.server.monitoring_config import DEFAULT_PROMETHEUS_PATH, write_prometheus_config
 
         self.rest_port, self.grpc_port = pick_free_ports(2)
         self.command = default_server_command() + [
@@ -95,7 +96,9 @@ class ProductionServer:
             f"--model_name={MODEL_NAME}",
             f"--model_base_path={base_path}",
             f"--file_system_poll_wait_seconds={poll_s}",
+            f"--monitoring_config_file={write_prometheus_config(log_path.parent / 'monitoring.config')}",
         ]
+        self.metrics_url = f"http://127.0.0.1:{self.rest_port}{DEFAULT_PROMETHEUS_PATH}"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 

@@ -99,3 +99,11 @@ def load_monitoring_config_file(path: Path) -> MonitoringSettings:
 def prometheus_config_text(path: str = DEFAULT_PROMETHEUS_PATH) -> str:
     """A ``MonitoringConfig`` turning the Prometheus page on at ``path`` (for ``servegate serve --metrics``)."""
     return f'prometheus_config {{\n  enable: true\n  path: "{path}"\n}}\n'
+
+
+def write_prometheus_config(path: Path, prometheus_path: str = DEFAULT_PROMETHEUS_PATH) -> Path:
+    """Write :func:`prometheus_config_text` to ``path`` (for ``--monitoring_config_file``); returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prometheus_config_text(prometheus_path))
+    return path
