@@ -1,4 +1,8 @@
-"""``servegate status`` and ``servegate rollback``: output, exit codes, the store root's precedence."""
+"""``servegate status`` and ``servegate rollback``: output, exit codes, the store root's precedence.
+
+Every command runs as a subprocess in a brand-new HOME (no ~/.servegate, no MLflow database), as a new
+user meets it; ``servegate rollback`` keeps MLflow in step (champion, verdict tags, a rollback run).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,17 @@ from servegate.model_store import ModelStore
 from tests.model_store.treeutil import diff_snapshots, snapshot_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_home(tmp_path, monkeypatch) -> Path:
+    """A brand-new HOME for every test: in-process calls and subprocesses (which inherit os.environ)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("SERVEGATE_HOME", "SERVEGATE_STORE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return home
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +127,7 @@ def test_rollback_previous_and_to(root):
     (["rollback", "--name", "hp2", "--to", "abc"], ["error: --to version 'abc' is not a positive integer"]),
     (["rollback", "--name", "hp2", "--to", "0"], ["error: --to version 0 is out of range"]),
 ])
-def test_bad_input_exit_2_and_store_unchanged(root, args, needles):
+def test_bad_input_exit_2_and_store_unchanged(root, args, needles, fresh_home):
     before = snapshot_tree(root)
     result = cli(*args, "--store", str(root))
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -120,6 +135,7 @@ def test_bad_input_exit_2_and_store_unchanged(root, args, needles):
         assert needle in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert diff_snapshots(before, snapshot_tree(root)) == []
+    assert not (fresh_home / ".servegate" / "mlflow.db").exists()  # a refused rollback opens no MLflow run
 
 
 def test_rollback_with_nothing_to_go_back_to(tmp_path, src):
@@ -171,3 +187,91 @@ def test_console_script(root):
     result = subprocess.run([str(script), "status", "--name", "hp2", "--store", str(root)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "production serves: version 3" in result.stdout
+
+
+# ---------------------------------------------------------------- rollback keeps MLflow in step (issue 9)
+
+def _two_deploys(src: Path) -> dict:
+    """v1 then v2 promoted as deploys leave them (registered, verdict passed, champion), under the fresh HOME."""
+    from servegate.release import Release
+    from tests.test_release import deploy_like
+
+    rel = Release()
+    (v1, run1, r1), (v2, run2, r2) = deploy_like(rel, "hp2", src), deploy_like(rel, "hp2", src)
+    assert str(rel.tracker.alias_version("hp2", "champion").version) == r2
+    return {"registry": {v1: r1, v2: r2}, "runs": {v1: run1, v2: run2}}
+
+
+def _rollback_runs(tracker) -> list:
+    exp = tracker.client.get_experiment_by_name("servegate/hp2")
+    return tracker.client.search_runs([exp.experiment_id], "tags.`servegate.action` = 'rollback'")
+
+
+def test_rollback_moves_champion_tags_versions_and_records_a_run(src, fresh_home):
+    """The bug of issue 9: after `servegate rollback` production, champion, verdict tags and runs all agree."""
+    from servegate.tracking import Tracker
+
+    deployed = _two_deploys(src)
+    result = cli("rollback", "--name", "hp2", "--reason", "p95 latency doubled", "--run-id", deployed["runs"][2])
+    assert result.returncode == 0, result.stderr
+    assert "production now serves version 1 (was 2)" in result.stdout
+    assert f"champion -> registry version {deployed['registry'][1]}" in result.stdout
+    assert "Traceback" not in result.stderr and "INFO" not in result.stderr, result.stderr
+
+    assert ModelStore(fresh_home / ".servegate" / "store").versions("hp2", "production") == [1]
+    tracker = Tracker()  # the default URI under the fresh HOME: where the CLI recorded
+    assert str(tracker.alias_version("hp2", "champion").version) == deployed["registry"][1]
+    tags = tracker.client.get_model_version("hp2", deployed["registry"][2]).tags
+    assert (tags["verdict"], tags["reasons"]) == ("rolled_back", "p95 latency doubled")
+    (run,) = _rollback_runs(tracker)
+    assert run.info.status == "FINISHED"
+    assert (run.data.tags["servegate.from_version"], run.data.tags["servegate.to_version"]) == ("2", "1")
+    assert run.data.tags["servegate.reason"] == "p95 latency doubled"
+    assert run.data.tags["servegate.caused_by_run"] == deployed["runs"][2]
+    assert run.info.run_id in result.stdout
+
+
+def test_rollback_json_keeps_its_fields_and_adds_mlflow(src, fresh_home, tmp_path):
+    from servegate.tracking import Tracker
+
+    deployed = _two_deploys(src)
+    result = cli("rollback", "--name", "hp2", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    store = fresh_home / ".servegate" / "store"
+    assert {k: data[k] for k in ("model", "from_version", "to_version", "rejected", "production_path", "changed")} == {
+        "model": "hp2", "from_version": 2, "to_version": 1, "rejected": [2],
+        "production_path": str(store / "production" / "hp2"), "changed": True}
+    assert data["champion_registry_version"] == deployed["registry"][1]
+    assert data["reason"] == "rolled back from the command line" and data["action"] == "rollback"
+    assert Tracker().client.get_run(data["mlflow_run_id"]).data.tags["servegate.action"] == "rollback"
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_rollback_tracking_uri_flag_and_environment(root, tmp_path, fresh_home, how):
+    from servegate.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"
+    args = ["rollback", "--name", "hp2", "--store", str(root), "--json"]
+    if how == "flag":
+        result = cli(*args, "--tracking-uri", uri, env={"MLFLOW_TRACKING_URI": "sqlite:////nonexistent/dir/x.db"})
+    else:
+        result = cli(*args, env={"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["champion_registry_version"] is None  # these versions were never registered
+    assert Tracker(uri).run_status(data["mlflow_run_id"]) == "FINISHED"
+    assert not (fresh_home / ".servegate" / "mlflow.db").exists()
+
+
+def test_rollback_with_a_dead_tracking_server_changes_nothing(root):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    before = snapshot_tree(root)
+    result = cli("rollback", "--name", "hp2", "--store", str(root), "--tracking-uri", f"http://127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert f"error: MLflow tracking server not reachable at MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in result.stderr
+    assert diff_snapshots(before, snapshot_tree(root)) == []

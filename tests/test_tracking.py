@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,6 @@ def test_registry_versions_tags_and_aliases(tracker, tmp_path):
     sm = _savedmodel(tmp_path)
     r1 = tracker.start_run("m-reg")
     v1 = tracker.register_version(r1, "m-reg", sm, serving_version=1)
-    assert v1.source.endswith("/artifacts/savedmodel")
-    assert {a.path for a in tracker.client.list_artifacts(r1, "savedmodel")} == {
-        "savedmodel/saved_model.pb",
-        "savedmodel/variables",
-    }
     tracker.record_verdict("m-reg", v1.registry_version, "passed")
     assert tracker.set_champion("m-reg", 1) == v1.registry_version
 
@@ -67,7 +63,8 @@ def test_registry_versions_tags_and_aliases(tracker, tmp_path):
     assert str(tracker.alias_version("m-reg", CHALLENGER).version) == v2.registry_version
     assert str(tracker.alias_version("m-reg", CHAMPION).version) == v1.registry_version
     mv2 = tracker.client.get_model_version("m-reg", v2.registry_version)
-    assert mv2.tags == {"serving_version": "2", "verdict": "failed", "reasons": "parity: 0.5 < 0.99\nsanity: NaN"}
+    assert mv2.tags == {"serving_version": "2", "verdict": "failed", "reasons": "parity: 0.5 < 0.99\nsanity: NaN",
+                        "store_path": str(sm)}
     assert mv2.run_id == r2
 
     # production serves nothing -> no champion; an unregistered version -> no champion either
@@ -76,6 +73,21 @@ def test_registry_versions_tags_and_aliases(tracker, tmp_path):
     tracker.set_champion("m-reg", 1)
     assert tracker.set_champion("m-reg", 99) is None
     assert tracker.alias_version("m-reg", CHAMPION) is None
+
+
+def test_model_bytes_stay_in_the_store(tracker, tmp_path):
+    """The registry version's source is the run's savedmodel/ folder, which holds a pointer, not the model."""
+    sm = _savedmodel(tmp_path)
+    (sm / "variables" / "variables.data-00000-of-00001").write_bytes(b"w" * 200_000)
+    run_id = tracker.start_run("m-bytes")
+    registered = tracker.register_version(run_id, "m-bytes", sm, serving_version=3)
+    assert registered.source == f"{tracker.artifact_uri(run_id)}/savedmodel"
+    assert {a.path for a in tracker.client.list_artifacts(run_id, "savedmodel")} == {"savedmodel/location.json"}
+    local = Path(registered.source.removeprefix("file://"))
+    stored = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
+    assert stored < 2_000, f"{stored} bytes of model under MLflow's artifacts"
+    location = json.loads((local / "location.json").read_text())
+    assert location["serving_version"] == 3 and location["store_path_at_registration"] == str(sm)
 
 
 def test_metric_key_keeps_allowed_characters():
@@ -98,10 +110,11 @@ def test_environment_overrides_default_uri(monkeypatch, tmp_path):
 
 def test_runs_of_a_killed_owner_are_ended_killed_by_the_next_run(tracker):
     """A SIGKILLed deploy leaves its run RUNNING; the next start_run in the experiment ends it KILLED."""
+    import os
     import subprocess
     import sys
 
-    from servegate.tracking.tracker import OWNER_PID_TAG
+    from servegate.tracking.owner import OWNER_TAG
 
     child = subprocess.run(
         [sys.executable, "-c",
@@ -115,7 +128,7 @@ def test_runs_of_a_killed_owner_are_ended_killed_by_the_next_run(tracker):
     # a live owner's run (this process's) is left alone by the next run
     tracker.start_run("m-abandoned")
     assert tracker.run_status(mine) == "RUNNING"
-    assert tracker.client.get_run(mine).data.tags[OWNER_PID_TAG] == str(__import__("os").getpid())
+    assert tracker.client.get_run(mine).data.tags[OWNER_TAG].startswith(f"{os.getpid()}-")
 
 
 def test_unreachable_tracking_server_is_named_at_once():
@@ -146,3 +159,140 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path):
     tracker = Tracker(uri)
     exp = tracker.client.get_experiment_by_name("servegate/m-fresh")
     assert len(tracker.client.search_runs([exp.experiment_id])) == 4
+
+
+# ---------------------------------------------------------------- MLflow 3 conventions (issue 10 item 8)
+
+def test_experiment_opens_in_the_model_training_view(tracker):
+    """MLflow 3's UI opens an experiment tagged mlflow.experimentKind=custom_model_development on its Runs table."""
+    run_id = tracker.start_run("m-kind")
+    exp = tracker.client.get_experiment(tracker.client.get_run(run_id).info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    # an experiment created before servegate set the kind gets it when next used
+    old = tracker.client.create_experiment("servegate/m-kind-old")
+    tracker.start_run("m-kind-old")
+    assert tracker.client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_bookkeeping_stays_out_of_the_visible_tags(tracker):
+    """The UI lists tags not starting with "mlflow."; the owner (pid, ticks, host) is hidden there."""
+    run_id = tracker.start_run("m-visible", tags={"servegate.serving": "process"})
+    tags = tracker.client.get_run(run_id).data.tags
+    visible = {k for k in tags if not k.startswith("mlflow.")}
+    assert visible == {"servegate.model", "servegate.serving"}
+    assert tracker.client.get_run(run_id).info.run_name == "m-visible deploy"
+
+
+def test_runs_with_the_old_visible_owner_tags_are_still_ended(tracker):
+    """Runs written before the owner tag was hidden (servegate.owner_pid/_ticks/_host) are still judged."""
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    exp_id = tracker.experiment_id("m-legacy")
+    old = tracker.client.create_run(exp_id, tags={"servegate.owner_pid": gone, "servegate.owner_ticks": "1",
+                                                  "servegate.owner_host": socket.gethostname()}).info.run_id
+    elsewhere = tracker.client.create_run(exp_id, tags={"servegate.owner_pid": gone,
+                                                        "servegate.owner_host": "another-host"}).info.run_id
+    tracker.start_run("m-legacy")
+    assert tracker.run_status(old) == "KILLED"
+    assert tracker.run_status(elsewhere) == "RUNNING"  # another host's pid means nothing here
+
+
+def _reference(tmp_path: Path) -> Path:
+    import pandas as pd
+
+    path = tmp_path / "reference.parquet"
+    pd.DataFrame({"x": [[0.5, 1.5]] * 6, "label": [1.0] * 6, "id": list("abcdef")}).to_parquet(path)
+    return path
+
+
+def _report_dir(tmp_path: Path, verdict: str) -> Path:
+    report = tmp_path / "report"
+    (report / "data_docs").mkdir(parents=True)
+    (report / "report.json").write_text(json.dumps({"verdict": verdict, "rows": 6}))
+    (report / "report.md").write_text("# report")
+    (report / "data_docs" / "index.html").write_text("<html></html>")
+    return report
+
+
+def _outcome(model: str, verdict: str, version: int | None, reasons: list[str]) -> dict:
+    return {"model_name": model, "verdict": verdict, "version": version, "reasons": reasons,
+            "figures": {"parity.fraction": 0.5, "time.validate_s": 1.25}, "production_version": 1,
+            "previous_production_version": 1, "mlflow_run_id": None, "registry_version": None}
+
+
+def test_record_outcome_of_a_rejected_attempt(tracker, tmp_path):
+    run_id = tracker.start_run("m-out")
+    registered = tracker.register_version(run_id, "m-out", _savedmodel(tmp_path), serving_version=7)
+    reasons = ["parity: 50% of rows within tolerance < 99%", "sanity: 3 NaN predictions"]
+    report_uri = tracker.record_outcome(
+        run_id, _outcome("m-out", "rejected", 7, reasons), report_dir=_report_dir(tmp_path, "failed"),
+        reference=_reference(tmp_path), registry_version=registered.registry_version)
+
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.info.run_name == "m-out v7 rejected"
+    description = run.data.tags["mlflow.note.content"]
+    assert "m-out v7 rejected" in description and all(reason in description for reason in reasons)
+    assert run.data.tags["servegate.verdict"] == "rejected" and run.data.tags["servegate.version"] == "7"
+    assert run.data.metrics == {"parity.fraction": 0.5, "time.validate_s": 1.25}
+    # the reference is the run's evaluation dataset: described (schema, rows, digest), not copied
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert {(t.key, t.value) for t in dataset_input.tags} == {("mlflow.data.context", "evaluation")}
+    dataset = dataset_input.dataset
+    assert dataset.name == "reference.parquet" and dataset.source_type == "local"
+    assert json.loads(dataset.source)["uri"] == (tmp_path / "reference.parquet").as_uri()
+    assert json.loads(dataset.profile)["num_rows"] == 6
+    columns = {c["name"]: c["type"] for c in json.loads(dataset.schema)["mlflow_colspec"]}
+    assert columns == {"x": "array", "label": "double", "id": "string"}
+    # registry verdict from the validation report, artifacts, outcome.json
+    mv = tracker.client.get_model_version("m-out", registered.registry_version)
+    assert mv.tags["verdict"] == "failed" and mv.tags["reasons"] == "\n".join(reasons)
+    assert report_uri == f"{run.info.artifact_uri}/report"
+    names = {a.path for a in tracker.client.list_artifacts(run_id, "report")}
+    assert names == {"report/report.json", "report/report.md", "report/data_docs"}
+    outcome = json.loads(Path(run.info.artifact_uri.removeprefix("file://"), "outcome.json").read_text())
+    assert outcome["report_uri"] == report_uri and outcome["verdict"] == "rejected"
+
+
+@pytest.mark.parametrize("verdict, report, registry_verdict, status", [
+    ("promoted", "passed", "passed", "FINISHED"),
+    ("rolled_back", "passed", "rolled_back", "FAILED"),
+    ("error", None, "error", "FAILED"),
+])
+def test_record_outcome_verdicts(tracker, tmp_path, verdict, report, registry_verdict, status):
+    run_id = tracker.start_run("m-verdicts")
+    registered = tracker.register_version(run_id, "m-verdicts", _savedmodel(tmp_path), serving_version=2)
+    reasons = [] if verdict == "promoted" else [f"{verdict}: why"]
+    report_uri = tracker.record_outcome(
+        run_id, _outcome("m-verdicts", verdict, 2, reasons), report_dir=_report_dir(tmp_path, report) if report
+        else None, reference=None, registry_version=registered.registry_version)
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == status
+    assert run.info.run_name == f"m-verdicts v2 {verdict.replace('_', ' ')}"
+    assert tracker.client.get_model_version("m-verdicts", registered.registry_version).tags["verdict"] == registry_verdict
+    assert (report_uri is None) == (report is None)
+    assert run.inputs.dataset_inputs == []
+
+
+def test_a_reference_gone_since_validation_costs_only_the_dataset(tracker, tmp_path, caplog):
+    run_id = tracker.start_run("m-noref")
+    tracker.record_outcome(run_id, _outcome("m-noref", "error", None, ["boom"]), report_dir=None,
+                           reference=tmp_path / "gone.parquet", registry_version=None)
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.info.run_name == "m-noref error"
+    assert "not logged as its evaluation dataset" in caplog.text
+
+
+def test_a_csv_reference_gets_its_columns(tracker, tmp_path):
+    path = tmp_path / "ref.csv"
+    path.write_text("a,b,name\n1,2.5,x\n3,4.5,y\n")
+    run_id = tracker.start_run("m-csv")
+    tracker.log_evaluation_dataset(run_id, path)
+    (dataset_input,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    columns = {c["name"]: c["type"] for c in json.loads(dataset_input.dataset.schema)["mlflow_colspec"]}
+    assert columns == {"a": "long", "b": "double", "name": "string"}
+    assert json.loads(dataset_input.dataset.profile)["format"] == "csv"

@@ -100,22 +100,40 @@ def rollback_command(
     as_json: JsonOption = False,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", min=0,
                                                 help="Seconds to wait for the model's lock.")] = 30.0,
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Recorded in the history.",
-                                                  show_default=False)] = None,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", show_default=False,
+                                                  help="What caused it (a deploy's MLflow run id, a ticket): "
+                                                       "kept in the store's history and on the MLflow rollback run."
+                                                  )] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why: the rolled-back versions' MLflow reason.")
+                      ] = "rolled back from the command line",
+    tracking_uri: Annotated[Optional[str], typer.Option(
+        "--tracking-uri", show_default=False,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///~/.servegate/mlflow.db).")] = None,
 ) -> int:
-    """Make production serve the previous version (or --to VERSION); newer ones go to rejected/."""
+    """Make production serve the previous version (or --to VERSION); newer ones go to rejected/.
+
+    MLflow follows in the same call: champion names the version production serves, the rolled-back
+    versions are tagged verdict rolled_back with the reason, and the rollback is a run of its own.
+    """
     from servegate.model_store.layout import check_version
+    from servegate.release import Release
 
     # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
     to_version = None if to is None else check_version(to, what="--to version")
-    model_store = _store(store, lock_timeout=lock_timeout)
-    result = model_store.rollback(name, to_version=to_version, run_id=run_id)
+    release = Release(store, tracking_uri, lock_timeout=lock_timeout)
+    result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
-    elif result.changed:
-        typer.echo(f"model {result.model}: production now serves version {result.to_version} "
+        # the store's fields as before (model, rejected, ...), then what MLflow recorded
+        data = {"model": result.model_name, "rejected": result.versions, **result.to_dict()}
+        typer.echo(json.dumps(data, sort_keys=True))
+        return 0
+    if result.changed:
+        typer.echo(f"model {name}: production now serves version {result.to_version} "
                    f"(was {result.from_version}); moved to rejected/ (rolled back): "
-                   f"{', '.join(map(str, result.rejected))}")
+                   f"{', '.join(map(str, result.versions))}")
     else:
-        typer.echo(f"model {result.model}: production already serves version {result.to_version}; nothing changed")
+        typer.echo(f"model {name}: production already serves version {result.to_version}; nothing changed")
+    champion = result.champion_registry_version
+    typer.echo(f"MLflow: rollback run {result.mlflow_run_id}; champion -> "
+               + (f"registry version {champion}" if champion else "none (that version was never registered)"))
     return 0
