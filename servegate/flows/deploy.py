@@ -14,12 +14,13 @@ rolled-back run ends Failed with the reasons as its message (see
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.transactions import transaction
+from prefect.transactions import BaseTransaction, transaction
 
 from servegate.attempt import recording
 from servegate.attempt.plain import cleanup, new_record
@@ -40,9 +41,22 @@ def _run_name() -> str:
     return f"deploy-{params.get('name', 'model')}-{stamp}"
 
 
+@contextmanager
+def _outside_transaction():
+    """Run a task as if no transaction were open: only steps with an undo join the deploy's
+    transaction. Prefect marks every task of a rolled-back transaction "RolledBack"
+    (Completed), which would hide the step that judged, and undo nothing for the others."""
+    token = BaseTransaction.__var__.set(None)  # the context variable get_transaction() reads
+    try:
+        yield
+    finally:
+        BaseTransaction.__var__.reset(token)
+
+
 def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step's task; a verdict or an error comes back as the exception the plain runner would see."""
-    state = task_for(step)(record.to_dict(), return_state=True)
+    with nullcontext() if step.undo is not None else _outside_transaction():
+        state = task_for(step)(record.to_dict(), return_state=True)
     data = state.result(raise_on_failure=False)
     if not state.is_failed():
         return AttemptRecord.from_dict(data)

@@ -40,7 +40,8 @@ def _body(step: Step):
         except VERDICTS as exc:
             judged = getattr(exc, "record", current)
             undo_journal.note_failure(current.work_dir, exc)
-            return Failed(message=failure_reason(exc), data=undo_journal.verdict_payload(exc, judged))
+            payload = undo_journal.verdict_payload(exc, judged)
+            return Failed(name=payload["state_name"], message=failure_reason(exc), data=payload)
         except BaseException as exc:
             undo_journal.note_failure(current.work_dir, exc)
             raise

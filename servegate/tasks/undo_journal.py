@@ -50,7 +50,8 @@ def apply_undone(record: AttemptRecord) -> AttemptRecord:
 def verdict_payload(exc: BaseException, record: AttemptRecord) -> dict[str, Any]:
     """A judged step's Failed-state data: plain values the flow turns back into the verdict."""
     kind = "rejected" if isinstance(exc, ModelRejected) else "production"
-    return {"verdict": kind, "message": failure_reason(exc), "reasons": list(getattr(exc, "reasons", [])),
+    return {"verdict": kind, "state_name": "Rejected" if kind == "rejected" else "VerificationFailed",
+            "message": failure_reason(exc), "reasons": list(getattr(exc, "reasons", [])),
             "record": record.to_dict()}
 
 
