@@ -8,6 +8,7 @@ promote/reject cannot clean up after itself.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from servegate.attempt import resources
 from servegate.attempt.progress import say
@@ -54,8 +55,24 @@ def reject_abandoned(record: AttemptRecord) -> list[int]:
     return rejected
 
 
+def write_warmup(record: AttemptRecord) -> None:
+    """TF Serving's warm-up requests (``assets.extra/tf_serving_warmup_requests``) from reference rows,
+    so that the version's first requests after a swap are not slow. A SavedModel's own file is kept."""
+    from servegate.serving.warmup import write_warmup_requests
+
+    cfg = resources.config(record)
+    if not cfg.warmup.enabled:
+        return
+    rows = next(iter(resources.reference(record, cfg).batches(cfg.warmup.requests)))
+    written = write_warmup_requests(Path(record.savedmodel_dir), rows, model_name=record.name,
+                                    count=cfg.warmup.requests)
+    if written is not None:
+        say(f"stage: {cfg.warmup.requests} warm-up requests from the reference rows in {written.parent.name}/")
+
+
 def stage_version(record: AttemptRecord) -> AttemptRecord:
-    """Copy the export into the store as the next version (``staging/<name>/<v>``)."""
+    """Copy the export (with its warm-up requests) into the store as the next version (``staging/<name>/<v>``)."""
+    write_warmup(record)
     reject_abandoned(record)
     store = resources.store(record.request.store_root)
     version = store.stage(record.name, record.savedmodel_dir, run_id=record.run_id)
