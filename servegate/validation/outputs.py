@@ -35,6 +35,7 @@ class OutputPlan:
     quality: QualityCheck
     primary: bool                # the first validated output: plots, a plain golden array and ``report.task``
     settings_field: str          # the config field its settings come from, for error messages
+    quality_field: str = "quality"  # the config field its quality thresholds come from
     width: int | None = field(default=None)  # values per row, when the signature says
 
 
@@ -69,9 +70,7 @@ def check_threshold_fits(config: ValidationConfig, plan: OutputPlan, task: str, 
     """Raise a config error naming a quality threshold that does not apply to ``task``."""
     for name in plan.quality.thresholds():
         if TASK_OF_THRESHOLD[name] != task:
-            where = f"{plan.settings_field}.quality.{name}" if plan.settings_field.startswith("outputs.") \
-                else f"quality.{name}"
-            raise config.error(where, f"judges {TASK_OF_THRESHOLD[name]}, but output {plan.name!r} is {task} "
+            raise config.error(f"{plan.quality_field}.{name}", f"judges {TASK_OF_THRESHOLD[name]}, but output {plan.name!r} is {task} "
                                f"({how}); remove it, or set 'task' to say what the output is")
 
 
@@ -88,7 +87,8 @@ def plan_outputs(config: ValidationConfig, signature: Signature) -> list[OutputP
                                 else config.decision_threshold),
             label_column=(own.label_column if own and own.label_column else config.reference.label_column),
             quality=(own.quality if own and own.quality is not None else config.quality),
-            primary=i == 0, settings_field=field_name, width=_width(signature, name)))
+            primary=i == 0, settings_field=field_name, width=_width(signature, name),
+            quality_field=f"outputs.{name}.quality" if own and own.quality is not None else "quality"))
     for plan in plans:
         known = known_task(plan)
         if known is not None:

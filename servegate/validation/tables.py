@@ -40,7 +40,9 @@ def _output(i: int, plan: OutputPlan, cand: Any, base: Any, reference: Any, gold
         else:
             baseline_failure = (f"the baseline {baseline_desc} answered no request: "
                                 f"{base.errors[:1] or 'none sent'}")
-    column = reference.label_columns.get(plan.name)
+    # Labels were checked for the outputs of the signature the reference was loaded
+    # against; a served output of another name still has them when its column was checked.
+    column = plan.label_column if plan.label_column in set(reference.label_columns.values()) else None
     labels = reference.labels(column) if column else None
     rows = np.flatnonzero(answered)
     task, how = decide_task(plan, cand.outputs[plan.name][rows], None if labels is None else labels[rows])
@@ -50,7 +52,7 @@ def _output(i: int, plan: OutputPlan, cand: Any, base: Any, reference: Any, gold
     golden = goldens.get(plan.name)
     table = rows_table(cand_d, answered, labels, golden, base_d, task, plan.decision_threshold, config.parity)
     return OutputData(plan, task, how, name, table, cand_d, base_d, labels is not None, golden is not None,
-                      baseline_failure=baseline_failure)
+                      label_column=column, baseline_failure=baseline_failure)
 
 
 def build_outputs(plans: list[OutputPlan], cand: Any, base: Any, reference: Any, goldens: dict[str, np.ndarray],

@@ -185,6 +185,6 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
         timings=run.timings, task=primary.task if primary else "n/a", transport=client.transport,
         artifacts=artifacts, required=list(config.require),
         outputs=[{"name": o.name, "task": o.task, "task_reason": o.task_reason,
-                  "label_column": reference.label_columns.get(o.name)} for o in outputs])
+                  "label_column": o.label_column} for o in outputs])
     report.write(run.out)
     return report

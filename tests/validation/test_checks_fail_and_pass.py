@@ -177,3 +177,22 @@ def test_several_outputs_each_with_its_settings_are_named_in_the_report(canary, 
                        {"outputs": {"prediction": {"quality": {"max_mae": 0.01}}, "probability": {"label_column": "x"}}},
                        VERSION["two_heads"], tmp_path / "strict", golden=golden)
     assert "quality" in strict.failed_checks and "prediction.mae = " in strict.check("quality").message
+
+
+# ----------------------------------------------------------------- configured values are applied
+def test_load_shape_settings_are_applied(canary, reference_parquet, tmp_path):
+    report = _validate(canary, reference_parquet, models.SIGNATURE,
+                       {"service_level": {"duration_s": 0.5, "requests": 1, "min_requests": 1, "concurrency": 2,
+                                          "rows_per_request": 4}}, VERSION["good"], tmp_path)
+    message = report.check("service_level").message
+    assert "of 4 row(s), concurrency 2" in message and "stopped by duration 0.5 s" in message
+    measured = {m.metric: m for m in report.check("service_level").measurements}["requests_measured"].value
+    assert measured > 1  # the duration, not the count of 1, ended the load
+
+
+def test_distribution_against_labels_with_a_baseline_and_data_docs_on_request(canary, reference_parquet, tmp_path):
+    report = _validate(canary, reference_parquet, models.SIGNATURE,
+                       {"distribution": {"against": "labels"}, "data_docs": True, "parity": {"enabled": False}},
+                       VERSION["good"], tmp_path, baseline=VERSION["shifted"])
+    assert report.check("distribution").status == "passed" and "labels" in report.check("distribution").message
+    assert (tmp_path / "report" / "data_docs" / "index.html").is_file() and "data_docs" in report.artifacts

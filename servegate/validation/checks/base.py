@@ -42,6 +42,7 @@ class OutputData:
     baseline: Derived | None
     has_labels: bool
     has_golden: bool
+    label_column: str | None = None  # the label column used, when there are labels
     no_answer: str | None = None    # why there is no table
     baseline_failure: str | None = None  # why the baseline has no answers, when it was asked
 
