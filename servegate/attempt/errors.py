@@ -2,7 +2,8 @@
 
 Each is tied to one decision: :class:`ModelRejected` — validation judged the
 candidate, undo everything; :class:`ProductionVerificationError` — production
-did not serve the promoted version correctly, roll production back. Any other
+did not serve the promoted version correctly (or, :class:`BakeAlarm`, served it
+badly during the bake), roll production back. Any other
 exception is an error (exit code 2), undone the same way.
 """
 
@@ -25,6 +26,17 @@ class ProductionVerificationError(ServingError):
     """The production server did not serve the promoted version, or its smoke query failed."""
 
     exit_code = 1
+
+
+class BakeAlarm(ProductionVerificationError):
+    """The bake watched production after promotion and an alarm fired: production is rolled back (exit 1).
+
+    ``alarm``: the alarm that fired, as plain values (``name``, ``message``, ``figures``).
+    """
+
+    def __init__(self, message: str, alarm: dict | None = None) -> None:
+        super().__init__(message)
+        self.alarm = dict(alarm or {})
 
 
 #: Exceptions that are an attempt's verdict (exit 1): the step that raised them judged, it did not crash.

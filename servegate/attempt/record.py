@@ -38,6 +38,7 @@ class DeployRequest:
     production_deadline_s: float = 60.0
     custom_objects: tuple[str, ...] = ()  # modules that register the model's custom Keras objects
     unsafe_deserialization: bool = False  # Keras safe_mode=False (Lambda layers): runs code from the file
+    bake_s: float | None = None  # --bake: seconds to watch production after promotion (default: config bake.duration_s)
 
     def __post_init__(self) -> None:
         self.model_path = str(self.model_path)
@@ -57,6 +58,7 @@ class DeployRequest:
             "serving": self.serving,
             "config": self.config or "(defaults)",
             "production_url": self.production_url or "(none)",
+            "bake_s": "(config)" if self.bake_s is None else self.bake_s,
         }
 
 
@@ -82,6 +84,8 @@ class AttemptRecord:
     promoted: bool = False  # promote version
     production_verified: bool | None = None  # verify production (None: no production server named)
     rolled_back: bool = False  # the undo of promote version
+    bake_before: dict[str, Any] | None = None  # snapshot production: mode, source, the window before promotion
+    bake: dict[str, Any] | None = None  # bake production: servegate.guardrails.baking.BakeResult as a dict
     timings: dict[str, float] = field(default_factory=dict)  # every step, by the step runner
 
     @property

@@ -2,9 +2,11 @@
 
 ::
 
-    check inputs ─► export model ─► check reference data ─► compute golden predictions
+    check inputs ─► check bake settings ─► export model ─► check reference data ─► compute golden predictions
         ─► open MLflow run ─► stage version ─► register in MLflow ─► validate on canary
-        ─┬─► promote version ─► verify production ─► (record outcome) promoted
+        ─┬─► snapshot production ─► promote version ─► verify production ─► bake production
+         │       ─┬─► (record outcome) promoted
+         │        └─► (undo) production rolled back ─► (record outcome) rolled_back
          └─► (undo) reject staged version ─► (record outcome) rejected
 
 Every step is a function ``AttemptRecord -> AttemptRecord``. When one raises,
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from servegate.attempt import canary, exporting, inputs, production, recording, staging
+from servegate.attempt import bake, canary, exporting, inputs, production, recording, staging
 from servegate.attempt.errors import ModelRejected
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
@@ -63,6 +65,7 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("check inputs", inputs.check_inputs, preflight=True, timeout_s=120),
+    Step("check bake settings", bake.check_bake, preflight=True, timeout_s=60),
     Step("export model", exporting.export_model, preflight=True, timeout_s=900),
     Step("check reference data", exporting.check_reference, preflight=True, timeout_s=600),
     Step("compute golden predictions", exporting.compute_golden, timeout_s=900),
@@ -71,8 +74,10 @@ STEPS: tuple[Step, ...] = (
     Step("register in MLflow", staging.register_version, timeout_s=300),
     Step("validate on canary", canary.validate_on_canary, retry_on=_retryable_boot_errors, attempts=3,
          timeout_s=1800, judge=lambda record: _judge_validation(record)),
+    Step("snapshot production", bake.snapshot_production, timeout_s=3900),  # the window before promotion
     Step("promote version", production.promote_version, undo=production.roll_production_back, timeout_s=600),
     Step("verify production", production.verify_production, timeout_s=600),
+    Step("bake production", bake.bake_production, judge=bake.judge_bake),  # bounded by its own duration
 )
 
 

@@ -28,6 +28,7 @@ from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.attempt import steps
 from servegate.errors import OrchestrationError
 from servegate.flows.artifacts import publish_deploy_artifacts
+from servegate.flows.events import emit_deploy_outcome
 from servegate.flows.final_state import final_state
 from servegate.tasks import undo_journal
 from servegate.tasks.deploy_tasks import task_for
@@ -102,13 +103,14 @@ def deploy_model(
     custom_objects: list[str] | None = None,
     unsafe_deserialization: bool = False,
     work_dir: str | None = None,
+    bake_s: float | None = None,
 ) -> Any:
     """Export, stage, canary, validate, promote or reject, verify production."""
     request = DeployRequest(
         model_path=model_path, name=name, reference=reference, store_root=store, serving=serving, config=config,
         production_url=production_url, tracking_uri=tracking_uri, docker_image=docker_image,
         production_deadline_s=production_deadline_s, custom_objects=tuple(custom_objects or ()),
-        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir,
+        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir, bake_s=bake_s,
     )
     record = new_record(request, str(flow_run.get_id() or "") or None)
     try:
@@ -116,6 +118,7 @@ def deploy_model(
         outcome = recording.outcome_of(record, error)
         outcome.report_uri = record_outcome(record.to_dict(), outcome.to_dict(), error is not None)
         publish_deploy_artifacts(record, outcome)
+        emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
         return final_state(outcome, error)
     finally:
         cleanup(record, remove_work_dir=work_dir is None)

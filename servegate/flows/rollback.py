@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from servegate.flows.artifacts import artifact_key, version_table
+from servegate.flows.events import emit_rollback
 from servegate.release import DEFAULT_ROLLBACK_REASON, Release
 
 
@@ -51,6 +52,7 @@ def rollback_model(
     store's history and on the MLflow rollback run)."""
     logger = get_run_logger()
     outcome = roll_production_back(name, to_version, reason, run_id, store, tracking_uri)
+    emit_rollback(outcome, str(flow_run.get_id() or "") or None)  # servegate.model.rolled_back
     create_table_artifact(
         version_table(Release(store, tracking_uri).store, name),
         key=artifact_key(name, "versions"),

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from servegate.attempt.errors import ModelRejected, ProductionVerificationError, failure_reason
+from servegate.attempt.errors import BakeAlarm, ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord
 
 FAILURE_FILE = "failure.txt"
@@ -49,15 +49,18 @@ def apply_undone(record: AttemptRecord) -> AttemptRecord:
 
 def verdict_payload(exc: BaseException, record: AttemptRecord) -> dict[str, Any]:
     """A judged step's Failed-state data: plain values the flow turns back into the verdict."""
-    kind = "rejected" if isinstance(exc, ModelRejected) else "production"
-    return {"verdict": kind, "state_name": "Rejected" if kind == "rejected" else "VerificationFailed",
-            "message": failure_reason(exc), "reasons": list(getattr(exc, "reasons", [])),
+    kind = "rejected" if isinstance(exc, ModelRejected) else "bake" if isinstance(exc, BakeAlarm) else "production"
+    state_name = {"rejected": "Rejected", "bake": "BakeAlarm"}.get(kind, "VerificationFailed")
+    return {"verdict": kind, "state_name": state_name, "message": failure_reason(exc),
+            "reasons": list(getattr(exc, "reasons", [])), "alarm": getattr(exc, "alarm", None),
             "record": record.to_dict()}
 
 
 def verdict_from_payload(payload: dict[str, Any]) -> tuple[BaseException, AttemptRecord]:
     if payload["verdict"] == "rejected":
         exc: BaseException = ModelRejected(payload["message"], payload["reasons"])
+    elif payload["verdict"] == "bake":
+        exc = BakeAlarm(payload["message"], payload.get("alarm"))
     else:
         exc = ProductionVerificationError(payload["message"])
     return exc, AttemptRecord.from_dict(payload["record"])

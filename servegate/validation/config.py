@@ -25,6 +25,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from servegate.errors import ConfigError
+from servegate.guardrails.settings import BakeSettings
 from servegate.validation.config_sections import (DistributionCheck, LoadCheck, ContractCheck, OutputSettings,  # noqa: F401
                                                   ParityCheck, QualityCheck, ReferenceColumns, RegressionCheck,
                                                   SanityCheck, Section, ServiceLevelCheck, Task, Warmup)
@@ -62,6 +63,7 @@ class ValidationConfig(Section):
     distribution: DistributionCheck = Field(default_factory=DistributionCheck)
     service_level: ServiceLevelCheck = Field(default_factory=ServiceLevelCheck)
     warmup: Warmup = Field(default_factory=Warmup)
+    bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.guardrails: watch production after promotion
 
     _source: str = PrivateAttr("(mapping)")
 

@@ -1,0 +1,183 @@
+"""Steps "check bake settings", "snapshot production" and "bake production" (see servegate.guardrails).
+
+- "check bake settings" (preflight): a bake needs ``--production-url``;
+- "snapshot production", right before "promote version": the window before
+  promotion, from production's Prometheus page (default: the production URL +
+  ``/monitoring/prometheus/metrics``) or, where production has no metrics,
+  from a steady probe of reference rows. No undo: it changes nothing;
+- "bake production", right after "verify production": the same source for
+  the bake's duration; its judge raises :class:`BakeAlarm` when an alarm fired,
+  and the runner's undo of "promote version" rolls production back through
+  the one release path. The report dir gets ``bake/bake.png`` and
+  ``bake/bake.json``; in a Prefect run the step keeps a progress artifact.
+
+A bake of 0 seconds (the default) makes all three do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from servegate.attempt import resources
+from servegate.attempt.errors import BakeAlarm
+from servegate.attempt.progress import say
+from servegate.attempt.record import AttemptRecord
+from servegate.errors import ConfigError
+
+MAX_PROBE_ROWS = 100
+
+
+def settings_of(record: AttemptRecord):
+    """The config's ``bake:`` section and the duration that applies (``--bake`` wins over the file)."""
+    settings = resources.config(record).bake
+    duration = settings.duration_s if record.request.bake_s is None else float(record.request.bake_s)
+    return settings, duration
+
+
+def check_bake(record: AttemptRecord) -> AttemptRecord:
+    settings, duration = settings_of(record)
+    where = "--bake" if record.request.bake_s is not None else f"bake.duration_s in {record.request.config}"
+    if not 0 <= duration <= 21600:
+        raise ConfigError(f"{where}: {duration:g} seconds is out of range: expected 0 (no bake) to 21600")
+    if duration > 0 and not record.request.production_url:
+        raise ConfigError(f"{where}: a bake of {duration:g} s watches the production server, but no "
+                          "--production-url was given: pass --production-url, or a bake of 0")
+    return record
+
+
+def _probe_rows(record: AttemptRecord) -> list[dict[str, Any]]:
+    rows = []
+    for batch in resources.reference(record).batches(1):
+        rows.append({k: v[:1] for k, v in batch.items()})
+        if len(rows) >= MAX_PROBE_ROWS:
+            break
+    return rows
+
+
+def _probe(record: AttemptRecord, settings):
+    from servegate.guardrails.probe import Probe
+
+    return Probe(record.request.production_url, record.name, _probe_rows(record), settings.probe_rate,
+                 settings.request_timeout_s)
+
+
+def snapshot_production(record: AttemptRecord) -> AttemptRecord:
+    """The window before promotion (metrics, else the probe); nothing when the bake is off."""
+    from servegate.guardrails.baking import MetricsSource, measure_before
+    from servegate.guardrails.metrics import MetricsUnavailable
+
+    settings, duration = settings_of(record)
+    if duration == 0:
+        return record
+    url = settings.metrics_url_for(record.request.production_url)
+    seconds = settings.before_window_s()
+    try:
+        before = measure_before(MetricsSource(url, record.name, settings.request_timeout_s), seconds,
+                                settings.min_requests)
+        mode, source = "metrics", url
+    except MetricsUnavailable as exc:
+        if settings.metrics_url:  # named by the user: refused, never silently replaced by the probe
+            raise ConfigError(f"bake.metrics_url in {record.request.config}: {exc}") from None
+        say(f"snapshot production: no metrics ({exc}); a probe of reference rows stands in")
+        with _probe(record, settings) as probe:
+            before = measure_before(probe, seconds or settings.interval_s, 1)
+        mode, source = "probe", record.request.production_url
+    say(f"snapshot production ({mode}): {before.requests} requests, error rate {before.error_rate}, "
+        f"p95 {before.p95_ms} ms before promotion")
+    return record.but(bake_before={"mode": mode, "source": source, "before": before.to_dict()})
+
+
+def bake_production(record: AttemptRecord) -> AttemptRecord:
+    """Watch production for the bake's duration; the record gets the result, the report its plot."""
+    from servegate.guardrails.baking import BakeResult, MetricsSource, run_bake
+    from servegate.guardrails.metrics import WindowStats
+
+    settings, duration = settings_of(record)
+    if duration == 0 or not record.bake_before:
+        return record
+    mode, source = record.bake_before["mode"], record.bake_before["source"]
+    before = WindowStats.from_dict(record.bake_before["before"])
+    result = BakeResult(mode, source, duration, settings.interval_s, time.time())
+    say(f"bake production: watching {source} ({mode}) for {duration:g} s, judged every {settings.interval_s:g} s")
+    progress = _Progress(record.name, duration)
+    if mode == "metrics":
+        result = run_bake(MetricsSource(source, record.name, settings.request_timeout_s), result, before, settings,
+                          on_tick=progress.update)
+    else:
+        with _probe(record, settings) as probe:
+            result = run_bake(probe, result, before, settings, on_tick=progress.update)
+    progress.update(1.0, result)
+    said = result.alarm["message"] if result.alarm else (result.not_judged or "no alarm")
+    say(f"bake production: {result.verdict} after {result.ended_at - result.started_at:.1f} s ({said})")
+    data = result.to_dict()
+    _write_report(record, data, settings)
+    return record.but(bake=data, figures={**record.figures, **bake_figures(data)})
+
+
+def bake_figures(result: dict[str, Any]) -> dict[str, float]:
+    """``bake.*`` figures for the outcome and MLflow (finite numbers only)."""
+    out: dict[str, float] = {"bake.seconds": round(result["ended_at"] - result["started_at"], 3),
+                             "bake.alarm": 1.0 if result["alarm"] else 0.0}
+    for prefix, stats in (("bake.", result.get("bake")), ("bake.before_", result.get("before"))):
+        for key in ("requests", "errors", "error_rate", "p95_ms"):
+            value = (stats or {}).get(key)
+            if value is not None:
+                out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def judge_bake(record: AttemptRecord) -> None:
+    """Raise :class:`BakeAlarm` (carrying the record) when the bake's alarm fired."""
+    if not record.bake or record.bake["verdict"] != "alarm":
+        return
+    alarm = record.bake["alarm"]
+    exc = BakeAlarm(f"bake alarm {alarm['name']}: {alarm['message']}", alarm)
+    exc.record = record
+    raise exc
+
+
+def _write_report(record: AttemptRecord, data: dict[str, Any], settings) -> None:
+    """``bake/bake.json`` and ``bake/bake.png`` in the report dir (the flow publishes every PNG there)."""
+    from servegate.guardrails.plots import bake_plot
+
+    out = Path(record.report_dir or record.work_dir) / "bake"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bake.json").write_text(json.dumps(data, indent=2))
+    bake_plot(data, {"max_error_rate": settings.max_error_rate, "max_p95_ms": settings.max_p95_ms}, out)
+
+
+class _Progress:
+    """A Prefect progress artifact for the bake, inside a Prefect task run; nothing elsewhere."""
+
+    def __init__(self, name: str, duration: float) -> None:
+        self.artifact_id = None
+        if _in_prefect_run():
+            from prefect.artifacts import create_progress_artifact
+
+            from servegate.flows.artifacts import artifact_key
+
+            self.artifact_id = create_progress_artifact(
+                0.0, key=artifact_key(name, "bake"), description=f"bake of {name}: {duration:g} s watching production")
+
+    def update(self, fraction: float, result) -> None:
+        if self.artifact_id is None:
+            return
+        from prefect.artifacts import update_progress_artifact
+
+        bake = result.bake or {}
+        update_progress_artifact(self.artifact_id, round(100.0 * fraction, 1),
+                                 description=f"bake: {bake.get('requests', 0)} requests, error rate "
+                                             f"{bake.get('error_rate')}, p95 {bake.get('p95_ms')} ms")
+
+
+def _in_prefect_run() -> bool:
+    import sys
+
+    if "prefect" not in sys.modules:
+        return False
+    from prefect.context import TaskRunContext
+
+    return TaskRunContext.get() is not None
