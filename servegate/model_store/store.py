@@ -43,6 +43,7 @@ from pathlib import Path
 from servegate.model_store import fsutil, reading, recovery, space, transitions
 from servegate.model_store import history as history_mod
 from servegate.model_store.errors import InvalidModelName, NotASavedModel, StoreError
+from servegate.model_store.filesystems import check_store_location
 from servegate.model_store.history import HistoryRecord
 from servegate.model_store.layout import AREAS, PRODUCTION, REJECTED, Layout, check_model_name, check_version
 from servegate.model_store.locking import ModelLock, lock_is_held, read_holder
@@ -91,6 +92,7 @@ class ModelStore:
                              "(the number of production versions kept as rollback targets)")
         if lock_timeout is not None and (not isinstance(lock_timeout, (int, float)) or lock_timeout < 0):
             raise StoreError(f"lock_timeout {lock_timeout!r} is not allowed; expected seconds >= 0 or None")
+        check_store_location(root, areas)  # object stores have no atomic rename: refused before any write
         self.layout = Layout(root, areas)
         self.retention = retention
         self.lock_timeout = None if lock_timeout is None else float(lock_timeout)
