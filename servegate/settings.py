@@ -3,6 +3,9 @@
 - ``SERVEGATE_HOME``: servegate's own folder (default ``~/.servegate``).
 - ``SERVEGATE_STORE``: the model store root (default ``$SERVEGATE_HOME/store``).
 - ``MLFLOW_TRACKING_URI``: the tracking store (default a SQLite file in ``$SERVEGATE_HOME``).
+- ``SERVEGATE_EXPORTS``: the folder the scheduled ``deploy-newest-export``
+  deployment watches and the demo's training deployment writes to (default
+  ``$SERVEGATE_HOME/exports``).
 
 A command-line flag beats the environment, which beats the default.
 """
@@ -27,3 +30,8 @@ def default_tracking_uri() -> str:
     if env:
         return env
     return f"sqlite:///{servegate_home() / 'mlflow.db'}"
+
+
+def default_exports_dir() -> Path:
+    env = os.environ.get("SERVEGATE_EXPORTS")
+    return Path(env).expanduser() if env else servegate_home() / "exports"

@@ -8,6 +8,13 @@ store's history. Nothing to do is a Completed run that says so.
 
 The reference data for ``<stem>.keras`` is ``<stem>-reference.parquet`` beside
 it (the demo's training flow writes that pair), unless ``reference`` is given.
+
+The watched folder defaults to :func:`servegate.settings.default_exports_dir`
+(``$SERVEGATE_HOME/exports``, resolved where the flow runs), created when
+missing so that a scheduled run on a fresh machine completes with "nothing to
+do"; a folder named explicitly must exist. A deploy that ends with a verdict
+(rejected, rolled back) ends this run the same way: Failed, same state name and
+message, without raising (see servegate.flows.engine).
 """
 
 from __future__ import annotations
@@ -16,16 +23,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed
 
 from servegate.errors import ConfigError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
+def watched_folder(watch_dir: str | None) -> Path:
+    """``watch_dir``, or the default exports folder (created: it is servegate's own)."""
+    if watch_dir:
+        return Path(watch_dir).expanduser()
+    from servegate.settings import default_exports_dir
+
+    folder = default_exports_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def newest_export(watch_dir: Path) -> Path | None:
     """The most recently modified model file or SavedModel dir in ``watch_dir`` (not recursive)."""
     if not watch_dir.is_dir():
-        raise ConfigError(f"watched folder {watch_dir}: no such directory")
+        raise ConfigError(f"deploy-newest-export: watch_dir {watch_dir}: no such directory; expected a folder of "
+                          "exported models (leave watch_dir unset for $SERVEGATE_HOME/exports)")
     candidates = [
         p for p in watch_dir.iterdir()
         if not p.name.startswith(".")
@@ -51,8 +71,8 @@ def reference_for(model: Path, reference: str | None) -> Path:
 
 @flow(name="deploy-newest-export", flow_run_name="watch-{name}")
 def deploy_newest_export(
-    watch_dir: str,
     name: str,
+    watch_dir: str | None = None,
     reference: str | None = None,
     store: str | None = None,
     serving: str = "process",
@@ -65,9 +85,10 @@ def deploy_newest_export(
     from servegate.settings import default_store_root
 
     logger = get_run_logger()
-    newest = newest_export(Path(watch_dir))
+    folder = watched_folder(watch_dir)
+    newest = newest_export(folder)
     if newest is None:
-        logger.info("no exported model in %s", watch_dir)
+        logger.info("no exported model in %s", folder)
         return {"deployed": False, "reason": "no exported model"}
     model_store = ModelStore(Path(store) if store else default_store_root())
     promoted_at = last_promotion_time(model_store, name)
@@ -76,7 +97,13 @@ def deploy_newest_export(
         logger.info("%s (modified %s) is not newer than production's last promotion (%s)", newest, modified, promoted_at)
         return {"deployed": False, "reason": "not newer than production", "model_path": str(newest)}
     logger.info("deploying %s (modified %s; production last promoted %s)", newest, modified, promoted_at)
-    return deploy_model(
+    state = deploy_model(
         model_path=str(newest), name=name, reference=str(reference_for(newest, reference)), store=store,
         serving=serving, config=config, production_url=production_url, tracking_uri=tracking_uri,
+        return_state=True,
     )
+    if state.is_completed():
+        return state.result()
+    # Ends as the deploy ended (a verdict is a named Failed state, not a crash): returning the state itself
+    # would end this run "Failed: 1/1 states failed" under another name.
+    return Failed(name=state.name, message=state.message, data=state.result(raise_on_failure=False))

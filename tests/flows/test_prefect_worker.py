@@ -1,0 +1,162 @@
+"""prefect.yaml's deploy-model deployment on a real Prefect server and a real process worker, with a
+brand-new HOME, as docs/deploying-with-prefect.md tells users to run it.
+
+A good model, then a model validation rejects, through ``prefect deployment run --watch``. A rejection is
+an expected outcome, not a crash: the flow run ends Failed with the reasons as its message, the judging
+step ("validate on canary") is the task run shown Failed and no other, the flow run's logs hold no
+"Engine execution exited with unexpected exception" (nor any traceback), the worker does not report
+"Process exited with a general error", and the server's log holds no traceback. The Prefect UI shows the
+promoted run and its artifacts (headless Chromium; screenshots in test-artifacts/)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.flows.prefect_procs import REPO, PREFECT, PrefectStack, problems
+
+MODEL = "worker-demo"
+JUDGE = "validate on canary"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """``prefect server start`` + ``prefect deploy --name deploy-model`` + ``prefect worker start``."""
+    stack = PrefectStack(home=tmp_path_factory.mktemp("fresh-home"))
+    try:
+        stack.start_server()
+        stack.register("deploy-model")
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.close()
+
+
+def _run_deployment(stack: PrefectStack, files) -> tuple[subprocess.CompletedProcess, str]:
+    """``prefect deployment run ... --watch``; returns the command and the flow run's id."""
+    done = subprocess.run(
+        [PREFECT, "deployment", "run", "deploy-model/deploy-model", "-p", f"model_path={files.model_path}",
+         "-p", f"name={MODEL}", "-p", f"reference={files.reference_path}", "--watch", "--watch-timeout", "300"],
+        env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=360,
+    )
+    found = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
+    assert found, done.stdout[-2000:] + done.stderr[-2000:]
+    return done, found.group(1)
+
+
+@pytest.fixture(scope="module")
+def runs(stack, demo_files):
+    """The baseline (promoted), then the broken variant (rejected), each run once."""
+    good = _run_deployment(stack, demo_files["baseline"])
+    bad = _run_deployment(stack, demo_files["broken"])
+    return good, bad
+
+
+def _flow_run(stack: PrefectStack, run_id: str) -> dict:
+    import httpx
+
+    reply = httpx.get(f"{stack.api}/flow_runs/{run_id}", timeout=30)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def _flow_run_logs(stack: PrefectStack, run_id: str) -> str:
+    logs = stack.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"})
+    return "\n".join(entry["message"] for entry in logs)
+
+
+def _task_runs(stack: PrefectStack, run_id: str) -> dict[str, str]:
+    """{task run name without its suffix: state type}."""
+    tasks = stack.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    return {t["name"].rsplit("-", 1)[0]: t["state"]["type"] for t in tasks}
+
+
+def _store_root(stack: PrefectStack) -> Path:
+    return stack.home / ".servegate" / "store"  # the default under the fresh HOME
+
+
+@pytest.mark.slow
+def test_promoted_deploy_completes(stack, runs):
+    (good, good_id), _ = runs
+    assert good.returncode == 0, good.stdout[-2000:] + stack.worker_log.read_text()[-3000:]
+    assert _flow_run(stack, good_id)["state"]["type"] == "COMPLETED"
+    assert set(_task_runs(stack, good_id).values()) == {"COMPLETED"}
+    production = _store_root(stack) / "production" / MODEL
+    assert sorted(p.name for p in production.iterdir() if p.name.isdigit()) == ["1"]
+
+
+@pytest.mark.slow
+def test_rejection_ends_failed_with_reasons_and_no_crash(stack, runs):
+    from servegate.model_store import ModelStore
+
+    _, (bad, bad_id) = runs
+    assert bad.returncode != 0, bad.stdout[-2000:]  # --watch: a Failed run is a non-zero exit for CI
+    flow_run = _flow_run(stack, bad_id)
+    state = flow_run["state"]
+    reason = ModelStore(_store_root(stack)).status(MODEL).rejected_reasons[2]
+    assert state["type"] == "FAILED" and state["message"], state
+    assert reason and (reason in state["message"] or state["message"] in reason), (reason, state["message"])
+
+    tasks = _task_runs(stack, bad_id)
+    assert tasks.get(JUDGE) == "FAILED", tasks
+    falsely_failed = {name: kind for name, kind in tasks.items() if name != JUDGE and kind != "COMPLETED"}
+    assert not falsely_failed, tasks
+
+    logs = _flow_run_logs(stack, bad_id)
+    assert "Engine execution exited with unexpected exception" not in logs, logs[-3000:]
+    assert "Traceback (most recent call last)" not in logs, logs[-3000:]
+
+    worker_log = stack.worker_log.read_text()
+    assert f"Process for flow run '{flow_run['name']}' exited cleanly" in worker_log, worker_log[-3000:]
+    assert "Process exited with a general error" not in worker_log, worker_log[-3000:]
+    found = problems(stack.server_log.read_text())
+    assert not found, "prefect server logged:\n" + "\n---\n".join(found[:3])
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("SERVEGATE_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("SERVEGATE_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    return found
+
+
+def _browse(chromium: str, url: str, screenshot: Path) -> str:
+    """Render ``url`` headless; keep a screenshot; return the page's text."""
+    common = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--window-size=1400,1000", "--virtual-time-budget=20000"]
+    subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+@pytest.mark.slow
+def test_prefect_ui_shows_the_runs_and_the_artifacts(stack, runs):
+    """Headless Chromium on the real Prefect UI; screenshots kept in test-artifacts/."""
+    chromium = _chromium()
+    (_, good_id), (_, bad_id) = runs
+    ui = stack.api[: -len("/api")]
+    out = REPO / "test-artifacts"
+    out.mkdir(exist_ok=True)
+
+    good_name = _flow_run(stack, good_id)["name"]
+    page = _browse(chromium, f"{ui}/runs/flow-run/{good_id}", out / "prefect-ui-deploy-run.png")
+    assert good_name in page and "Completed" in page and "Artifacts" in page
+    assert (out / "prefect-ui-deploy-run.png").stat().st_size > 10_000
+
+    bad_run = _flow_run(stack, bad_id)
+    page = _browse(chromium, f"{ui}/runs/flow-run/{bad_id}", out / "prefect-ui-rejected-run.png")
+    assert bad_run["name"] in page and bad_run["state"]["name"] in page
+
+    artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [good_id]}}})
+    by_key = {a["key"]: a["id"] for a in artifacts}
+    assert f"{MODEL}-validation-report" in by_key, sorted(by_key)
+    report = _browse(chromium, f"{ui}/artifacts/artifact/{by_key[f'{MODEL}-validation-report']}",
+                     out / "prefect-ui-validation-report.png")
+    assert MODEL in report and "PROMOTED" in report.upper()
