@@ -1,0 +1,182 @@
+"""``servegate deploy`` as a new user meets it: a subprocess with a brand-new HOME.
+
+No ``~/.prefect``, no ``~/.servegate``, no MLflow database, no PREFECT_API_URL or
+MLFLOW_TRACKING_URI: the command must start its own Prefect on a first run,
+create its MLflow store, load a model with a custom layer when told which
+module registers it, and keep the terminal quiet (servegate's progress and the
+verdict; library output goes to a log file whose path it prints). Bad input is
+refused before any run is opened, with ``--json`` printing the error as one object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+NAME = "fresh"
+
+_LAYER = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="fresh_home")
+class ScaleLayer(keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+'''
+
+_BUILD = '''
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+from scale_layer import ScaleLayer
+
+keras.utils.set_random_seed(0)
+inputs = keras.Input(shape=(4,), name="features", dtype="float32")
+model = keras.Model(inputs, keras.layers.Dense(1, name="prediction")(ScaleLayer(3.0)(inputs)))
+model.save(root / "custom.keras")
+x = np.random.default_rng(3).normal(size=(64, 4)).astype("float32")
+pd.DataFrame({"features": list(x)}).to_parquet(root / "reference.parquet")
+'''
+
+# What the libraries print that a user should not have to read (issue 10, item 7).
+NOISE = re.compile(r"cuInit|cuda|absl|^[IWE]\d{4} |Running upgrade|alembic|View at|Starting temporary server"
+                   r"|Traceback|Beginning flow run|Created task run|Finished in state", re.M)
+
+
+@pytest.fixture(scope="module")
+def custom_model(tmp_path_factory) -> Path:
+    """A Keras file with a custom layer, saved by another process (as a training script would)."""
+    root = tmp_path_factory.mktemp("custom")
+    (root / "scale_layer.py").write_text(_LAYER)
+    (root / "build.py").write_text(_BUILD)
+    done = subprocess.run([sys.executable, str(root / "build.py"), str(root)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def fresh_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "MLFLOW_", "SERVEGATE_")) and k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return env
+
+
+def servegate(home: Path, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent
+    return subprocess.run([str(bin_dir / "servegate"), *args], env=fresh_env(home), cwd=cwd,
+                          capture_output=True, text=True, timeout=400)
+
+
+def _log_path(stderr: str) -> Path:
+    found = re.search(r"^library output: (\S+)$", stderr, re.M)
+    assert found, stderr
+    return Path(found.group(1))
+
+
+@pytest.mark.slow
+def test_first_deploy_on_a_brand_new_home(custom_model, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    model, reference = custom_model / "custom.keras", custom_model / "reference.parquet"
+
+    missing = servegate(home, "deploy", "--model", str(model), "--name", NAME, "--reference", str(reference),
+                        "--json")
+    assert missing.returncode == 2, missing.stderr[-3000:]
+    error = json.loads(missing.stdout)["error"]
+    assert error["kind"] == "MissingCustomObjectError" and error["subject"] == str(model)
+    last = missing.stderr.strip().splitlines()[-1]
+    assert "ScaleLayer" in last and "--custom-objects" in last
+
+    done = servegate(home, "deploy", "--model", str(model), "--name", NAME, "--reference", str(reference),
+                     "--custom-objects", "scale_layer.py", cwd=custom_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[0] == f"{NAME}: version 1 promoted"
+    assert "validate: verdict passed" in done.stderr and "promote: version 1" in done.stderr
+    assert not NOISE.search(done.stdout + done.stderr), done.stdout + done.stderr
+    log = _log_path(done.stderr)
+    assert log.is_file() and log.is_relative_to(home / ".servegate" / "logs")
+    # every run of a model gets its own Prefect run name (issue 10, item 9)
+    assert re.search(rf"Beginning flow run 'deploy-{NAME}-\d{{8}}-\d{{6}}'", log.read_text())
+    assert (home / ".servegate" / "store" / "production" / NAME / "1" / "saved_model.pb").is_file()
+    assert (home / ".servegate" / "mlflow.db").is_file()
+
+
+BAD_INPUTS = {
+    # name: (how to make the reference or config, what the last line must say)
+    "missing column": ("missing_column", r"reference file \S+missing\.parquet: .*features.*Columns present: x"),
+    "wrong dtype": ("wrong_dtype", r"reference file \S+strings\.parquet: .*features"),
+    "0 rows": ("empty", r"reference file \S+empty\.parquet: 0 rows"),
+    "output not in model": ("bad_output", r"servegate\.yaml: field 'output': 'prob' is not an output of the model \(outputs: output_0\)"),
+}
+
+
+def _bad_input(kind: str, tmp_path: Path, good_reference: Path) -> list[str]:
+    import pandas as pd
+
+    if kind == "missing_column":
+        path = tmp_path / "missing.parquet"
+        pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(path)
+        return ["--reference", str(path)]
+    if kind == "wrong_dtype":
+        path = tmp_path / "strings.parquet"
+        pd.DataFrame({"features": ["a", "b"]}).to_parquet(path)
+        return ["--reference", str(path)]
+    if kind == "empty":
+        path = tmp_path / "empty.parquet"
+        pd.DataFrame({"features": pd.Series([], dtype=object)}).to_parquet(path)
+        return ["--reference", str(path)]
+    config = tmp_path / "servegate.yaml"
+    config.write_text("output: prob\n")
+    return ["--reference", str(good_reference), "--config", str(config)]
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_refused_before_any_run(case, tiny_savedmodel, tmp_path):
+    import pandas as pd
+
+    from tests import modelzoo
+
+    home = tmp_path / "home"
+    home.mkdir()
+    good = tmp_path / "good.parquet"
+    pd.DataFrame({"features": list(modelzoo.reference_inputs(8))}).to_parquet(good)
+    kind, expected = BAD_INPUTS[case]
+    result = servegate(home, "deploy", "--model", str(tiny_savedmodel), "--name", NAME, "--json",
+                       *_bad_input(kind, tmp_path, good))
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = json.loads(result.stdout)["error"]  # one JSON object on stdout, even for an error
+    assert error["kind"] and error["message"] and error["subject"]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and re.search(expected, last), last
+    assert "Traceback" not in result.stderr
+    # no run was opened: no MLflow store, no Prefect flow run, nothing in the model store
+    assert not (home / ".servegate" / "mlflow.db").exists()
+    assert not (home / ".servegate" / "store" / "staging").exists()
+    prefect_db = home / ".prefect" / "prefect.db"
+    if prefect_db.exists():
+        with sqlite3.connect(prefect_db) as db:
+            assert db.execute("select count(*) from flow_run").fetchone()[0] == 0
