@@ -65,6 +65,22 @@ def _error(exc: StatusError) -> Response:
     return _json({"error": exc.message}, exc.http_status)
 
 
+def _status_of(manager: ServableManager, name: str, version: int | None, label: str | None) -> dict:
+    return json_api.status_body(manager.status(name, version, label))
+
+
+def _metadata_of(manager: ServableManager, name: str, version: int | None, label: str | None) -> dict:
+    with manager.servable(name, version, label) as servable:
+        return json_api.metadata_body(servable)
+
+
+def _call(manager: ServableManager, verb: str, name: str, version: int | None, label: str | None,
+          raw: bytes) -> dict:
+    body = _parse_json(raw)
+    with manager.servable(name, version, label) as servable:
+        return _VERBS[verb](body, servable)
+
+
 def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int = 30000, *,
               metrics: ServingMetrics = METRICS, metrics_path: str | None = None) -> Starlette:
     """The Starlette application; ``app.state.executor`` is shut down with the app.
@@ -82,29 +98,17 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
         except asyncio.TimeoutError:
             raise StatusError("DEADLINE_EXCEEDED", f"Request timed out after {timeout_ms} ms") from None
 
-    def status_of(name: str, version: int | None, label: str | None) -> dict:
-        return json_api.status_body(manager.status(name, version, label))
-
-    def metadata_of(name: str, version: int | None, label: str | None) -> dict:
-        with manager.servable(name, version, label) as servable:
-            return json_api.metadata_body(servable)
-
-    def call(verb: str, name: str, version: int | None, label: str | None, raw: bytes) -> dict:
-        body = _parse_json(raw)
-        with manager.servable(name, version, label) as servable:
-            return _VERBS[verb](body, servable)
-
     async def dispatch(request: Request, path: str, route: dict) -> Response:
         if request.method == "GET" and (m := _GET.match(path)):
             route.update(name=m["name"])
             version = int(m["version"]) if m["version"] else None
-            fn = metadata_of if m["metadata"] else status_of
-            return _json(await in_pool(fn, m["name"], version, m["label"]))
+            fn = _metadata_of if m["metadata"] else _status_of
+            return _json(await in_pool(fn, manager, m["name"], version, m["label"]))
         if request.method == "POST" and (m := _POST.match(path)):
             route.update(name=m["name"], api=m["verb"])
             version = int(m["version"]) if m["version"] else None
             raw = await request.body()
-            return _json(await in_pool(call, m["verb"], m["name"], version, m["label"], raw))
+            return _json(await in_pool(_call, manager, m["verb"], m["name"], version, m["label"], raw))
         raise StatusError("NOT_FOUND", f"Malformed request: {request.method} {path}")
 
     async def endpoint(request: Request) -> Response:
