@@ -35,8 +35,11 @@ def test_missing_image_says_how_to_get_it(docker_client, half_plus_two_versions,
     runner = DockerRunner(CanarySpec("hp2", half_plus_two_versions), image="servegate/no-such-image:never",
                           client=docker_client)
     with pytest.raises(ImageMissingError, match=r"'servegate/no-such-image:never' is not on the Docker engine: "
-                                                r"pull it .*docker pull.*servegate.serving.runners.image"):
+                                                r"pull it .*docker pull.*servegate.serving.runners.image") as caught:
         runner.start()
+    # the CLI's words, not the Python API's (DockerRunner(pull=True))
+    assert "servegate deploy --serving docker --docker-image servegate/bundled-serving:local" in str(caught.value)
+    assert "DockerRunner" not in str(caught.value) and "pull=True" not in str(caught.value)
     runner.stop()
 
 

@@ -187,14 +187,16 @@ class DockerRunner(ModelServerRunner):
     def _get_image(self):
         import docker.errors
 
+        from servegate.serving.runners.image import LOCAL_IMAGE_TAG
+
         try:
             return self._client.images.get(self.image)
         except docker.errors.ImageNotFound:
             if not self.pull:
                 raise ImageMissingError(
-                    f"image {self.image!r} is not on the Docker engine: pull it (`docker pull {self.image}`, "
-                    "or DockerRunner(pull=True)), or build the registry-free local image with "
-                    "`python -m servegate.serving.runners.image` and pass image='servegate/bundled-serving:local'"
+                    f"image {self.image!r} is not on the Docker engine: pull it with `docker pull {self.image}`, "
+                    "or build the registry-free local image with `python -m servegate.serving.runners.image` "
+                    f"and deploy with `servegate deploy --serving docker --docker-image {LOCAL_IMAGE_TAG}`"
                 ) from None
         try:
             return self._client.images.pull(self.image)
