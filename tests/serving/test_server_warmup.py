@@ -131,6 +131,7 @@ BROKEN = [
     ("not_tfrecord", "DATA_LOSS", ". Please verify your warmup data is in TFRecord format."),
     ("not_a_prediction_log", "INVALID_ARGUMENT", "Failed to parse warmup record #1 from "),
     ("too_many", "INVALID_ARGUMENT", "Number of warmup records exceeds the maximum (1000) at "),
+    ("session_run", "UNIMPLEMENTED", "Unsupported log_type for warmup: 5"),
 ]
 
 
@@ -142,6 +143,11 @@ def _stage_broken(source, base, version: int, broken: str, features: np.ndarray)
         warmup_file(base / str(version)).write_bytes(b"not a TFRecord file at all, just text")
     elif broken == "not_a_prediction_log":
         _stage(source, base, version, records=[b"\xff\xff\xff"])
+    elif broken == "session_run":
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        record = prediction_log_pb2.PredictionLog(session_run_log=prediction_log_pb2.SessionRunLog())
+        _stage(source, base, version, records=[_tiny_predict_log(features), record.SerializeToString()])
     else:
         _stage(source, base, version, records=[_tiny_predict_log(features)] * 1001)
 
@@ -174,3 +180,52 @@ def _tiny_predict_log(features: np.ndarray) -> bytes:
     request.inputs["features"].CopyFrom(ndarray_to_tensor_proto(features))
     return prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString()
+
+
+def _mixed_records(classify_signature: str) -> list[bytes]:
+    """TensorFlow Serving's mixed warm-up (saved_model_warmup_test): classify, regress, multi-inference, predict."""
+    from tensorflow.core.example import example_pb2, feature_pb2
+    from tensorflow_serving.apis import (classification_pb2, inference_pb2, input_pb2, predict_pb2,
+                                         prediction_log_pb2, regression_pb2)
+
+    from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto
+
+    example = example_pb2.Example(features=feature_pb2.Features(
+        feature={"x": feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[2.0]))}))
+    examples = input_pb2.Input(example_list=input_pb2.ExampleList(examples=[example]))
+    classify = classification_pb2.ClassificationRequest(input=examples)
+    classify.model_spec.signature_name = classify_signature
+    regress = regression_pb2.RegressionRequest(input=examples)
+    regress.model_spec.signature_name = "regress_x_to_y"
+    multi = inference_pb2.MultiInferenceRequest(input=examples)
+    for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"),
+                              (classify_signature, "tensorflow/serving/classify")):
+        task = multi.tasks.add(method_name=method)
+        task.model_spec.signature_name = signature
+    predict = predict_pb2.PredictRequest()
+    predict.inputs["x"].CopyFrom(ndarray_to_tensor_proto(np.array([[2.0]], "float32")))
+    logs = [
+        prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=classify)),
+        prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=regress)),
+        prediction_log_pb2.PredictionLog(multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=multi)),
+        prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict)),
+    ]
+    return [log.SerializeToString() for log in logs]
+
+
+def test_classify_regress_and_multi_inference_records_are_replayed_too(tfs_testdata, tmp_path, bundled_server):
+    base = tmp_path / "hp2"
+    source = tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+    shutil.copytree(source, base / "1")
+    _write_records(base / "1", _mixed_records("classify_x_to_y"))
+    server = bundled_server(["--model_name=hp2", f"--model_base_path={base}", "--max_num_load_retries=0",
+                             "--file_system_poll_wait_seconds=0.2"], wait_for="hp2")
+    assert "Number of warmup records read: 4." in server.logs()
+    # The same records against a signature of the wrong kind fail the load, as serving them would.
+    _stage(source, base, 2, records=_mixed_records("serving_default"))
+    status = _wait_state(server, "hp2", 2, "END")
+    assert status["status"] == {
+        "error_code": "INVALID_ARGUMENT",
+        "error_message": "Expected classification signature method_name to be tensorflow/serving/classify. "
+                         "Was: tensorflow/serving/predict",
+    }

@@ -12,8 +12,8 @@ TensorFlow Serving's behaviour (``saved_model_warmup_util.cc``), kept here:
   and load retries apply): a request the model rejects keeps its own status;
   a record that is not a PredictionLog is INVALID_ARGUMENT; a file that is not
   TFRecord is DATA_LOSS with "Please verify your warmup data is in TFRecord
-  format."; more than 1000 records is INVALID_ARGUMENT; a SessionRun log is
-  UNIMPLEMENTED;
+  format."; more than 1000 records is INVALID_ARGUMENT; a SessionRun or
+  PredictStreamed log is UNIMPLEMENTED;
 - each replay adds one sample to ``:tensorflow:serving:model_warmup_latency``
   (labels ``model_path`` and ``status``).
 
@@ -86,8 +86,10 @@ def run_warmup_record(servable: LoadedVersion, record: prediction_log_pb2.Predic
             method, what = _EXAMPLE_METHODS[verb]
             json_api.run_examples(servable, task.model_spec.signature_name, _serialized_input(request.input),
                                   method, what)
-    elif kind == "session_run_log":
-        raise StatusError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")
+    elif kind in ("session_run_log", "predict_streamed_log"):
+        # TensorFlow Serving prints the oneof case, i.e. the field number.
+        number = record.DESCRIPTOR.fields_by_name[kind].number
+        raise StatusError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {number}")
     # A record without a request is skipped, as in TensorFlow Serving.
 
 
