@@ -13,7 +13,9 @@ TensorFlow, Prefect's engine and MLflow, and without that import. Life cycle:
 
 1. ``LocalPrefectServer.launch()`` picks a free loopback port and starts the
    subprocess (non-blocking);
-2. ``wait_until_healthy(timeout_s)`` polls ``/api/health``; a server that
+2. ``wait_until_healthy(timeout_s)`` polls ``/api/health`` (for
+   :func:`startup_timeout_s`: the user's Prefect setting, else 180 s, since a
+   fresh HOME's first start creates Prefect's database); a server that
    exits with uvicorn's "address in use" status (3) is restarted on another
    port, as Prefect does; any other exit, or the timeout, raises
    :class:`~servegate.errors.OrchestrationError` with the exit status;
@@ -57,6 +59,13 @@ PORT_IN_USE_EXIT = 3
 STOP_GRACE_S = 5.0
 POLL_S = 0.05
 
+STARTUP_TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+#: How long a local Prefect server may take to answer when the user did not say
+#: (``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, environment or profile). A
+#: first start with a new HOME creates Prefect's database (its migrations):
+#: 15-40 s on a busy 2-core machine, past Prefect's default of 20 s.
+FIRST_START_TIMEOUT_S = 180
+
 
 def ephemeral_mode_wanted() -> bool:
     """True when Prefect would start an ephemeral server: no API URL configured (environment or
@@ -66,11 +75,38 @@ def ephemeral_mode_wanted() -> bool:
     return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value())
 
 
-def startup_timeout_s() -> float:
-    """Prefect's own limit for an ephemeral server's start (``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``)."""
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+def configured_startup_timeout_s() -> float | None:
+    """``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` when the user set it (environment, profile,
+    any of Prefect's settings sources); None when it is Prefect's default."""
+    from prefect.settings import get_current_settings
 
-    return float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+    value = get_current_settings().to_environment_variables(exclude_unset=True).get(STARTUP_TIMEOUT_VAR)
+    return None if value is None else float(value)
+
+
+def startup_timeout_s() -> float:
+    """How long to wait for a local Prefect server: the user's setting, else :data:`FIRST_START_TIMEOUT_S`."""
+    configured = configured_startup_timeout_s()
+    return FIRST_START_TIMEOUT_S if configured is None else configured
+
+
+def allow_slow_first_start() -> None:
+    """Give Prefect's own ephemeral server :data:`FIRST_START_TIMEOUT_S` to start, unless the user set a limit.
+
+    Prefect starts that server at a flow's first API call when no
+    ``PREFECT_API_URL`` is set (flows called from Python, the demo) and gives
+    up after ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (default 20 s)
+    with "Timed out while attempting to connect to ephemeral Prefect API
+    server": on a fresh HOME that is the first database creation. Sets the
+    variable in this process's environment (inherited by its children) and
+    refreshes Prefect's global settings. Call it before the first flow runs.
+    """
+    if configured_startup_timeout_s() is not None:
+        return
+    from prefect.context import refresh_global_settings_context
+
+    os.environ[STARTUP_TIMEOUT_VAR] = str(FIRST_START_TIMEOUT_S)
+    refresh_global_settings_context()
 
 
 def _free_port() -> int:
