@@ -89,3 +89,15 @@ def test_serve_refuses_metrics_and_a_monitoring_config_file_together(tmp_path):
     )
     assert result.returncode == 2
     assert "error: --metrics and --monitoring-config-file: give one of them" in result.stderr
+
+
+def test_serve_options_become_tensorflow_servings_warm_up_and_monitoring_flags(tmp_path):
+    from servegate.cli.serve_command import server_argv
+
+    (tmp_path / "production" / "m").mkdir(parents=True)
+    argv = server_argv("m", tmp_path, 8501, 0, "127.0.0.1", 1.0, tmp_path / "mon.txt", warmup=False)
+    assert "--enable_model_warmup=false" in argv
+    assert f"--monitoring_config_file={tmp_path / 'mon.txt'}" in argv
+    default = server_argv("m", tmp_path, 8501, 0, "127.0.0.1", 1.0)
+    assert "--enable_model_warmup=true" in default
+    assert not [a for a in default if a.startswith("--monitoring_config_file")]
