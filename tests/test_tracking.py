@@ -181,6 +181,16 @@ def test_bookkeeping_stays_out_of_the_visible_tags(tracker):
     visible = {k for k in tags if not k.startswith("mlflow.")}
     assert visible == {"servegate.model", "servegate.serving"}
     assert tracker.client.get_run(run_id).info.run_name == "m-visible deploy"
+    assert tags["mlflow.source.name"] == "servegate" and tags["mlflow.user"]  # "Source", "Created by"
+
+
+def test_links_open_the_model_training_view(tracker):
+    """MLflow 3.17's UI picks GenAI or Model training from the URL (workflowType), else a browser setting."""
+    exp_id = tracker.experiment_id("m-link")
+    assert tracker.ui_url("m-link", "http://mlflow:5000/") == (
+        f"http://mlflow:5000/#/experiments/{exp_id}?workflowType=machine_learning")
+    assert tracker.ui_url("m-link", run_id="abc") == (
+        f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/abc?workflowType=machine_learning")
 
 
 def test_runs_with_the_old_visible_owner_tags_are_still_ended(tracker):

@@ -12,6 +12,12 @@
   ``churn rollback v9 -> v8``. A deploy run is renamed when its verdict is known.
 - **Description** (tag ``mlflow.note.content``, the run page's "Description",
   markdown): the verdict and the reasons, one per line.
+- **Created by / Source** (``mlflow.user``, ``mlflow.source.name``/``type``): the
+  user and ``servegate``, as MLflow's fluent API would fill them in.
+- **Links.** MLflow 3.17's UI no longer reads the experiment tag: a global
+  "GenAI | Model training" switch decides, kept in the browser and defaulting
+  to GenAI, and the URL parameter ``workflowType=machine_learning`` selects
+  Model training. Every link servegate prints carries it (:func:`ui_url`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,24 @@ DESCRIPTION_TAG = "mlflow.note.content"
 DESCRIPTION_LIMIT = 4900  # tag values: MLflow guarantees 5000 bytes on every backend
 
 _STATES = {"rolled_back": "rolled back"}
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_url(base_url: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment (its runs table) or of one run, in the model-training view."""
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base_url.rstrip('/')}/{page}?{MODEL_TRAINING_VIEW}"
+
+
+def source_tags() -> dict[str, str]:
+    """Who and what created a run (the run page's "Created by" and "Source")."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = "unknown"
+    return {"mlflow.user": user, "mlflow.source.name": "servegate", "mlflow.source.type": "JOB"}
 
 
 def run_name(model: str, version: int | str | None, state: str) -> str:

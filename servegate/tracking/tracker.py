@@ -87,12 +87,16 @@ class Tracker:
         that is gone are ended ``KILLED`` first (:func:`servegate.tracking.owner.end_abandoned_runs`)."""
         exp_id = self.experiment_id(model_name)
         self.end_abandoned_runs(exp_id)
-        all_tags = {"servegate.model": model_name, **owner.owner_tags(), **(tags or {})}
+        all_tags = {"servegate.model": model_name, **conventions.source_tags(), **owner.owner_tags(), **(tags or {})}
         run = self._call(f"run for {model_name!r}", self.client.create_run, exp_id,
                          run_name=run_name or conventions.run_name(model_name, None, "deploy"), tags=all_tags)
         if params:
             self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def ui_url(self, model_name: str, base_url: str = "http://127.0.0.1:5000", run_id: str | None = None) -> str:
+        """A link to the model's experiment (or one run) in the MLflow UI's model-training view."""
+        return conventions.ui_url(base_url, self.experiment_id(model_name), run_id)
 
     def end_abandoned_runs(self, experiment_id: str) -> list[str]:
         return owner.end_abandoned_runs(self.client, self.tracking_uri, experiment_id)
