@@ -117,6 +117,9 @@ class ServiceLevelCheck(Section):
     max_p99_ms: float | None = Field(None, gt=0)
     max_error_rate: float = Field(0.0, ge=0, le=1)
     max_p95_ratio: float | None = Field(1.5, gt=0, description="candidate p95 / baseline p95")
+    # A ratio of two millisecond figures is mostly scheduler jitter: the ratio only
+    # fails when the candidate's p95 is also this much above production's.
+    ratio_min_difference_ms: float = Field(5.0, ge=0)
 
 
 class OutputSettings(Section):

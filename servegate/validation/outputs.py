@@ -70,8 +70,9 @@ def check_threshold_fits(config: ValidationConfig, plan: OutputPlan, task: str, 
     """Raise a config error naming a quality threshold that does not apply to ``task``."""
     for name in plan.quality.thresholds():
         if TASK_OF_THRESHOLD[name] != task:
-            raise config.error(f"{plan.quality_field}.{name}", f"judges {TASK_OF_THRESHOLD[name]}, but output {plan.name!r} is {task} "
-                               f"({how}); remove it, or set 'task' to say what the output is")
+            raise config.error(f"{plan.quality_field}.{name}",
+                               f"judges {TASK_OF_THRESHOLD[name]}, but output {plan.name!r} is {task} ({how}); "
+                               "remove it, or set 'task' to say what the output is")
 
 
 def plan_outputs(config: ValidationConfig, signature: Signature) -> list[OutputPlan]:

@@ -79,6 +79,7 @@ class ValidationReport:
     # Added by issue 11: what was validated and how its task was decided, and what was required.
     outputs: list[dict[str, Any]] = field(default_factory=list)  # [{name, task, task_reason, label_column}]
     required: list[str] = field(default_factory=list)             # the config's ``require``
+    unvalidated_outputs: list[str] = field(default_factory=list)  # outputs of the model nobody checked
 
     @property
     def gates_not_run(self) -> list[dict[str, str]]:
@@ -129,6 +130,9 @@ class ValidationReport:
         ]
         lines += [f"- output `{o['name']}`: {o['task']} ({o['task_reason']}); labels: "
                   f"{o.get('label_column') or 'none'}" for o in self.outputs]
+        if self.unvalidated_outputs:
+            lines.append(f"- outputs not validated: {', '.join(self.unvalidated_outputs)} (config `outputs:` "
+                         "validates several)")
         if self.failed_checks:
             lines.append(f"- failed checks: {', '.join(self.failed_checks)}")
         if self.gates_not_run:

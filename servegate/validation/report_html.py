@@ -54,6 +54,9 @@ def _rows(report: "ValidationReport") -> str:
 def render_html(report: "ValidationReport") -> str:
     outputs = "".join(f"<li>output <code>{escape(o['name'])}</code>: {escape(o['task'])} "
                       f"({escape(o['task_reason'])})</li>" for o in report.outputs)
+    if report.unvalidated_outputs:
+        outputs += (f"<li>outputs not validated: {escape(', '.join(report.unvalidated_outputs))} "
+                    "(config <code>outputs:</code> validates several)</li>")
     not_run = "".join(f"<li><b>{escape(g['check'])}</b>: {escape(g['reason'])}</li>" for g in report.gates_not_run)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>validation of {escape(report.model_name)}</title>

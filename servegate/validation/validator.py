@@ -184,6 +184,7 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
         baseline=None if baseline is None else describe(baseline), rows=reference.n_rows, checks=results,
         timings=run.timings, task=primary.task if primary else "n/a", transport=client.transport,
         artifacts=artifacts, required=list(config.require),
+        unvalidated_outputs=sorted(set(served.outputs) - {o.name for o in outputs}),
         outputs=[{"name": o.name, "task": o.task, "task_reason": o.task_reason,
                   "label_column": o.label_column} for o in outputs])
     report.write(run.out)

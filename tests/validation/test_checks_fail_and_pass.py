@@ -177,6 +177,9 @@ def test_several_outputs_each_with_its_settings_are_named_in_the_report(canary, 
                        {"outputs": {"prediction": {"quality": {"max_mae": 0.01}}, "probability": {"label_column": "x"}}},
                        VERSION["two_heads"], tmp_path / "strict", golden=golden)
     assert "quality" in strict.failed_checks and "prediction.mae = " in strict.check("quality").message
+    one = _validate(canary, reference_parquet, two, {}, VERSION["two_heads"], tmp_path / "one", golden=golden)
+    assert [o["name"] for o in one.outputs] == ["prediction"] and one.unvalidated_outputs == ["probability"]
+    assert "outputs not validated: probability" in one.to_markdown()
 
 
 # ----------------------------------------------------------------- configured values are applied

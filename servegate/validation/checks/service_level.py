@@ -40,10 +40,15 @@ def _latency(ctx: CheckContext, plan: CheckPlan, judged: bool) -> None:
         return
     for q in (50, 95, 99):
         plan.ours.append(Measurement(f"baseline_p{q}_ms", _percentile(base, q)))
-    ratio = _percentile(lat, 95) / _percentile(base, 95) if len(lat) and _percentile(base, 95) else float("nan")
+    cand95, base95 = _percentile(lat, 95), _percentile(base, 95)
+    ratio = cand95 / base95 if cand95 is not None and base95 else float("nan")
     if sl.max_p95_ratio is not None and judged and len(base) >= sl.min_requests:
-        plan.ours.append(Measurement("p95_ratio", ratio, sl.max_p95_ratio, "<=",
-                                     bool(np.isfinite(ratio) and ratio <= sl.max_p95_ratio)))
+        slower = cand95 is not None and cand95 - base95 > sl.ratio_min_difference_ms
+        ok = bool(np.isfinite(ratio) and (ratio <= sl.max_p95_ratio or not slower))
+        plan.ours.append(Measurement("p95_ratio", ratio, sl.max_p95_ratio, "<=", ok))
+        if ratio > sl.max_p95_ratio and not slower:
+            plan.notes.append(f"p95 ratio above {sl.max_p95_ratio:g} but within "
+                              f"{sl.ratio_min_difference_ms:g} ms of production's: not a slowdown")
     else:
         plan.ours.append(Measurement("p95_ratio", ratio))
 
