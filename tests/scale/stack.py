@@ -1,0 +1,195 @@
+"""The scaled-out setup of docs/scaling.md, for real: a Prefect server, an MLflow tracking server,
+Prefect process workers in containers built from the repository's Dockerfile sharing one store,
+and a production bundled server (in a container from the same image) watching the store.
+
+Every server is started the way docs/scaling.md tells users (``prefect server start``,
+``mlflow server --backend-store-uri sqlite:/// --artifacts-destination --serve-artifacts``,
+``prefect worker start --pool P --type process`` in ``docker run``); each logs to a file the test
+searches for tracebacks. Containers use the host's network and process namespaces (``--network
+host --pid host``), so processes in every container and on the host judge each other's pids alike:
+see docs/scaling.md, "Process identity".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+IMAGE = "servegate-test/servegate:local"
+POOL = "scale-pool"
+LABEL = "servegate.test=scale"
+ENGINE = "python -m servegate.flows.engine"
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||sqlalchemy\.exc\.")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def problems(text: str, context: int = 15) -> list[str]:
+    lines = text.splitlines()
+    return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if _TRACEBACK.search(line)]
+
+
+def build_image() -> float:
+    """scripts/build-image.sh on a Debian base bootstrapped here, from a wheelhouse; returns seconds."""
+    started = time.monotonic()
+    done = subprocess.run([str(REPO / "scripts" / "build-image.sh"), "--local-base", "--wheelhouse", "--tag", IMAGE],
+                          cwd=REPO, capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, f"build-image.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return time.monotonic() - started
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, f"docker {' '.join(args)}: exit {done.returncode}\n{done.stderr[-3000:]}"
+    return done
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, deadline_s: float) -> None:
+    import httpx
+
+    started = time.monotonic()
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, f"{proc.args[:3]} exited {proc.returncode}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() - started < deadline_s, f"{url} did not answer in {deadline_s} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@dataclass
+class Stack:
+    """Everything of one scaled-out setup under ``root``; :meth:`close` stops it all."""
+
+    root: Path
+    prefect_port: int = field(default_factory=free_port)
+    mlflow_port: int = field(default_factory=free_port)
+    rest_port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.shared = self.root / "shared"        # bind-mounted at the same path into every container
+        self.store = self.shared / "store"
+        self.logs = self.root / "logs"
+        for d in (self.store, self.logs, self.root / "home"):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.shared, 0o777)  # the image's user (uid 10001) writes the store
+        os.chmod(self.store, 0o777)
+
+    # ------------------------------------------------------------------ settings that point the parts at each other
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def production_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def host_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SERVEGATE_", "MLFLOW_"))}
+        env.update(HOME=str(self.root / "home"), PREFECT_HOME=str(self.root / "home" / ".prefect"),
+                   PREFECT_API_URL=self.api_url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   MLFLOW_TRACKING_URI=self.tracking_uri, SERVEGATE_STORE=str(self.store),
+                   PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="2")
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = self.logs / f"{name}.log"
+        proc = subprocess.Popen(args, env=self.host_env(), cwd=self.root, stdin=subprocess.DEVNULL,
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc, log
+
+    # ------------------------------------------------------------------ servers
+    def start_prefect(self) -> None:
+        proc, log = self._spawn("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                                   "--port", str(self.prefect_port)])
+        _wait_http(f"{self.api_url}/health", proc, log, 240)
+
+    def start_mlflow(self) -> None:
+        data = self.root / "mlflow"
+        data.mkdir(exist_ok=True)
+        proc, log = self._spawn("mlflow-server", [
+            str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port),
+            "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
+            "--artifacts-destination", str(data / "artifacts"), "--serve-artifacts", "--workers", "2"])
+        _wait_http(f"{self.tracking_uri}/health", proc, log, 240)
+
+    def _run_container(self, name: str, command: list[str], extra: tuple[str, ...] = ()) -> str:
+        docker("rm", "-f", name, check=False)
+        docker("run", "-d", "--name", name, "--label", LABEL, "--network", "host", "--pid", "host",
+               "-v", f"{self.shared}:{self.shared}", *extra,
+               "-e", f"PREFECT_API_URL={self.api_url}", "-e", f"MLFLOW_TRACKING_URI={self.tracking_uri}",
+               "-e", f"SERVEGATE_STORE={self.store}", "-e", "PREFECT_LOGGING_LEVEL=INFO",
+               IMAGE, *command)
+        self.containers.append(name)
+        return name
+
+    def start_worker(self, name: str, limit: int = 2) -> str:
+        """``prefect worker start --pool POOL --type process`` in a container from the image."""
+        return self._run_container(name, ["prefect", "worker", "start", "--pool", POOL, "--type", "process",
+                                          "--name", name, "--limit", str(limit)])
+
+    def start_production(self, models: list[str]) -> str:
+        """The bundled server in a container from the image, watching ``production/<model>`` of the store."""
+        entries = "".join(f'  config {{ name: "{m}" base_path: "{self.store / "production" / m}" '
+                          'model_platform: "tensorflow" }\n' for m in models)
+        config = self.shared / "models.config"
+        config.write_text(f"model_config_list {{\n{entries}}}\n")
+        name = self._run_container("scale-production", [
+            "python", "-m", "servegate.serving", "--port=0", f"--rest_api_port={self.rest_port}",
+            f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2"])
+        import httpx
+
+        started = time.monotonic()
+        while True:
+            try:
+                if all(httpx.get(f"{self.production_url}/v1/models/{m}", timeout=2).status_code == 200 for m in models):
+                    return name
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - started < 180, f"production server not up:\n{self.container_log(name)[-3000:]}"
+            time.sleep(0.5)
+
+    def container_log(self, name: str) -> str:
+        done = docker("logs", name, check=False, timeout=60)
+        return done.stdout + done.stderr
+
+    def close(self) -> None:
+        for name in self.containers:
+            (self.logs / f"{name}.container.log").write_text(self.container_log(name))
+            docker("rm", "-f", name, check=False)
+        for proc in reversed(self.procs):
+            _stop(proc)
