@@ -114,3 +114,59 @@ def test_the_rollback_flow_emits_rolled_back(tmp_path, prefect_harness, tiny_sav
     assert (payload["version"], payload["production_version"], payload["action"]) == (2, 1, "rollback")
     assert payload["reasons"] == ["p95 doubled on the dashboard"] and payload["mlflow_run_id"] == result["mlflow_run_id"]
     assert events[0].resource["servegate.version"] == "2"
+
+
+def test_the_documented_automation_notifies_when_production_was_rolled_back(tmp_path, prefect_harness):
+    """docs/deploying-with-prefect.md's Automation, created with ``prefect automation create`` on the
+    Prefect server, posts its notification (a webhook block to a local HTTP server) on the event."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.settings import PREFECT_API_URL
+
+    from servegate.flows.events import emit_rollback
+    from tests.conftest import REPO_ROOT
+
+    received: list[str] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(self.rfile.read(int(self.headers.get("content-length", 0))).decode())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        block_id = CustomWebhookNotificationBlock(
+            name="hook", url=f"http://127.0.0.1:{server.server_port}/hook", method="POST",
+            json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(f"servegate-test-{uuid.uuid4().hex[:6]}")
+        docs = (REPO_ROOT / "docs" / "deploying-with-prefect.md").read_text()
+        automation = re.search(r"```yaml\n(automations:.*?)```", docs, re.S).group(1)
+        path = tmp_path / "servegate-automations.yaml"
+        path.write_text(automation.replace("00000000-0000-0000-0000-000000000000", str(block_id)))
+        created = subprocess.run([sys.executable, "-m", "prefect", "automation", "create", "--from-file", str(path)],
+                                 env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+                                 capture_output=True, text=True, timeout=120)
+        assert created.returncode == 0, created.stderr[-2000:]
+        name = f"ev-auto-{uuid.uuid4().hex[:6]}"
+        time.sleep(2)  # the server loads new automations on its next refresh
+        emit_rollback({"model_name": name, "from_version": 3, "to_version": 2, "reason": "bake alarm error_rate",
+                       "mlflow_run_id": "run-1", "changed": True}, "flow-1")
+        deadline = time.monotonic() + 60
+        while not any(name in body for body in received) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        body = next((b for b in received if name in b), None)
+        assert body is not None, received
+        assert f"servegate: {name} rolled back" in body and "version 3 was rolled back; production serves 2" in body
+        assert "bake alarm error_rate" in body and "MLflow run run-1" in body
+    finally:
+        server.shutdown()
