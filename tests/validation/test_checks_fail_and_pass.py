@@ -133,6 +133,14 @@ def test_a_slow_candidate_fails_the_p95_ratio_against_production(canary, referen
     assert figures["baseline_p95_ms"].value < figures["p95_ms"].value
     assert "interleaved" in report.check("service_level").message
     assert (tmp_path / "report" / "latency.png").is_file()
+    # The same slowdown within ratio_min_difference_ms is not judged a slowdown: the setting is applied.
+    lenient = _validate(canary, reference_parquet, models.SIGNATURE,
+                        {"parity": {"enabled": False}, "regression": {"enabled": False},
+                         "service_level": {"requests": 12, "min_requests": 12, "max_p95_ms": None,
+                                           "ratio_min_difference_ms": 60_000}},
+                        VERSION["slow"], tmp_path / "lenient", baseline=VERSION["good"])
+    assert lenient.check("service_level").status == "passed", lenient.to_markdown()
+    assert "not a slowdown" in lenient.check("service_level").message
 
 
 def test_the_same_model_passes_the_ratio_and_too_few_requests_are_not_judged(canary, reference_parquet, tmp_path):
