@@ -86,3 +86,26 @@ def test_the_readme_documents_every_field_with_its_default():
         section = getattr(field.annotation, "model_fields", None)
         if section is not None:
             assert set(documented[name]) == set(section), name
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"warmup": {"requests": 0}}, "field 'warmup.requests'"),
+    ({"warmup": {"requests": 1001}}, "field 'warmup.requests'"),
+    ({"require": ["quality", "speed"]}, "field 'require.1'"),
+    ({"output": "a", "outputs": {"b": {}}}, "set 'output' (one output) or 'outputs'"),
+    ({"outputs": {"a": {"task": "ranking"}}}, "field 'outputs.a.task'"),
+    ({"distribution": {"max_ks": 0}}, "field 'distribution.max_ks'"),
+    ({"service_level": {"concurrency": 0}}, "field 'service_level.concurrency'"),
+])
+def test_new_fields_are_checked(data, expected):
+    with pytest.raises(ValidationConfigError) as info:
+        load_config(data)
+    assert expected in str(info.value)
+
+
+def test_new_fields_have_their_documented_defaults():
+    config = load_config(None)
+    assert (config.warmup.enabled, config.warmup.requests) == (True, 100)
+    assert config.distribution.max_ks == 0.35 and config.service_level.max_p95_ratio == 1.5
+    assert config.service_level.requests == 200 and config.service_level.min_requests == 50
+    assert config.require == [] and config.data_docs is False
