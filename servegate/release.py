@@ -135,9 +135,9 @@ class Release:
         kept in the store's history and on the rollback run. Every call is a
         recorded run, also one that finds production already at ``to_version``.
         """
-        before, _ = self._production(name)
         self._check_tracking()
-        moved = self.store.rollback(name, to_version=to_version, run_id=run_id).rejected
+        moved_by_store = self.store.rollback(name, to_version=to_version, run_id=run_id)
+        before, moved = moved_by_store.from_version, moved_by_store.rejected  # as seen under the store's lock
 
         def record(result: ReleaseResult) -> None:
             self._mark(name, moved, "rolled_back", reason)

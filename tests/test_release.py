@@ -194,30 +194,27 @@ def test_mlflow_failing_after_the_store_moved_says_what_production_serves(releas
 
 
 @pytest.mark.slow
-def test_rollback_flow_is_the_same_release(tmp_path, src):
+def test_rollback_flow_is_the_same_release(tmp_path, src, monkeypatch):
     """The rollback-model flow, run as a script in a brand-new HOME (Prefect's own ephemeral server)."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SERVEGATE_HOME", "SERVEGATE_STORE", "MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
-    env.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), PYTHONPATH=str(REPO_ROOT),
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
-    setup = ("import sys; from pathlib import Path; from tests.test_release import deploy_like; "
-             "from servegate.release import Release; rel = Release(); "
-             "[deploy_like(rel, 'm-flow', Path(sys.argv[1])) for _ in range(2)]")
-    subprocess.run([sys.executable, "-c", setup, str(src)], env=env, cwd=REPO_ROOT, check=True, timeout=300,
-                   capture_output=True)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("SERVEGATE_HOME", "SERVEGATE_STORE", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+        monkeypatch.delenv(var, raising=False)
+    rel = Release()  # the defaults under the new HOME, as the flow will find them
+    for _ in range(2):
+        deploy_like(rel, "m-flow", src)
     script = ("import json; from servegate.flows.rollback import rollback_model; "
               "print('RESULT', json.dumps(rollback_model(name='m-flow', reason='canary drift')))")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert (result["from_version"], result["to_version"], result["versions"]) == (2, 1, [2])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        tracker = Tracker()
+    assert rel.store.versions("m-flow", "production") == [1]
+    tracker = rel.tracker
     assert champion_serving(tracker, "m-flow") == "1"
     assert tracker.find_version("m-flow", 2).tags["verdict"] == "rolled_back"
     run = tracker.client.get_run(result["mlflow_run_id"])
