@@ -245,6 +245,9 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
         echo(f"  Prefect UI:  {PREFECT_UI_URL.value() or PREFECT_API_URL.value()}/runs")
     else:
         echo(f"  Prefect UI:  {bin_dir / 'prefect'} server start   # then http://127.0.0.1:4200/runs (same local database)")
-    echo(f"  MLflow UI:   {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000   # then http://127.0.0.1:5000")
+    from servegate.tracking import Tracker
+
+    runs_url = Tracker(tracking_uri).ui_url(MODEL_NAME)  # opens MLflow 3's model-training view of the runs
+    echo(f"  MLflow UI:   {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000   # then {runs_url}")
     echo(f"  store:       {bin_dir / 'servegate'} status --name {MODEL_NAME} --store {store_root}")
     return DemoSummary(work_dir, outcomes, stats, served_now, tracking_uri, seconds, ok)
