@@ -150,27 +150,28 @@ def _write_report(record: AttemptRecord, data: dict[str, Any], settings) -> None
 
 
 class _Progress:
-    """A Prefect progress artifact for the bake, inside a Prefect task run; nothing elsewhere."""
+    """A Prefect progress artifact for the bake, inside a Prefect task run; nothing elsewhere. Made at
+    the first update, so that the bake's first snapshot is not kept waiting on the API."""
 
     def __init__(self, name: str, duration: float) -> None:
-        self.artifact_id = None
-        if _in_prefect_run():
-            from prefect.artifacts import create_progress_artifact
-
-            from servegate.flows.artifacts import artifact_key
-
-            self.artifact_id = create_progress_artifact(
-                0.0, key=artifact_key(name, "bake"), description=f"bake of {name}: {duration:g} s watching production")
+        self.name, self.duration, self.artifact_id = name, duration, None
+        self.enabled = _in_prefect_run()
 
     def update(self, fraction: float, result) -> None:
-        if self.artifact_id is None:
+        if not self.enabled:
             return
-        from prefect.artifacts import update_progress_artifact
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        from servegate.flows.artifacts import artifact_key
 
         bake = result.bake or {}
-        update_progress_artifact(self.artifact_id, round(100.0 * fraction, 1),
-                                 description=f"bake: {bake.get('requests', 0)} requests, error rate "
-                                             f"{bake.get('error_rate')}, p95 {bake.get('p95_ms')} ms")
+        said = (f"bake: {bake.get('requests', 0)} requests, error rate {bake.get('error_rate')}, "
+                f"p95 {bake.get('p95_ms')} ms" + (f"; alarm {result.alarm['name']}" if result.alarm else ""))
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(
+                0.0, key=artifact_key(self.name, "bake"),
+                description=f"bake of {self.name}: {self.duration:g} s watching production")
+        update_progress_artifact(self.artifact_id, round(100.0 * fraction, 1), description=said)
 
 
 def _in_prefect_run() -> bool:

@@ -123,10 +123,10 @@ def run_bake(source: Source, result: BakeResult, before: WindowStats | None, set
         result.bake = whole.to_dict()
         result.ticks.append({"elapsed_s": round(elapsed, 3), "interval": last.to_dict(), "window": whole.to_dict()})
         alarm = _judge(before, whole, last, elapsed, settings)
+        if alarm is not None:  # straight back: the rollback waits on nothing else
+            return _end(result, alarm)
         if on_tick is not None:
             on_tick(min(1.0, elapsed / result.duration_s), result)
-        if alarm is not None:
-            return _end(result, alarm)
         prev = snap
     if not result.bake or result.bake["requests"] < settings.min_requests:
         seen = result.bake["requests"] if result.bake else 0

@@ -209,6 +209,14 @@ def model_event(name: str, flow_run_id: str):
     pytest.fail(f"no {name} event of flow run {flow_run_id}")
 
 
+def bake_artifacts(flow_run_id: str) -> tuple:
+    """The run's bake progress artifact and its plots markdown, read back from the Prefect API."""
+    from tests.flows.test_deploy_flow import read_artifacts
+
+    found = read_artifacts(flow_run_id)
+    return found.get(f"{NAME}-bake"), found.get(f"{NAME}-plots")
+
+
 def no_traceback(workspace, result) -> None:
     for path in workspace.logs.glob("production*.log"):
         assert "Traceback" not in path.read_text(errors="replace"), path
@@ -262,6 +270,9 @@ def test_bake_rolls_back_a_model_that_fails_on_part_of_real_traffic(workspace, m
     assert tracker.alias_version(NAME, "champion").tags["serving_version"] == "1"
     tags = tracker.find_version(NAME, 2).tags
     assert tags["verdict"] == "rolled_back" and "bake alarm error_rate" in tags["reasons"]
+    progress, plots = bake_artifacts(outcome["prefect_flow_run_id"])
+    assert progress.type == "progress" and progress.data == 100.0 and "alarm error_rate" in progress.description
+    assert "### bake" in plots.data and "data:image/png;base64," in plots.data
     assert event.payload["alarm"]["name"] == "error_rate" and event.payload["mlflow_run_id"] == outcome["mlflow_run_id"]
     no_traceback(workspace, result)
 
@@ -286,4 +297,6 @@ def test_a_healthy_model_passes_the_bake_with_zero_failed_requests(workspace, mo
     assert watch.changes[-1][1] == 2
     event = model_event("servegate.model.promoted", outcome["prefect_flow_run_id"])
     assert event.payload["figures"]["bake.alarm"] == 0.0 and event.payload["version"] == 2
+    progress, plots = bake_artifacts(outcome["prefect_flow_run_id"])
+    assert progress.type == "progress" and progress.data == 100.0 and "### bake" in plots.data
     no_traceback(workspace, result)
