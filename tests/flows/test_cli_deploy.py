@@ -122,7 +122,8 @@ def test_missing_model_exits_2(cli_env, demo_files, tmp_path):
                        "--reference", str(demo_files["baseline"].reference_path), "--json")
     assert result.returncode == 2
     assert "gone.keras" in result.stderr and "model not found" in result.stderr
-    assert result.stdout == ""
+    error = json.loads(result.stdout)["error"]  # --json: one object on stdout, errors included
+    assert error["kind"] == "ModelFileMissingError" and "gone.keras" in error["message"]
 
 
 def test_missing_reference_exits_2(cli_env, demo_files, tmp_path):
