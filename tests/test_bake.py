@@ -62,7 +62,8 @@ def stats(requests: int, errors: int, p95_ms: float | None, seconds: float = 5.0
     (stats(100, 0, 2.0), stats(100, 30, 2.0), ["error_rate", "error_rate_vs_before"]),
     (stats(100, 4, 2.0), stats(100, 4, 2.0), []),                        # as bad as before: not the new version
     (stats(100, 0, 2.0), stats(100, 3, 2.0), ["error_rate_vs_before"]),  # under the ceiling, up 3 points
-    (stats(100, 0, 20.0), stats(100, 0, 50.0), ["p95_latency_vs_before"]),
+    (stats(100, 0, 20.0), stats(100, 0, 70.0), ["p95_latency_vs_before"]),
+    (stats(100, 0, 20.0), stats(100, 0, 50.0), []),                      # 2.5x: within max_p95_ratio 3
     (stats(100, 0, 2.0), stats(100, 0, 8.0), []),                        # 4x, but under latency_floor_ms
     (stats(100, 0, 500.0), stats(100, 0, 1500.0), ["p95_latency"]),      # 3x too, absolute first
     (None, stats(100, 30, 2.0), ["error_rate"]),
@@ -129,6 +130,19 @@ def test_a_failure_that_starts_late_is_judged_on_the_last_interval():
     snaps = [snap(0, 0, 0)] + [snap(1000 * i, 0, 5 * i) for i in range(1, 4)] + [snap(3040, 20, 20)]
     result, _ = _bake(Scripted(snaps))
     assert result.verdict == "alarm" and "last 5.0 s" in result.alarm["message"], result.alarm
+
+
+def test_one_slow_interval_does_not_fire_the_latency_alarm_alone():
+    from servegate.serving.server.metrics import ServingMetrics
+
+    metrics, snaps = ServingMetrics(), []
+    for i in range(5):  # 3 intervals of 1000 requests at 2 ms, then one of 100 at 40 ms
+        for _ in range(1000 if 0 < i < 4 else 100 if i == 4 else 0):
+            metrics.record_request("m", "OK", "predict", "REST", 0.040 if i == 4 else 0.002)
+        snaps.append(parse(metrics.render(), "m", at=5.0 * i))
+    result, _ = _bake(Scripted(snaps), before=stats(100, 0, 2.0))
+    assert result.verdict == "passed", result.alarm
+    assert result.ticks[-1]["interval"]["p95_ms"] > 30 and result.bake["p95_ms"] < 10  # 20x for one interval
 
 
 def test_production_that_stops_answering_fires_after_two_evaluations():

@@ -67,6 +67,8 @@ def _latency_alarms(before: WindowStats | None, bake: WindowStats, s: BakeSettin
     return out
 
 
-def evaluate(before: WindowStats | None, bake: WindowStats, settings: BakeSettings) -> list[Alarm]:
-    """Every alarm ``bake`` fires (``before``: the window before promotion, None when unknown)."""
-    return _error_alarms(before, bake, settings) + _latency_alarms(before, bake, settings)
+def evaluate(before: WindowStats | None, bake: WindowStats, settings: BakeSettings,
+             latency: bool = True) -> list[Alarm]:
+    """Every alarm ``bake`` fires (``before``: the window before promotion, None when unknown;
+    ``latency=False``: the error alarms only)."""
+    return _error_alarms(before, bake, settings) + (_latency_alarms(before, bake, settings) if latency else [])

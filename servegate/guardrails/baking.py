@@ -4,8 +4,9 @@ A *source* is anything with ``snapshot() -> Snapshot``: production's metrics
 page (:class:`MetricsSource`) or the steady probe
 (:class:`servegate.guardrails.probe.Probe`). :func:`measure_before` reads the
 window before promotion; :func:`run_bake` reads one snapshot at its start and
-one every ``interval_s``, and judges both the whole bake window so far and the
-last interval (a failure that starts late is not diluted by a healthy start).
+one every ``interval_s``, and judges the whole bake window so far and, for
+errors, also the last interval (a failure that starts late is not diluted by
+a healthy start; one interval's p95 is too noisy to judge alone).
 Production that stops answering its metrics page for two evaluations in a row
 fires ``production_unreachable``.
 """
@@ -75,8 +76,10 @@ def measure_before(source: Source, seconds: float, min_requests: int, sleep: Cal
 
 def _judge(before: WindowStats | None, whole: WindowStats, last: WindowStats, elapsed: float,
            settings: BakeSettings) -> Alarm | None:
-    for stats, span in ((whole, f"first {elapsed:.1f} s of the bake"), (last, f"last {last.seconds:.1f} s")):
-        alarms = evaluate(before, stats, settings)
+    # Latency only over the whole bake: one short interval's p95 on a busy host is noise, not a cliff.
+    for stats, span, latency in ((whole, f"first {elapsed:.1f} s of the bake", True),
+                                 (last, f"last {last.seconds:.1f} s", False)):
+        alarms = evaluate(before, stats, settings, latency)
         if alarms:
             alarm = alarms[0]
             alarm.message = f"{alarm.message}, in the {span}"

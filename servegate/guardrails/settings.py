@@ -18,8 +18,11 @@ Alarms (each can be switched off with ``null``):
   ``latency_floor_ms`` (below it the difference is noise, not a cliff).
 
 A window with fewer than ``min_requests`` requests is not judged. Every
-``interval_s`` the window since the bake started is judged; the first alarm
-ends the bake and production is rolled back.
+``interval_s`` the window since the bake started is judged (and, for errors,
+the last interval too); the first alarm ends the bake and production is
+rolled back. The latency alarms are deliberately loose (3x, above 10 ms):
+measured on a busy 2-core host, one healthy version's p95 varied 3x between
+2 s windows, and a false alarm rolls back a good model.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class BakeSettings(Section):
     max_error_rate: float | None = Field(0.05, ge=0, le=1, description="absolute limit on the bake window's error rate")
     max_error_rate_increase: float | None = Field(0.01, ge=0, le=1, description="error rate over the one before promotion")
     max_p95_ms: float | None = Field(1000.0, gt=0, description="absolute limit on p95 latency (successful requests)")
-    max_p95_ratio: float | None = Field(2.0, gt=0, description="p95 latency over the p95 before promotion")
+    max_p95_ratio: float | None = Field(3.0, gt=0, description="p95 latency over the p95 before promotion")
     latency_floor_ms: float = Field(10.0, ge=0, description="a p95 under this never fires the ratio alarm")
 
     def before_window_s(self) -> float:
