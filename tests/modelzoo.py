@@ -43,3 +43,23 @@ def export(model, path: Path) -> Path:
 def reference_inputs(n_rows: int = 64, n_features: int = N_FEATURES, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n_rows, n_features)).astype("float32")
+
+
+# The source of a module that registers a custom Keras layer under ``package`` (fill with
+# ``.format(package=...)``): models saved with it load only where the module is imported.
+CUSTOM_LAYER_MODULE = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="{package}")
+class ScaleLayer(keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {{**super().get_config(), "factor": self.factor}}
+'''

@@ -171,22 +171,7 @@ def test_golden_with_wrong_inputs_names_them(tiny_savedmodel):
 # module registers ScaleLayer under its own package, so the tests do not depend
 # on their order.
 
-_LAYER_MODULE = '''
-import keras
-
-
-@keras.saving.register_keras_serializable(package="{package}")
-class ScaleLayer(keras.layers.Layer):
-    def __init__(self, factor=2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, x):
-        return x * self.factor
-
-    def get_config(self):
-        return {{**super().get_config(), "factor": self.factor}}
-'''
+from tests.modelzoo import CUSTOM_LAYER_MODULE as _LAYER_MODULE  # noqa: E402  (a template: .format(package=...))
 
 _BUILD_SCRIPT = '''
 import sys

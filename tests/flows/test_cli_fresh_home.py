@@ -20,26 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests import modelzoo
 from tests.conftest import REPO_ROOT
 
 NAME = "fresh"
 
-_LAYER = '''
-import keras
-
-
-@keras.saving.register_keras_serializable(package="fresh_home")
-class ScaleLayer(keras.layers.Layer):
-    def __init__(self, factor=2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, x):
-        return x * self.factor
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
-'''
+_LAYER = modelzoo.CUSTOM_LAYER_MODULE.format(package="fresh_home")
 
 _BUILD = '''
 import sys
@@ -157,8 +143,6 @@ def _bad_input(kind: str, tmp_path: Path, good_reference: Path) -> list[str]:
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_refused_before_any_run(case, tiny_savedmodel, tmp_path):
     import pandas as pd
-
-    from tests import modelzoo
 
     home = tmp_path / "home"
     home.mkdir()
