@@ -1,1 +1,1 @@
-"""Thin Prefect tasks over the plain-Python steps in :mod:`servegate.pipeline`."""
+"""Prefect tasks made from the deploy's declared steps (:mod:`servegate.attempt.steps`); see deploy_tasks."""

@@ -12,7 +12,7 @@ bundled server (``python -m servegate.serving``). Life cycle (see base.py):
   server, so that :func:`~servegate.serving.runners.reap.reap` can end a canary
   whose owner was SIGKILLed.
 - When this process holds a prewarmed bundled server for the model
-  (:mod:`servegate.serving.runners.warm`, started by a deploy before the
+  (:mod:`servegate.runtime.warm`, started by a deploy before the
   candidate existed) and the runner would start the bundled server with this
   process's environment, the first launch hands that server its flags
   instead of starting a new one (its TensorFlow import is already done); it
