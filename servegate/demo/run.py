@@ -161,6 +161,42 @@ class DemoSummary:
     ok: bool
 
 
+def _echo_links(echo: Callable[[str], None], tracking_uri: str, store_root: Path) -> None:
+    """The commands that open the runs (full paths: they work without activating the venv)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    from servegate.tracking import Tracker
+
+    bin_dir = Path(sys.executable).parent
+    echo("open the runs:")
+    if PREFECT_API_URL.value():
+        echo(f"  Prefect UI:  {PREFECT_UI_URL.value() or PREFECT_API_URL.value()}/runs")
+    else:
+        echo(f"  Prefect UI:  {bin_dir / 'prefect'} server start   # then http://127.0.0.1:4200/runs (same local database)")
+    runs_url = Tracker(tracking_uri).ui_url(MODEL_NAME)  # opens MLflow 3's model-training view of the runs
+    echo(f"  MLflow UI:   {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000   # then {runs_url}")
+    echo(f"  store:       {bin_dir / 'servegate'} status --name {MODEL_NAME} --store {store_root}")
+
+
+def _under_traffic(server: "ProductionServer", deploy: Callable[..., dict], echo: Callable[[str], None]):
+    """Steps 4 and 5: a broken model rejected, an improved one promoted while a client queries production."""
+    echo("4/5 deploying a deliberately broken model (its output bias wiped)")
+    broken = deploy("broken", production_url=server.rest_url)
+    echo(f"    production server still serves version {server.serving_version()}")
+
+    echo("5/5 deploying the improved model while a client queries production continuously")
+    from servegate.demo.model import load_data
+
+    sample = {"features": load_data().x_reference[:4]}
+    with ProductionTraffic(server.grpc_target, sample) as traffic:
+        improved = deploy("improved", production_url=server.rest_url)
+        time.sleep(1.0)  # let the client see the new version answer for a moment
+    stats = traffic.stats
+    echo(f"    production traffic: {stats.sent} requests, {stats.failed} failed, answers by version: "
+         f"{dict(sorted(stats.versions_seen.items()))}")
+    return broken, improved, stats, server.serving_version()
+
+
 def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) -> DemoSummary:
     """Run the demo; see the module docstring. Returns what happened."""
     from servegate.cli.deploy_run import run_deploy_flow
@@ -172,20 +208,17 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
     work_dir = Path(work_dir) if work_dir else servegate_home() / "demo" / time.strftime("%Y%m%d-%H%M%S")
     work_dir.mkdir(parents=True, exist_ok=True)
     store_root = work_dir / "store"
-    models_dir = work_dir / "models"
     tracking_uri = f"sqlite:///{work_dir / 'mlflow.db'}"
     store = ModelStore(store_root)
-    common = dict(name=MODEL_NAME, store=str(store_root), tracking_uri=tracking_uri)
 
     echo(f"servegate demo in {work_dir}")
     echo("1/5 training the demo model (diabetes, scikit-learn's bundled data): baseline, broken, improved")
-    files = {v: train_demo_model(out_dir=str(models_dir), variant=v) for v in ("baseline", "broken", "improved")}
-
+    files = {v: train_demo_model(out_dir=str(work_dir / "models"), variant=v) for v in ("baseline", "broken", "improved")}
     outcomes: list[dict] = []
 
     def deploy(variant: str, **extra) -> dict:
         outcome = run_deploy_flow(model_path=files[variant]["model_path"], reference=files[variant]["reference"],
-                                  **common, **extra)
+                                  name=MODEL_NAME, store=str(store_root), tracking_uri=tracking_uri, **extra)
         outcomes.append({"variant": variant, **outcome})
         reasons = "".join(f"\n      - {r}" for r in outcome["reasons"])
         echo(f"    -> version {outcome['version']}: {outcome['verdict']}; production serves "
@@ -198,37 +231,15 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
         raise ServingError(f"demo: the baseline was not promoted: {first['reasons']}")
 
     echo("3/5 starting a production server on " + str(store.base_path("production", MODEL_NAME)))
-    stats = TrafficStats()
     with ProductionServer(store.base_path("production", MODEL_NAME), work_dir / "production-server.log") as server:
         server.wait_for_version(first["version"])
         echo(f"    production server: {server.rest_url} (REST), {server.grpc_target} (gRPC), serving version "
              f"{first['version']}")
-
-        echo("4/5 deploying a deliberately broken model (its output bias wiped)")
-        broken = deploy("broken", production_url=server.rest_url)
-        echo(f"    production server still serves version {server.serving_version()}")
-
-        echo("5/5 deploying the improved model while a client queries production continuously")
-        from servegate.demo.model import load_data
-
-        sample = {"features": load_data().x_reference[:4]}
-        with ProductionTraffic(server.grpc_target, sample) as traffic:
-            improved = deploy("improved", production_url=server.rest_url)
-            # let the client see the new version answer for a moment
-            time.sleep(1.0)
-        stats = traffic.stats
-        served_now = server.serving_version()
-        echo(f"    production traffic: {stats.sent} requests, {stats.failed} failed, answers by version: "
-             f"{dict(sorted(stats.versions_seen.items()))}")
+        broken, improved, stats, served_now = _under_traffic(server, deploy, echo)
 
     seconds = time.perf_counter() - started
-    ok = (
-        first["verdict"] == "promoted"
-        and broken["verdict"] == "rejected"
-        and improved["verdict"] == "promoted"
-        and served_now == improved["version"]
-        and stats.failed == 0
-    )
+    ok = (first["verdict"] == "promoted" and broken["verdict"] == "rejected" and improved["verdict"] == "promoted"
+          and served_now == improved["version"] and stats.failed == 0)
     echo("")
     echo(f"summary ({seconds:.0f} s): " + ("as expected" if ok else "NOT as expected"))
     for o in outcomes:
@@ -236,18 +247,5 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
              f"Prefect flow run {o['prefect_flow_run_id']}")
     echo(f"  production ({store.base_path('production', MODEL_NAME)}) serves version {served_now}")
     echo("")
-    echo("open the runs:")
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
-    # Full paths to this environment's commands: they work without activating the venv.
-    bin_dir = Path(sys.executable).parent
-    if PREFECT_API_URL.value():
-        echo(f"  Prefect UI:  {PREFECT_UI_URL.value() or PREFECT_API_URL.value()}/runs")
-    else:
-        echo(f"  Prefect UI:  {bin_dir / 'prefect'} server start   # then http://127.0.0.1:4200/runs (same local database)")
-    from servegate.tracking import Tracker
-
-    runs_url = Tracker(tracking_uri).ui_url(MODEL_NAME)  # opens MLflow 3's model-training view of the runs
-    echo(f"  MLflow UI:   {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000   # then {runs_url}")
-    echo(f"  store:       {bin_dir / 'servegate'} status --name {MODEL_NAME} --store {store_root}")
+    _echo_links(echo, tracking_uri, store_root)
     return DemoSummary(work_dir, outcomes, stats, served_now, tracking_uri, seconds, ok)
