@@ -62,8 +62,10 @@ COPY README.md /src/README.md
 COPY servegate /src/servegate
 RUN servegate-pip-install --no-deps --no-build-isolation /src \
  && rm -rf /src /usr/local/bin/servegate-pip-install \
+ && export HOME=/tmp/smoke-home \
  && python -c "import servegate.serving, servegate.flows.engine, prefect, tensorflow_serving.apis" \
- && servegate --help >/dev/null && prefect --version >/dev/null
+ && servegate --help >/dev/null && prefect --version >/dev/null \
+ && rm -rf /tmp/smoke-home
 
 USER servegate
 WORKDIR /work

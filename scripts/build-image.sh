@@ -145,7 +145,7 @@ fill_wheelhouse() {
   exit 1
 }
 
-args=(--tag "$TAG" --file Dockerfile)
+args=(--tag "$TAG" --file Dockerfile --force-rm)
 if [ "$LOCAL_BASE" = 1 ]; then
   ensure_local_base
   BASE=$LOCAL_BASE_TAG

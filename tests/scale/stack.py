@@ -38,8 +38,23 @@ def free_port() -> int:
 
 
 def problems(text: str, context: int = 15) -> list[str]:
+    """Tracebacks and ERROR lines (server logs), each with the lines after it."""
     lines = text.splitlines()
     return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if _TRACEBACK.search(line)]
+
+
+def tracebacks(text: str) -> list[str]:
+    """Each traceback in ``text``, from its first line to the exception line (the first unindented one).
+
+    For worker logs: a rejected deploy's task ends Failed ("Rejected"), which Prefect logs at ERROR by
+    design, so only tracebacks count there."""
+    lines = text.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if "Traceback (most recent call last)" in line:
+            end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith(" ")), len(lines) - 1)
+            found.append("\n".join(lines[i:end + 1]))
+    return found
 
 
 def build_image() -> float:
@@ -182,6 +197,11 @@ class Stack:
                 pass
             assert time.monotonic() - started < 180, f"production server not up:\n{self.container_log(name)[-3000:]}"
             time.sleep(0.5)
+
+    def check_running(self, names: list[str]) -> None:
+        for name in names:
+            state = docker("inspect", "-f", "{{.State.Status}}", name, check=False).stdout.strip()
+            assert state == "running", f"container {name} is {state or 'gone'}:\n{self.container_log(name)[-4000:]}"
 
     def container_log(self, name: str) -> str:
         done = docker("logs", name, check=False, timeout=60)
