@@ -87,6 +87,7 @@ class AttemptRecord:
     bake_before: dict[str, Any] | None = None  # snapshot production: mode, source, the window before promotion
     bake: dict[str, Any] | None = None  # bake production: servegate.guardrails.baking.BakeResult as a dict
     timings: dict[str, float] = field(default_factory=dict)  # every step, by the step runner
+    started_s: float | None = None  # the process's age when the first step began (attempt/clock.py)
 
     @property
     def name(self) -> str:
@@ -135,6 +136,10 @@ class DeployOutcome:
     prefect_flow_run_id: str | None = None
     report_uri: str | None = None  # the report, Data Docs and plots as MLflow artifacts
     timings: dict[str, float] = field(default_factory=dict)
+    # Seconds since the process that ran the deploy started (the CLI's, or the worker's flow-run process):
+    # until the outcome was printed, and until the first step began (interpreter start, imports, set-up).
+    wall_s: float | None = None
+    startup_s: float | None = None
 
     @property
     def exit_code(self) -> int:

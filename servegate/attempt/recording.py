@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from servegate.attempt import resources
+from servegate.attempt.clock import process_age_s
 from servegate.attempt.errors import ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord, DeployOutcome
 from servegate.errors import ServegateError
@@ -54,6 +55,7 @@ def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutc
         figures=figures, previous_production_version=record.previous_production, mlflow_run_id=record.run_id,
         mlflow_tracking_uri=record.request.tracking_uri, registry_version=record.registry_version,
         prefect_flow_run_id=record.flow_run_id, timings=dict(record.timings),
+        wall_s=process_age_s(), startup_s=record.started_s,
     )
     try:
         outcome.production_version = resources.store(record.request.store_root).status(record.name).serving_version

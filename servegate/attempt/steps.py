@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from servegate.attempt import bake, canary, exporting, inputs, production, recording, staging
+from servegate.attempt.clock import process_age_s
 from servegate.attempt.errors import ModelRejected
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
@@ -91,6 +92,8 @@ def step(name: str) -> Step:
 def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step with its retry policy; time it; a failed validation verdict raises :class:`ModelRejected`."""
     retryable = step_.retry_on()
+    if record.started_s is None:
+        record = record.but(started_s=process_age_s())
     started = time.perf_counter()
     for attempt in range(1, step_.attempts + 1):
         try:

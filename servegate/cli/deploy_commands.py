@@ -48,6 +48,10 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
         )
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
+    from servegate.attempt.clock import process_age_s
+
+    # This process ran the preflight before the flow's steps: its first step is the attempt's.
+    outcome.update(startup_s=record.started_s, wall_s=process_age_s())
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
     else:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,17 @@ def _flow_run(flow_run_id: str):
 @pytest.mark.slow
 def test_promoted_exits_0_with_json(cli_env, demo_files):
     files = demo_files["baseline"]
+    started = time.monotonic()
     result = servegate(cli_env, "deploy", "--model", str(files.model_path), "--name", "cli-" + NAME,
                        "--reference", str(files.reference_path), "--json")
+    waited = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout)
     assert outcome["verdict"] == "promoted" and outcome["version"] == 1 and outcome["reasons"] == []
+    # wall_s and startup_s count from the process's start: imports before the first step, every step
+    # after it (the flow's steps follow the preflight ones), all within what the caller waited
+    assert 0 < outcome["startup_s"] < outcome["wall_s"] <= waited, (outcome["startup_s"], outcome["wall_s"], waited)
+    assert outcome["startup_s"] + sum(outcome["timings"].values()) <= outcome["wall_s"], outcome
     assert any(k.startswith("parity.") for k in outcome["figures"]) and outcome["figures"]["quality.mae"] > 0
     assert outcome["mlflow_run_id"] and outcome["prefect_flow_run_id"]
     run = _flow_run(outcome["prefect_flow_run_id"])
