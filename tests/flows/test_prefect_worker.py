@@ -21,6 +21,10 @@ import pytest
 
 from tests.flows.prefect_procs import PREFECT, REPO, WORKER_POLL_LOCK, PrefectStack, problems
 
+# Several minutes on a 2-core machine (a server's first start, `prefect deploy`, two real deploys through
+# the worker, the UI): the reliability sweep, CI's second step, not the default suite.
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
 MODEL = "worker-demo"
 JUDGE = "validate on canary"
 
@@ -81,7 +85,6 @@ def _store_root(stack: PrefectStack) -> Path:
     return stack.home / ".servegate" / "store"  # the default under the fresh HOME
 
 
-@pytest.mark.slow
 def test_promoted_deploy_completes(stack, runs):
     (good, good_id), _ = runs
     assert good.returncode == 0, good.stdout[-2000:] + stack.worker_log.read_text()[-3000:]
@@ -91,7 +94,6 @@ def test_promoted_deploy_completes(stack, runs):
     assert sorted(p.name for p in production.iterdir() if p.name.isdigit()) == ["1"]
 
 
-@pytest.mark.slow
 def test_rejection_ends_failed_with_reasons_and_no_crash(stack, runs):
     from servegate.model_store import ModelStore
 
@@ -150,7 +152,6 @@ def _browse(chromium: str, url: str, screenshot: Path) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
-@pytest.mark.slow
 def test_prefect_ui_shows_the_runs_and_the_artifacts(stack, runs):
     """Headless Chromium on the real Prefect UI; screenshots kept in test-artifacts/."""
     chromium = _chromium()
