@@ -85,8 +85,8 @@ def snapshot_production(record: AttemptRecord) -> AttemptRecord:
         with _probe(record, settings) as probe:
             before = measure_before(probe, seconds or settings.interval_s, 1)
         mode, source = "probe", record.request.production_url
-    say(f"snapshot production ({mode}): {before.requests} requests, error rate {before.error_rate}, "
-        f"p95 {before.p95_ms} ms before promotion")
+    say(f"snapshot production ({mode}): {before.requests} requests, error rate {_num(before.error_rate)}, "
+        f"p95 {_num(before.p95_ms)} ms before promotion")
     return record.but(bake_before={"mode": mode, "source": source, "before": before.to_dict()})
 
 
@@ -165,13 +165,17 @@ class _Progress:
         from servegate.flows.artifacts import artifact_key
 
         bake = result.bake or {}
-        said = (f"bake: {bake.get('requests', 0)} requests, error rate {bake.get('error_rate')}, "
-                f"p95 {bake.get('p95_ms')} ms" + (f"; alarm {result.alarm['name']}" if result.alarm else ""))
+        said = (f"bake: {bake.get('requests', 0)} requests, error rate {_num(bake.get('error_rate'))}, "
+                f"p95 {_num(bake.get('p95_ms'))} ms" + (f"; alarm {result.alarm['name']}" if result.alarm else ""))
         if self.artifact_id is None:
             self.artifact_id = create_progress_artifact(
                 0.0, key=artifact_key(self.name, "bake"),
                 description=f"bake of {self.name}: {self.duration:g} s watching production")
         update_progress_artifact(self.artifact_id, round(100.0 * fraction, 1), description=said)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _in_prefect_run() -> bool:
