@@ -58,13 +58,14 @@ def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step's task; a verdict or an error comes back as the exception the plain runner would see."""
     with nullcontext() if step.undo is not None else _outside_transaction():
         state = task_for(step)(record.to_dict(), return_state=True)
-    data = state.result(raise_on_failure=False)
     if not state.is_failed():
-        return AttemptRecord.from_dict(data)
-    if isinstance(data, dict) and "verdict" in data:
-        exc, judged = undo_journal.verdict_from_payload(data)
-        exc.record = judged
+        return AttemptRecord.from_dict(state.result())
+    verdict = undo_journal.read_verdict(record.work_dir)
+    if verdict is not None:
+        exc, judged = verdict
+        exc.record = judged  # what the judging step produced (verdict, reasons, report)
         raise exc
+    data = state.result(raise_on_failure=False)
     if isinstance(data, BaseException):
         raise data
     raise OrchestrationError(f"step {step.name!r} ended {state.type.value}: {state.message}")

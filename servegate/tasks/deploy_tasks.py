@@ -40,8 +40,7 @@ def _body(step: Step):
         except VERDICTS as exc:
             judged = getattr(exc, "record", current)
             undo_journal.note_failure(current.work_dir, exc)
-            payload = undo_journal.verdict_payload(exc, judged)
-            return Failed(name=payload["state_name"], message=failure_reason(exc), data=payload)
+            return Failed(name=undo_journal.note_verdict(exc, judged), message=failure_reason(exc))
         except BaseException as exc:
             undo_journal.note_failure(current.work_dir, exc)
             raise

@@ -47,8 +47,29 @@ def apply_undone(record: AttemptRecord) -> AttemptRecord:
     return AttemptRecord.from_dict({**record.to_dict(), **json.loads(path.read_text())})
 
 
+VERDICT_FILE = "verdict.json"
+
+
+def note_verdict(exc: BaseException, record: AttemptRecord) -> str:
+    """Keep a judged step's verdict in the work dir (the flow turns it back into the exception);
+    returns the name of the task's Failed state. Kept out of the state's data, which Prefect's
+    log line would print whole."""
+    payload = verdict_payload(exc, record)
+    Path(record.work_dir, VERDICT_FILE).write_text(json.dumps(payload))
+    return payload["state_name"]
+
+
+def read_verdict(work_dir: str) -> tuple[BaseException, AttemptRecord] | None:
+    path = Path(work_dir, VERDICT_FILE)
+    if not path.exists():
+        return None
+    exc, judged = verdict_from_payload(json.loads(path.read_text()))
+    path.unlink()
+    return exc, judged
+
+
 def verdict_payload(exc: BaseException, record: AttemptRecord) -> dict[str, Any]:
-    """A judged step's Failed-state data: plain values the flow turns back into the verdict."""
+    """A judged step's verdict as plain values."""
     kind = "rejected" if isinstance(exc, ModelRejected) else "bake" if isinstance(exc, BakeAlarm) else "production"
     state_name = {"rejected": "Rejected", "bake": "BakeAlarm"}.get(kind, "VerificationFailed")
     return {"verdict": kind, "state_name": state_name, "message": failure_reason(exc),
