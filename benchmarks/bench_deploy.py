@@ -1,25 +1,33 @@
-"""``servegate deploy`` of the demo model beside a plain script doing the same work.
+"""``servegate deploy`` against the floor, side by side in one run.
 
-Measured: the wall time of ``servegate deploy --json`` in a fresh process (the
-CI interface, on its defaults: local ephemeral Prefect, MLflow in a SQLite
-file whose tables already exist, GX validation, the bundled server as canary).
+The floor (:data:`FLOOR`) is the least any deploy of a ``.keras`` file must
+do: one Python process that imports TensorFlow, loads the same file and
+exports the SavedModel. Measured for both, whole process trees
+(:mod:`benchmarks.proctree`): wall time, CPU seconds (every process, orphans
+included) and peak memory (the sum of the RSS of all their processes, sampled).
 
-Baseline: a fresh process running :data:`PLAIN_DEPLOY` — the same work with
-no orchestration and no tracking: load the Keras file and export a SavedModel,
-compute the golden predictions, copy it into a staging dir, start the bundled
-server on it, wait until AVAILABLE, send every reference row over REST,
-compare with the golden predictions, rename the version into production.
+- ``servegate deploy --json`` in a fresh process, on its defaults (local
+  Prefect server, MLflow in a SQLite file whose tables already exist, the
+  bundled server as canary), of the demo model. Goal: wall <= 1.5x the floor.
+- ``BENCH_DEPLOY_LARGE=1``: also a ~100 MB model (ResNet50, random weights,
+  64x64x3 inputs), where export dominates. Goal: <= 1.2x.
+- ``BENCH_DEPLOY_WORKER=1``: also prefect.yaml's ``deploy-model`` deployment
+  on a real ``prefect server start`` + ``prefect worker start`` (a fresh HOME,
+  as tests/flows/test_prefect_worker.py runs it), ``prefect deployment run
+  --watch`` of the demo model, timed against the CLI deploy of the same model
+  in the same round. Goal: <= 1.5x. Memory: the worker's flow-run processes.
 
-Both run on the same machine in the same run, alternately (plain, servegate,
-plain, servegate, ...), and medians are compared. Goal: <= 1.5x. The figure's
-detail says where servegate's time goes (its own per-step timings from the
-outcome, and what is left: process start, imports, Prefect, MLflow).
+The two options are off by default because they double the benchmark's time
+(ResNet50's export alone is about a minute on a loaded 2-core machine; the
+worker path starts a Prefect server first). Rounds alternate (floor, deploy,
+[worker]; 3 rounds, 1 with --quick) and medians are compared.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -29,52 +37,15 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Figure
+from benchmarks.proctree import TreeSampler, Usage, measure
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-PLAIN_DEPLOY = r'''
-import os, shutil, subprocess, sys, time
-from pathlib import Path
+FLOOR = r'''
+import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np, pandas as pd, requests, keras
-model_path, reference, work = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-export_dir = work / "export"
-keras.saving.load_model(model_path, compile=False).export(str(export_dir), format="tf_saved_model", verbose=False)
-import tensorflow as tf
-fn = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-frame = pd.read_parquet(reference)
-x = np.stack(frame["features"].to_numpy()).astype("float32")
-golden = list(fn(features=tf.constant(x)).values())[0].numpy()
-staging = work / "staging" / "plain" / "1"
-shutil.copytree(export_dir, staging)
-s = __import__("socket").socket(); s.bind(("127.0.0.1", 0)); rest = s.getsockname()[1]
-g = __import__("socket").socket(); g.bind(("127.0.0.1", 0)); grpc = g.getsockname()[1]; s.close(); g.close()
-server = subprocess.Popen([sys.executable, "-m", "servegate.serving", f"--port={grpc}", f"--rest_api_port={rest}",
-                           "--model_name=plain", f"--model_base_path={staging.parent}"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-try:
-    url = f"http://127.0.0.1:{rest}/v1/models/plain"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            states = requests.get(url, timeout=2).json().get("model_version_status", [])
-            if any(s["state"] == "AVAILABLE" for s in states):
-                break
-        except (requests.RequestException, ValueError):
-            pass
-        assert time.monotonic() < deadline, "plain: server not AVAILABLE"
-        time.sleep(0.05)
-    answers = []
-    for start in range(0, len(x), 256):
-        reply = requests.post(url + ":predict", json={"inputs": {"features": x[start:start + 256].tolist()}}, timeout=30)
-        answers.append(np.asarray(reply.json()["outputs"], dtype="float32"))
-    served = np.concatenate(answers).reshape(golden.shape)
-    assert np.allclose(served, golden, rtol=1e-4, atol=1e-5), "plain: parity failed"
-finally:
-    server.terminate(); server.wait(timeout=30)
-production = work / "production" / "plain"
-production.mkdir(parents=True)
-os.rename(staging, production / "1")
+import tensorflow, keras
+keras.saving.load_model(sys.argv[1], compile=False).export(sys.argv[2], format="tf_saved_model", verbose=False)
 '''
 
 
@@ -83,25 +54,107 @@ def _env(home: Path) -> dict:
                 MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
 
 
-def _plain_s(files, work: Path) -> float:
-    work.mkdir(parents=True)
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", PLAIN_DEPLOY, str(files.model_path), str(files.reference_path), str(work)],
-                   check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - started
+def _floor(model: Path, work: Path) -> Usage:
+    usage = measure([sys.executable, "-c", FLOOR, str(model), str(work / "floor-export")], cwd=REPO_ROOT)
+    if usage.returncode != 0:
+        raise RuntimeError(f"floor exited {usage.returncode}: {usage.stderr[-2000:]}")
+    shutil.rmtree(work / "floor-export", ignore_errors=True)
+    return usage
 
 
-def _servegate_s(files, home: Path, store: Path) -> tuple[float, dict]:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "servegate", "deploy", "--model", str(files.model_path), "--name", "bench",
-         "--reference", str(files.reference_path), "--store", str(store), "--json"],
-        cwd=REPO_ROOT, env=_env(home), capture_output=True, text=True,
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"servegate deploy exited {done.returncode}: {done.stderr[-2000:]}")
-    return seconds, json.loads(done.stdout)
+def _deploy(model: Path, reference: Path, home: Path, store: Path, name: str) -> tuple[Usage, dict]:
+    usage = measure([sys.executable, "-m", "servegate", "deploy", "--model", str(model), "--name", name,
+                     "--reference", str(reference), "--store", str(store), "--json"], env=_env(home), cwd=REPO_ROOT)
+    if usage.returncode != 0:
+        raise RuntimeError(f"servegate deploy exited {usage.returncode}: {usage.stderr[-2000:]}")
+    return usage, json.loads(usage.stdout)
+
+
+def _large_model(out: Path) -> tuple[Path, Path]:
+    """ResNet50 (random weights: nothing is downloaded), input ``features`` 64x64x3, and a 32-row reference."""
+    import keras
+    import numpy as np
+    import pandas as pd
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64, 64, 3), name="features")
+    outputs = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))(inputs)
+    model_path = out / "resnet50.keras"
+    keras.Model(inputs, outputs).save(model_path)
+    rows = np.random.default_rng(0).random((32, 64 * 64 * 3), dtype="float32")
+    reference = out / "resnet50-reference.parquet"
+    pd.DataFrame({"features": list(rows)}).to_parquet(reference, index=False)
+    return model_path, reference
+
+
+def _summary(usages: list[Usage]) -> dict:
+    return {"wall_s": [round(u.wall_s, 1) for u in usages], "cpu_s": [round(u.cpu_s, 1) for u in usages],
+            "peak_mib": [round(u.peak_rss_mib) for u in usages]}
+
+
+def _ratios(ours: list[Usage], floor: list[Usage]) -> dict:
+    def median(values, key):
+        return statistics.median(getattr(u, key) for u in values)
+
+    return {key: round(median(ours, key) / median(floor, key), 2) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+
+
+def _deploy_figure(title: str, goal: float, floor: list[Usage], ours: list[Usage], outcomes: list[dict]) -> Figure:
+    ratios = _ratios(ours, floor)
+    last = outcomes[-1]
+    detail = {"ratios_vs_floor": ratios, "servegate": _summary(ours), "floor": _summary(floor),
+              "servegate_startup_s": [o.get("startup_s") for o in outcomes],
+              "servegate_steps_s": last["timings"]}
+    print(f"# {title}: ratios {ratios}; servegate {detail['servegate']}; floor {detail['floor']}; "
+          f"startup {detail['servegate_startup_s']}; steps {last['timings']}", flush=True)
+    return Figure(title, ratios["wall_s"], goal, detail=detail)
+
+
+class _Worker:
+    """prefect.yaml's deploy-model on ``prefect server start`` + ``prefect worker start`` in a fresh HOME."""
+
+    def __init__(self, home: Path):
+        sys.path.insert(0, str(REPO_ROOT))
+        from tests.flows.prefect_procs import PREFECT, PrefectStack
+
+        self.prefect = PREFECT
+        home.mkdir(parents=True, exist_ok=True)
+        self.stack = PrefectStack(home=home)
+        self.stack.start_server()
+        self.stack.register("deploy-model")
+        self.stack.start_worker()
+        from servegate.tracking import Tracker
+
+        Tracker(f"sqlite:///{home / '.servegate' / 'mlflow.db'}")  # tables exist, as for the CLI's runs
+
+    def run(self, model: Path, reference: Path, name: str) -> tuple[Usage, dict]:
+        sampler = TreeSampler(self.stack.worker.pid, include_root=False).start()
+        started = time.perf_counter()
+        done = subprocess.run(
+            [self.prefect, "deployment", "run", "deploy-model/deploy-model", "-p", f"model_path={model}",
+             "-p", f"name={name}", "-p", f"reference={reference}", "--watch", "--watch-timeout", "600"],
+            env=self.stack.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=660)
+        wall = time.perf_counter() - started
+        sampler.stop()
+        found = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
+        if done.returncode != 0 or not found:
+            raise RuntimeError(f"prefect deployment run exited {done.returncode}: {done.stdout[-2000:]}")
+        import httpx
+
+        run = httpx.get(f"{self.stack.api}/flow_runs/{found.group(1)}", timeout=30).json()
+        timing = {"flow_run_s": run.get("total_run_time"),
+                  "wait_for_worker_s": round(wall - float(run.get("total_run_time") or 0), 1)}
+        return Usage(wall, sampler.cpu_s, sampler.peak_mib), timing
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def _worker_figure(cli: list[Usage], worker: list[Usage], timings: list[dict]) -> Figure:
+    ratio = round(statistics.median(u.wall_s for u in worker) / statistics.median(u.wall_s for u in cli), 2)
+    detail = {"worker": _summary(worker), "cli": _summary(cli), "worker_runs": timings}
+    print(f"# worker vs CLI: {ratio}; {detail}", flush=True)
+    return Figure("worker deployment run vs servegate deploy (demo)", ratio, 1.5, detail=detail)
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -110,28 +163,37 @@ def run(quick: bool = False) -> list[Figure]:
 
     rounds = 1 if quick else 3
     root = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    worker = None
     try:
         files = write_variant("baseline", root / "models")
         home = root / "home"
         Tracker(_env(home)["MLFLOW_TRACKING_URI"])  # create MLflow's tables before timing (a CI store has them)
-        plain, ours, outcomes = [], [], []
+        if os.environ.get("BENCH_DEPLOY_WORKER") == "1":
+            worker = _Worker(root / "worker-home")
+        floor, ours, outcomes, by_worker, worker_timings = [], [], [], [], []
         for i in range(rounds):
-            plain.append(_plain_s(files, root / f"plain-{i}"))
-            seconds, outcome = _servegate_s(files, home, root / f"store-{i}")
-            ours.append(seconds)
+            floor.append(_floor(files.model_path, root))
+            usage, outcome = _deploy(files.model_path, files.reference_path, home, root / "store", "bench")
+            ours.append(usage)
             outcomes.append(outcome)
-        ratio = statistics.median(ours) / statistics.median(plain)
-        steps = outcomes[-1]["timings"]
-        accounted = sum(steps.values())
-        detail = {
-            "servegate_deploy_s": [round(s, 2) for s in ours],
-            "plain_script_s": [round(s, 2) for s in plain],
-            "servegate_steps_s": steps,
-            "servegate_rest_s (process start, imports, Prefect, MLflow, artifacts)": round(ours[-1] - accounted, 2),
-        }
-        print(f"# deploy: servegate {detail['servegate_deploy_s']} s, plain {detail['plain_script_s']} s; "
-              f"steps {steps}; rest {detail['servegate_rest_s (process start, imports, Prefect, MLflow, artifacts)']} s",
-              flush=True)
-        return [Figure("servegate deploy vs plain script (demo model)", ratio, 1.5, detail=detail)]
+            if worker is not None:
+                usage, timing = worker.run(files.model_path, files.reference_path, "bench")
+                by_worker.append(usage)
+                worker_timings.append(timing)
+        figures = [_deploy_figure("servegate deploy vs floor (demo model)", 1.5, floor, ours, outcomes)]
+        if worker is not None:
+            figures.append(_worker_figure(ours, by_worker, worker_timings))
+        if os.environ.get("BENCH_DEPLOY_LARGE") == "1":
+            model, reference = _large_model(root / "models")
+            floor, ours, outcomes = [], [], []
+            for i in range(rounds):
+                floor.append(_floor(model, root))
+                usage, outcome = _deploy(model, reference, home, root / "store", "bench-large")
+                ours.append(usage)
+                outcomes.append(outcome)
+            figures.append(_deploy_figure("servegate deploy vs floor (ResNet50, ~100 MB)", 1.2, floor, ours, outcomes))
+        return figures
     finally:
+        if worker is not None:
+            worker.close()
         shutil.rmtree(root, ignore_errors=True)

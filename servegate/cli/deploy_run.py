@@ -21,6 +21,9 @@ def library_settings(verbose: bool) -> None:
     """Environment for the libraries, set before they are imported."""
     # No network beyond loopback is assumed: Prefect's server would log a failed telemetry call.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Likewise MLflow's usage telemetry: two threads, a config fetch and posts to an outside host, none of
+    # them the deploy's work (the runs, metrics and registry are untouched). Set by the user: kept as set.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # TensorFlow's C++ log below ERROR; with --verbose its warnings too.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
 
