@@ -147,9 +147,11 @@ fill_wheelhouse() {
 
 args=(--tag "$TAG" --file Dockerfile --force-rm)
 if [ "$LOCAL_BASE" = 1 ]; then
-  ensure_local_base
+  if [ "$BASE_ONLY" = 1 ]; then ensure_local_base; echo "$LOCAL_BASE_TAG"; exit 0; fi
+  # The base and the wheelhouse both wait on the network: bootstrap the one while pip fills the other.
+  ensure_local_base &
+  base_pid=$!
   BASE=$LOCAL_BASE_TAG
-  if [ "$BASE_ONLY" = 1 ]; then echo "$BASE"; exit 0; fi
 fi
 if [ -n "$BASE" ]; then
   args+=(--build-arg "BASE_IMAGE=$BASE")
@@ -157,6 +159,10 @@ fi
 if [ "$WHEELHOUSE" = 1 ]; then
   fill_wheelhouse
   args+=(--network host --build-arg "FIND_LINKS=http://127.0.0.1:$WHEEL_PORT/" --build-arg NO_INDEX=1)
+fi
+if [ -n "${base_pid:-}" ] && ! wait "$base_pid"; then
+  echo "build-image.sh: the local base image could not be made (see above)" >&2
+  exit 1
 fi
 log "docker build ${args[*]} ."
 start=$(date +%s)

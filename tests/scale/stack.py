@@ -43,6 +43,23 @@ def problems(text: str, context: int = 15) -> list[str]:
     return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if _TRACEBACK.search(line)]
 
 
+_ENTRY = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \|", re.MULTILINE)
+
+
+def without_known_prefect_sqlite_lock(text: str) -> str:
+    """A Prefect server log without its ``mark_deployments_ready`` "database is locked" entries.
+
+    Prefect 3.7.2's server on SQLite logs them (with a traceback) while two or more workers poll one
+    pool: PrefectHQ/prefect#23051, fixed by PrefectHQ/prefect#22967 in a later release; runs are not
+    affected. docs/scaling.md tells users to give several workers a PostgreSQL-backed server. Every
+    other entry is still judged.
+    """
+    starts = [m.start() for m in _ENTRY.finditer(text)] + [len(text)]
+    entries = [text[:starts[0]]] + [text[a:b] for a, b in zip(starts, starts[1:])]
+    return "".join(e for e in entries
+                   if not ("mark_deployments_ready" in e.split("\n", 1)[0] and "database is locked" in e))
+
+
 def tracebacks(text: str) -> list[str]:
     """Each traceback in ``text``, from its first line to the exception line (the first unindented one).
 
