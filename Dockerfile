@@ -13,6 +13,18 @@
 # Give an index that needs credentials as a BuildKit secret, never as an argument: arguments
 # are kept in the image's history.
 ARG BASE_IMAGE=python:3.11-slim
+
+# The requirements alone (scripts/image-requirements.py), in a stage of their own: the install layer
+# below is keyed on their content, so an edit to pyproject.toml that leaves them as they are (a comment,
+# a pytest marker) does not reinstall TensorFlow. No constraints.txt: an empty one.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml constraints.tx[t] /src/
+COPY scripts/image-requirements.py /src/scripts/image-requirements.py
+RUN mkdir /req \
+ && python3 /src/scripts/image-requirements.py - /src/pyproject.toml >/req/requirements.txt \
+ && python3 /src/scripts/image-requirements.py --tfs-api /src/pyproject.toml >/req/tfs-api.txt \
+ && if [ -f /src/constraints.txt ]; then cp /src/constraints.txt /req/; else : >/req/constraints.txt; fi
+
 FROM ${BASE_IMAGE}
 
 ARG INDEX_URL=""
@@ -43,22 +55,18 @@ RUN printf '%s\n' '#!/bin/sh' \
  && chmod 755 /usr/local/bin/servegate-pip-install \
  && servegate-pip-install --upgrade pip "setuptools>=77" wheel
 
-# Dependencies from pyproject.toml alone, so that a change to servegate's code does not reinstall
+# Dependencies from the requirements alone, so that a change to servegate's code does not reinstall
 # TensorFlow. TensorFlow's CPU build replaces `tensorflow` (same version range): the image has no
 # GPU libraries. tensorflow-serving-api asks for `tensorflow` by name, so it is installed without
 # its dependencies (its others, grpcio and protobuf, come with servegate's and TensorFlow's);
 # `pip check` therefore reports `tensorflow` missing for tensorflow-serving-api and servegate, and only that.
 # constraints.txt (the tested versions of every package), when the project has one, holds them all.
-COPY pyproject.toml constraints.tx[t] /src/
-COPY scripts/image-requirements.py /src/scripts/image-requirements.py
-RUN python3 /src/scripts/image-requirements.py - /src/pyproject.toml >/tmp/requirements.txt \
- && if [ -f /src/constraints.txt ]; then echo "-c /src/constraints.txt" >>/tmp/requirements.txt; fi \
- && servegate-pip-install -r /tmp/requirements.txt \
- && servegate-pip-install --no-deps "$(python3 /src/scripts/image-requirements.py --tfs-api /src/pyproject.toml)" \
- && rm /tmp/requirements.txt
+COPY --from=requirements /req /src/req
+RUN servegate-pip-install -r /src/req/requirements.txt -c /src/req/constraints.txt \
+ && servegate-pip-install --no-deps -r /src/req/tfs-api.txt
 
 # servegate itself (its dependencies are already there).
-COPY README.md /src/README.md
+COPY pyproject.toml README.md /src/
 COPY servegate /src/servegate
 RUN servegate-pip-install --no-deps --no-build-isolation /src \
  && rm -rf /src /usr/local/bin/servegate-pip-install \
