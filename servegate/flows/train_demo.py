@@ -2,7 +2,9 @@
 
 Trains one variant of the demo model (see :mod:`servegate.demo.model`) on the
 diabetes dataset bundled with scikit-learn, writes ``<variant>.keras`` and
-``<variant>-reference.parquet`` into ``out_dir`` and emits the Prefect event
+``<variant>-reference.parquet`` into ``out_dir`` (default: servegate's exports folder,
+``$SERVEGATE_EXPORTS`` or ``$SERVEGATE_HOME/exports``, which ``deploy-newest-export``
+watches) and emits the Prefect event
 ``servegate.model.exported`` carrying both paths and the model name. The
 ``deploy-model`` deployment in ``prefect.yaml`` is triggered by that event.
 """
@@ -32,8 +34,13 @@ def exported_event_payload(name: str, files: dict) -> dict:
 
 
 @flow(name="train-demo-model", flow_run_name="train-{variant}")
-def train_demo_model(out_dir: str, variant: str = "baseline", name: str = DEMO_MODEL_NAME, emit: bool = True) -> dict:
+def train_demo_model(out_dir: str | None = None, variant: str = "baseline", name: str = DEMO_MODEL_NAME,
+                     emit: bool = True) -> dict:
     logger = get_run_logger()
+    if out_dir is None:
+        from servegate.settings import default_exports_dir
+
+        out_dir = str(default_exports_dir())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     files = train_and_export(variant, out_dir)
     if emit:
