@@ -23,6 +23,19 @@ if "PREFECT_HOME" not in os.environ:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Leave the long proofs marked ``reliability`` out unless the marker expression names it
+    (deselected, not skipped): ``pytest -m reliability`` is CI's second step."""
+    if "reliability" in (config.getoption("markexpr") or ""):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("reliability") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def tfs_testdata() -> Path:
     """TensorFlow Serving's own test models (../shared/tfs-testdata)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ class Terminal:
 def _log_path(command: str, name: str) -> Path:
     logs = servegate_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    return logs / f"{command}-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "model"  # the name is checked later, by the deploy
+    return logs / f"{command}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
 def _redirect_to(log_path: Path) -> Terminal:

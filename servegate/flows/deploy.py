@@ -24,6 +24,7 @@ from prefect.transactions import BaseTransaction, transaction
 
 from servegate.attempt import recording
 from servegate.attempt.plain import cleanup, new_record
+from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.attempt import steps
 from servegate.errors import OrchestrationError
@@ -119,6 +120,7 @@ def deploy_model(
         outcome = recording.outcome_of(record, error)
         outcome.report_uri = record_outcome(record.to_dict(), outcome.to_dict(), error is not None)
         publish_deploy_artifacts(record, outcome)
+        say(f"deploy of {name}: version {outcome.version} {outcome.verdict.replace('_', ' ')}")
         emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
         return final_state(outcome, error)
     finally:

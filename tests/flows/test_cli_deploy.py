@@ -94,6 +94,8 @@ def test_promoted_exits_0_with_json(cli_env, demo_files):
     assert "data:image/png;base64," in arts[f"cli-{NAME}-plots"].data
 
 
+# Long (a whole deploy or more): CI's second step runs it (-m reliability); the default suite stays under 10 minutes.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_rejected_exits_1_with_reasons(cli_env, demo_files):
     files = demo_files["broken"]

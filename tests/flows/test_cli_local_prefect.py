@@ -22,7 +22,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+# Long (a whole deploy or more): CI's second step runs it (-m reliability); the default suite stays under 10 minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 NAME = "local-prefect"
 

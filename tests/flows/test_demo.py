@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 
 
+# Long (a whole deploy or more): CI's second step runs it (-m reliability); the default suite stays under 10 minutes.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_demo_tells_the_whole_story(tmp_path, prefect_harness):
     from servegate.demo.run import run_demo

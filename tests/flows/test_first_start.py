@@ -48,6 +48,8 @@ def _python(code: str, env: dict[str, str], timeout: float = 600) -> subprocess.
                           timeout=timeout)
 
 
+# Long (a whole deploy or more): CI's second step runs it (-m reliability); the default suite stays under 10 minutes.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_flow_called_directly_on_a_fresh_home(tmp_path):
     home = tmp_path / "home"

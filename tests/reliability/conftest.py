@@ -20,22 +20,6 @@ import pytest
 from tests.reliability.harness import Workspace
 
 
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "reliability: the kill sweep (>= 30 kills), concurrency and fault tests; run with -m reliability")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Leave the sweep out unless the marker expression names it (deselected, not skipped)."""
-    if "reliability" in (config.getoption("markexpr") or ""):
-        return
-    keep, drop = [], []
-    for item in items:
-        (drop if item.get_closest_marker("reliability") else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-
-
 @dataclass(frozen=True)
 class ModelFiles:
     """What a training job hands to ``servegate deploy``."""

@@ -13,6 +13,8 @@ import pytest
 from benchmarks.bench_availability import make_model_files, measure_swap
 
 
+# Long (a whole deploy or more): CI's second step runs it (-m reliability); the default suite stays under 10 minutes.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_promote_then_rollback_under_load_fails_no_request(tmp_path, prefect_api_url):
     keras_file, savedmodel, reference = make_model_files(tmp_path)
