@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.flows.prefect_procs import stop  # SIGTERM the process group, then SIGKILL
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -88,17 +89,6 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     if check:
         assert done.returncode == 0, f"docker {' '.join(args)}: exit {done.returncode}\n{done.stderr[-3000:]}"
     return done
-
-
-def _stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, deadline_s: float) -> None:
@@ -229,4 +219,4 @@ class Stack:
             (self.logs / f"{name}.container.log").write_text(self.container_log(name))
             docker("rm", "-f", name, check=False)
         for proc in reversed(self.procs):
-            _stop(proc)
+            stop(proc)
