@@ -69,6 +69,9 @@ def verify_served_version(url: str, name: str, version: int, inputs: dict[str, n
     from servegate.attempt.serving_poll import wait_until_serving
 
     outputs = wait_until_serving(url, name, version, inputs, deadline_s, poll_s)
+    if outputs is None:
+        say(f"verify production: {url} already serves a version newer than {version} (a later deploy's)")
+        return
     check_smoke_answer(url, name, version, outputs, expected, output, atol, rtol)
 
 

@@ -16,11 +16,14 @@ def available_versions(client) -> list[int]:
 
 
 def wait_until_serving(url: str, name: str, version: int, inputs: dict[str, np.ndarray],
-                       deadline_s: float, poll_s: float = 0.2) -> dict:
+                       deadline_s: float, poll_s: float = 0.2) -> dict | None:
     """Poll ``url`` until ``version`` is the newest AVAILABLE version of ``name`` and answers ``inputs``.
 
     Returns the answer's outputs. TF Serving's ``latest`` policy swaps on its
     file-system poll, so "serves" means "is the newest AVAILABLE version".
+    Returns None when a newer version is already AVAILABLE: a deploy promoted
+    after this one superseded it (its own verification covers what production
+    serves; rolling back here would take that newer version out too).
     """
     from servegate.serving.client import ServingClient
 
@@ -33,6 +36,8 @@ def wait_until_serving(url: str, name: str, version: int, inputs: dict[str, np.n
                 last = f"available versions {available}"
                 if available and max(available) == version:
                     return client.predict(inputs).outputs
+                if available and max(available) > version:
+                    return None
             except ServegateError as exc:
                 last = str(exc)
             if time.monotonic() >= deadline:

@@ -36,3 +36,6 @@ def test_right_version_and_answer_pass_wrong_ones_fail(served, tiny_savedmodel):
         verify_served_version(served.rest_url, "prod", 7, {"features": x}, deadline_s=10, expected=golden + 1.0)
     with pytest.raises(ProductionVerificationError, match=r"did not serve version 8 .*available versions \[7\]"):
         verify_served_version(served.rest_url, "prod", 8, {"features": x}, deadline_s=0.5)
+    # Production already serves a newer version (a deploy promoted after this one): not this
+    # deploy's to verify or roll back, whatever the smoke answer would have been.
+    verify_served_version(served.rest_url, "prod", 6, {"features": x}, deadline_s=0.5, expected=golden + 1.0)
