@@ -120,7 +120,8 @@ def deploy_model(
         outcome = recording.outcome_of(record, error)
         outcome.report_uri = record_outcome(record.to_dict(), outcome.to_dict(), error is not None)
         publish_deploy_artifacts(record, outcome)
-        say(f"deploy of {name}: version {outcome.version} {outcome.verdict.replace('_', ' ')}")
+        version = f"version {outcome.version} " if outcome.version is not None else ""
+        say(f"deploy of {name}: {version}{outcome.verdict.replace('_', ' ')}")
         emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
         return final_state(outcome, error)
     finally:

@@ -34,8 +34,8 @@ def ensure_space(directory: Path, needed: int, what: str, purpose: str = "") -> 
     """Raise :class:`NotEnoughSpace` unless ``directory``'s filesystem has ``needed`` bytes plus the margin."""
     free = free_bytes(directory)
     if needed + SPACE_MARGIN > free:
-        raise NotEnoughSpace(f"{directory} has {free} bytes free; {what} needs {needed} bytes "
-                             f"(+{SPACE_MARGIN} margin){purpose}")
+        raise NotEnoughSpace(f"not enough space: {directory} has {free} bytes free; {what} needs {needed} bytes "
+                             f"(+{SPACE_MARGIN} margin){purpose}", subject=str(directory))
 
 
 def is_read_only_fs(path: Path) -> bool:
