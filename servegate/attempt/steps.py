@@ -82,13 +82,6 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def step(name: str) -> Step:
-    for candidate in STEPS:
-        if candidate.name == name:
-            return candidate
-    raise KeyError(name)
-
-
 def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step with its retry policy; time it; a failed validation verdict raises :class:`ModelRejected`."""
     retryable = step_.retry_on()
