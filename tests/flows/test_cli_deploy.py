@@ -51,6 +51,8 @@ def _flow_run(flow_run_id: str):
         return client.read_flow_run(flow_run_id)
 
 
+# Long (a whole deploy): CI's second step runs it with the rejected deploy below, which builds on it.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_promoted_exits_0_with_json(cli_env, demo_files):
     files = demo_files["baseline"]
