@@ -65,12 +65,10 @@ def export_model(record: AttemptRecord) -> AttemptRecord:
 
 def check_reference(record: AttemptRecord) -> AttemptRecord:
     """The reference rows and the config against the model's signature: named errors for what doesn't fit."""
-    from servegate import validation
+    from servegate.validation import check_config_against_signature
 
     cfg = resources.config(record)
-    check = getattr(validation, "check_config_against_signature", None)
-    if check is not None:
-        check(cfg, resources.signature(record))
+    check_config_against_signature(cfg, resources.signature(record))
     reference = resources.reference(record, cfg)
     say(f"reference: {reference.n_rows} rows from {record.request.reference}")
     return record.but(reference_rows=reference.n_rows)
