@@ -346,3 +346,12 @@ def check_clean(ws: Workspace, name: str) -> None:
 def leftover_work_dirs(ws: Workspace, name: str) -> list[str]:
     """The pipeline's per-attempt work dirs (``$TMPDIR/servegate-<name>-*``) still on disk."""
     return sorted(p.name for p in ws.tmp.glob(f"servegate-{name}-*"))
+
+
+def assert_promotions_serialised(records) -> None:
+    """The store's history shows promotions one after another, in version order (never backwards)."""
+    promotes = sorted((r for r in records if r.operation == "promote"), key=lambda r: r.started or r.time)
+    for earlier, later in zip(promotes, promotes[1:]):
+        assert later.started >= earlier.time, f"promotions overlap: {earlier} and {later}"
+    versions = [r.version for r in promotes]
+    assert versions == sorted(versions), f"production went backwards: promotions in order {versions}"

@@ -13,17 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.harness import check_clean, complete_versions
+from tests.reliability.harness import assert_promotions_serialised, check_clean, complete_versions
 
 SAME = "same"
-
-
-def _serialised(records) -> None:
-    promotes = sorted((r for r in records if r.operation == "promote"), key=lambda r: r.started or r.time)
-    for earlier, later in zip(promotes, promotes[1:]):
-        assert later.started >= earlier.time, f"promotions overlap: {earlier} and {later}"
-    versions = [r.version for r in promotes]
-    assert versions == sorted(versions), f"production went backwards: promotions in order {versions}"
 
 
 @pytest.mark.reliability
@@ -67,5 +59,5 @@ def test_four_deploys_of_one_model_and_four_of_different_models_at_once(workspac
     assert promoted, "at least the newest candidate is promoted"
     assert status.serving_version == max(promoted)
     assert set(status.production) <= set(promoted)
-    _serialised(status.history)
+    assert_promotions_serialised(status.history)
     check_clean(ws, SAME)

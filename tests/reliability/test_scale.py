@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import complete_versions
+from tests.reliability.harness import assert_promotions_serialised, complete_versions
 from tests.scale.stack import (
     ENGINE, POOL, Stack, build_image, docker, problems, tracebacks, without_known_prefect_sqlite_lock,
 )
@@ -133,12 +133,6 @@ class Traffic:
         self._thread.join(30)
 
 
-def _promotions_serialised(records) -> None:
-    promotes = sorted((r for r in records if r.operation == "promote"), key=lambda r: r.started or r.time)
-    for earlier, later in zip(promotes, promotes[1:]):
-        assert later.started >= earlier.time, f"promotions overlap: {earlier} and {later}"
-    versions = [r.version for r in promotes]
-    assert versions == sorted(versions), f"production went backwards: promotions in order {versions}"
 
 
 def _mlflow_champion(stack: Stack, name: str) -> int | None:
@@ -247,7 +241,7 @@ def test_two_workers_in_containers_share_one_store(stack, model_files, tmp_path)
         history = store.history(model)
         staged = [r.version for r in history if r.operation == "stage"]
         assert sorted(staged) == list(range(1, 5)), f"{model}: four attempts, four distinct versions: {staged}"
-        _promotions_serialised(history)
+        assert_promotions_serialised(history)
         assert len({(r.pid, r.ticks) for r in history if r.operation == "stage"}) == 4  # four processes
         assert _check_consistent(stack, model) >= 2
         assert not store.status(model).leftovers
