@@ -2,7 +2,10 @@
 
 import sys
 
-from servegate.serving.server.main import run
+from servegate.serving.server.without_keras import keep_keras_out
 
 if __name__ == "__main__":
+    keep_keras_out()  # before main imports TensorFlow
+    from servegate.serving.server.main import run
+
     sys.exit(run(sys.argv[1:]))

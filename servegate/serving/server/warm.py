@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=wait_for_request, name="warm-request", daemon=True).start()
 
-    # What `python -m servegate.serving` imports on its way to the first load.
+    # What `python -m servegate.serving` imports on its way to the first load (and, like it, no Keras).
+    from servegate.serving.server.without_keras import keep_keras_out
+
+    keep_keras_out()
     import uvicorn  # noqa: F401
 
     from servegate.serving.server import grpc_service, loader, manager, rest  # noqa: F401
