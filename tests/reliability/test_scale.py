@@ -72,10 +72,20 @@ def _submit(stack: Stack, model: Path, name: str, reference: Path, config: Path,
     return found.group(1)
 
 
-def _flow_run(stack: Stack, run_id: str) -> dict:
+def _flow_run(stack: Stack, run_id: str, deadline: float | None = None) -> dict:
+    """The flow run from the API. A reply slower than 30 s (Prefect's SQLite server stalled behind two
+    workers' writes: CI saw one) is asked again until ``deadline``, as Prefect's own client retries it."""
     import httpx
 
-    reply = httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=30)
+    deadline = deadline if deadline is not None else time.monotonic() + RUN_TIMEOUT_S
+    while True:
+        try:
+            reply = httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=30)
+            break
+        except httpx.TimeoutException:
+            if time.monotonic() >= deadline:
+                raise
+            print(f"the Prefect API took over 30 s to answer for flow run {run_id}; asking again")
     reply.raise_for_status()
     return reply.json()
 
@@ -85,7 +95,7 @@ def _wait_final(stack: Stack, run_ids: list[str], workers: list[str],
     """The runs' final states; fails at once when a worker's container stopped."""
     deadline = time.monotonic() + timeout
     while True:
-        runs = {rid: _flow_run(stack, rid) for rid in run_ids}
+        runs = {rid: _flow_run(stack, rid, deadline) for rid in run_ids}
         if all(r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs.values()):
             return runs
         assert time.monotonic() < deadline, {rid: r["state"]["type"] for rid, r in runs.items()}
