@@ -104,9 +104,9 @@ def _deploy_figure(title: str, goal: float, floor: list[Usage], ours: list[Usage
     last = outcomes[-1]
     detail = {"ratios_vs_floor": ratios, "servegate": _summary(ours), "floor": _summary(floor),
               "servegate_startup_s": [o.get("startup_s") for o in outcomes],
-              "servegate_steps_s": last["timings"]}
+              "servegate_phases_s": [o.get("phases") for o in outcomes], "servegate_steps_s": last["timings"]}
     print(f"# {title}: ratios {ratios}; servegate {detail['servegate']}; floor {detail['floor']}; "
-          f"startup {detail['servegate_startup_s']}; steps {last['timings']}", flush=True)
+          f"phases {detail['servegate_phases_s']}; steps of the last {last['timings']}", flush=True)
     return Figure(title, ratios["wall_s"], goal, detail=detail)
 
 

@@ -33,11 +33,16 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
         from servegate.runtime import warm  # the canary's server imports TensorFlow while we do
 
         warm.prewarm(request.name)
+    from servegate.attempt.clock import process_age_s
+
     terminal.note("checking the model and the reference data (before any run is opened)")
+    phases = {"start_s": process_age_s()}
     record = preflight(request)  # the export and the reference against its signature: no run opened yet
     try:
+        phases["preflight_s"] = process_age_s()
         deploy_run.import_deploy_modules()
         prefect_ready()
+        phases["imports_and_prefect_s"] = process_age_s()
         terminal.note("deploy-model flow run (Prefect)")
         outcome = deploy_run.run_deploy_flow(
             model_path=request.model_path, name=request.name, reference=request.reference,
@@ -48,10 +53,12 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
         )
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
-    from servegate.attempt.clock import process_age_s
-
-    # This process ran the preflight before the flow's steps: its first step is the attempt's.
-    outcome.update(startup_s=record.started_s, wall_s=process_age_s())
+    phases["flow_s"] = process_age_s()
+    # This process ran the preflight before the flow's steps: its first step is the attempt's, and
+    # its export is the attempt's export (the flow's step found it done).
+    outcome.update(startup_s=record.started_s, wall_s=process_age_s(),
+                   timings=deploy_run.merged_timings(record.timings, outcome.get("timings") or {}),
+                   phases=deploy_run.phase_lengths(phases))
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
     else:

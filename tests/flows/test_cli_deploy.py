@@ -67,6 +67,12 @@ def test_promoted_exits_0_with_json(cli_env, demo_files):
     # after it (the flow's steps follow the preflight ones), all within what the caller waited
     assert 0 < outcome["startup_s"] < outcome["wall_s"] <= waited, (outcome["startup_s"], outcome["wall_s"], waited)
     assert outcome["startup_s"] + sum(outcome["timings"].values()) <= outcome["wall_s"], outcome
+    # The export ran in the preflight and counts there (the flow's step reused it); the phases add up to wall_s.
+    assert outcome["timings"]["export_model"] > 0.05, outcome["timings"]
+    phases = outcome["phases"]
+    assert list(phases) == ["start_s", "preflight_s", "imports_and_prefect_s", "flow_s"], phases
+    assert all(v >= 0 for v in phases.values()) and phases["preflight_s"] >= outcome["timings"]["export_model"]
+    assert abs(sum(phases.values()) - outcome["wall_s"]) < 1.0, (phases, outcome["wall_s"])
     assert any(k.startswith("parity.") for k in outcome["figures"]) and outcome["figures"]["quality.mae"] > 0
     assert outcome["mlflow_run_id"] and outcome["prefect_flow_run_id"]
     run = _flow_run(outcome["prefect_flow_run_id"])
