@@ -9,7 +9,13 @@ lock holder files, work dir names) names its process by three things:
 - ``start_ticks``: field 22 of ``/proc/<pid>/stat``, the start time in clock
   ticks since boot, fixed for the process's life (None where it could not be
   read; such a record matches any start time);
-- ``host``: a pid means something only on the machine that wrote it.
+- ``host``: a pid means something only on the machine, and in the pid
+  namespace, that wrote it. Written as ``<hostname>#pidns<inode>`` (the inode
+  of ``/proc/self/ns/pid``): containers that share a host name (``--network
+  host``) but not a pid namespace name different hosts, so none judges the
+  others' pids by its own ``/proc``. Containers started with ``--pid host``
+  share the namespace and judge each other exactly. A bare host name (records
+  written before the namespace was recorded) is judged as before: this host's.
 
 The rule (:meth:`ProcessIdentity.is_alive`): a recorded process is alive while
 this host has a process with that pid and that start time. A record from
@@ -76,6 +82,24 @@ def group_exists(pgid: int) -> bool:
     return True
 
 
+_PIDNS_MARK = "#pidns"
+
+
+def this_host() -> str:
+    """This process's host as records name it: ``<hostname>#pidns<inode>`` (bare host name without /proc)."""
+    try:
+        return f"{socket.gethostname()}{_PIDNS_MARK}{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
+
+
+def is_this_host(host: str) -> bool:
+    """Whether pids recorded under ``host`` are this process's to judge (see the module docstring)."""
+    if _PIDNS_MARK in host:
+        return host == this_host()
+    return host == socket.gethostname()  # a record from before namespaces were recorded
+
+
 def _as_int(value: object) -> int | None:
     """An int from an int or a string of digits (labels and tags are strings); None otherwise."""
     if isinstance(value, bool):
@@ -98,19 +122,19 @@ class ProcessIdentity:
     @classmethod
     def current(cls) -> ProcessIdentity:
         pid = os.getpid()
-        return cls(pid, start_ticks(pid), socket.gethostname())
+        return cls(pid, start_ticks(pid), this_host())
 
     @classmethod
     def of_local(cls, pid: int, ticks: int | None = None) -> ProcessIdentity:
         """A process of this host (records that never named a host: local pid files, work dir names)."""
-        return cls(pid, ticks, socket.gethostname())
+        return cls(pid, ticks, this_host())
 
     def is_alive(self) -> bool | None:
         """True while it runs; False once it is gone (or its pid is another process's).
 
         None (unknown) for another host's process, and for a record without a pid.
         """
-        if self.host != socket.gethostname() or self.pid <= 0:
+        if not is_this_host(self.host) or self.pid <= 0:
             return None
         ticks = _read_start_ticks(self.pid)
         if ticks is None:
@@ -138,7 +162,7 @@ class ProcessIdentity:
         """Read what :meth:`to_dict` or :meth:`to_labels` wrote; None without a valid pid.
 
         A record without a host is judged as this host's only when ``default_host`` says so
-        (pass ``socket.gethostname()`` for records that never named one, e.g. a local pid file).
+        (pass :func:`this_host` for records that never named one, e.g. a local pid file).
         """
         pid = _as_int(data.get(f"{prefix}pid"))
         host = data.get(f"{prefix}host") or default_host

@@ -9,13 +9,14 @@ import subprocess
 import sys
 
 from servegate.model_store.history import HistoryRecord
-from servegate.runtime.identity import ProcessIdentity, abandoned, start_ticks
+from servegate.runtime.identity import ProcessIdentity, abandoned, start_ticks, this_host
 from tests.runtime.conftest import wait_until
 
 
 def test_this_process_is_alive():
     me = ProcessIdentity.current()
-    assert (me.pid, me.host) == (os.getpid(), socket.gethostname())
+    pidns = os.stat("/proc/self/ns/pid").st_ino
+    assert (me.pid, me.host) == (os.getpid(), f"{socket.gethostname()}#pidns{pidns}") and me.host == this_host()
     assert me.start_ticks == start_ticks(os.getpid()) and me.start_ticks is not None
     assert me.is_alive() is True and not me.is_dead()
 
@@ -103,3 +104,38 @@ def test_history_lines_old_and_new(dead_identity):
     assert ProcessIdentity.from_history(HistoryRecord.from_dict(new.to_dict())).is_dead()
     no_pid = HistoryRecord(time="t", model="m", version=1, from_area=None, to_area="staging")
     assert not ProcessIdentity.from_history(no_pid).is_dead()
+
+
+def test_a_record_from_another_pid_namespace_of_this_host_is_unknown(dead_identity):
+    # Containers with --network host share the host name, not the pid namespace: their pids are not ours.
+    other_ns = ProcessIdentity(dead_identity.pid, dead_identity.start_ticks, f"{socket.gethostname()}#pidns1")
+    assert other_ns.is_alive() is None and not other_ns.is_dead()
+    assert not abandoned(dead_identity.pid, other_ns.host, dead_identity.start_ticks)
+    # A bare host name (a record written before namespaces were recorded) is judged as this host's.
+    assert abandoned(dead_identity.pid, socket.gethostname(), dead_identity.start_ticks)
+
+
+def _unshare_available() -> bool:
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-p", "-f", "--mount-proc", "true"], capture_output=True).returncode == 0
+
+
+def test_a_process_in_its_own_pid_namespace_is_never_judged_by_our_proc():
+    import pytest
+
+    if not _unshare_available():
+        pytest.skip("needs root and unshare(1) to start a process in a new pid namespace")
+    # pid 1 in a new namespace: here pid 1 is our init, alive; judged by our /proc the record would be
+    # "alive" or (with other ticks) "dead", both wrong. Its identity names another host.
+    code = "import json; from servegate.runtime.identity import ProcessIdentity as P; print(json.dumps(P.current().to_dict()))"
+    done = subprocess.run(["unshare", "-p", "-f", "--mount-proc", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+    assert done.returncode == 0, done.stderr
+    import json
+
+    theirs = ProcessIdentity.from_dict(json.loads(done.stdout))
+    assert theirs.pid == 1 and theirs.host != this_host() and theirs.host.startswith(socket.gethostname() + "#pidns")
+    assert theirs.is_alive() is None and not theirs.is_dead()

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -232,7 +231,7 @@ class DockerRunner(ModelServerRunner):
             "servegate.run_id": self.spec.run_id or "",
             "servegate.owner_pid": str(os.getpid()),
             "servegate.owner_ticks": str(_proc.start_ticks(os.getpid()) or ""),
-            "servegate.owner_host": socket.gethostname(),
+            "servegate.owner_host": _proc.this_host(),
         }
 
     def _remove_half_made(self) -> None:

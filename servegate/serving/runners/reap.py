@@ -20,12 +20,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servegate.runtime.identity import ProcessIdentity, group_exists, start_ticks
+from servegate.runtime.identity import ProcessIdentity, group_exists, start_ticks, this_host
 from servegate.serving.runners.state import process_state_dir
 
 MANAGED_LABEL = "servegate.managed"
@@ -46,7 +45,7 @@ def _owner_gone(record: Mapping[str, object], prefix: str) -> bool:
     Pid files name no host (they live in this host's ``$SERVEGATE_HOME``); a
     record without an owner pid has no owner to wait for.
     """
-    owner = ProcessIdentity.from_dict(record, prefix, default_host=socket.gethostname())
+    owner = ProcessIdentity.from_dict(record, prefix, default_host=this_host())
     return owner is None or owner.is_dead()
 
 
