@@ -48,7 +48,8 @@ def _subsample(n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, SCATTER_POINTS, replace=False))
 
 
-def predicted_vs_expected(series: dict[str, np.ndarray], expected: np.ndarray, what: str, path: Path) -> Path:
+def predicted_vs_expected(series: dict[str, np.ndarray], expected: np.ndarray, what: str, path: Path,
+                          title: str | None = None) -> Path:
     """Scatter of each series (candidate, production) against the expected values, one colour each."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -65,7 +66,7 @@ def predicted_vs_expected(series: dict[str, np.ndarray], expected: np.ndarray, w
     ax.legend(loc="upper left")
     ax.set_xlabel(what)
     ax.set_ylabel("prediction")
-    ax.set_title(f"predicted vs {what}")
+    ax.set_title(title or f"predicted vs {what}")
     return _save(fig, path)
 
 
@@ -86,7 +87,7 @@ def distributions(series: dict[str, np.ndarray], xlabel: str, title: str, path: 
     return _save(fig, path)
 
 
-def confusion_matrix(pred: np.ndarray, expected: np.ndarray, path: Path) -> Path:
+def confusion_matrix(pred: np.ndarray, expected: np.ndarray, path: Path, title: str = "confusion matrix") -> Path:
     plt = _pyplot()
     ok = np.isfinite(pred) & np.isfinite(expected)
     p, e = pred[ok].astype(int), expected[ok].astype(int)
@@ -101,7 +102,7 @@ def confusion_matrix(pred: np.ndarray, expected: np.ndarray, path: Path) -> Path
     ax.set_ylabel("true class")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
-    ax.set_title("confusion matrix")
+    ax.set_title(title)
     return _save(fig, path)
 
 
@@ -124,8 +125,22 @@ def latency_cdf(latencies: dict[str, np.ndarray], path: Path) -> Path:
     return _save(fig, path)
 
 
-def compare_outputs(table, task: str, out: Path) -> dict[str, str]:
-    """Every comparison plot one rows table allows; name -> path."""
+def compare_outputs(table, task: str, out: Path, output: str | None = None, primary: bool = True) -> dict[str, str]:
+    """Every comparison plot one rows table allows; name -> path.
+
+    ``output`` names the model output in the titles (several outputs validated). The primary output's
+    files and names are the plain ones (``predicted_vs_expected.png``, ``plot_predicted_vs_expected``);
+    another output's carry its name (``<output>.predicted_vs_expected.png``, ``plot_predicted_vs_expected.<output>``).
+    """
+    def key(base: str) -> str:
+        return base if primary else f"{base}.{output}"
+
+    def file(base: str) -> Path:
+        return out / (base if primary else f"{_file_safe(output or '')}.{base}")
+
+    def titled(text: str) -> str:
+        return text if output is None else f"{output}: {text}"
+
     drawn: dict[str, str] = {}
     value = "score" if "score" in table else "prediction"
     series = {"candidate": table[value].to_numpy()}
@@ -136,18 +151,24 @@ def compare_outputs(table, task: str, out: Path) -> dict[str, str]:
     if expected_col:
         what = "label" if expected_col == "label" else "golden prediction"
         expected = table[expected_col].to_numpy()
-        drawn["plot_predicted_vs_expected"] = str(predicted_vs_expected(series, expected, what,
-                                                                        out / "predicted_vs_expected.png"))
+        drawn[key("plot_predicted_vs_expected")] = str(predicted_vs_expected(
+            series, expected, what, file("predicted_vs_expected.png"), title=titled(f"predicted vs {what}")))
         if task == "regression" and expected_col == "label":
             residual = {k: v - expected for k, v in series.items()}
-            drawn["plot_residuals"] = str(distributions(residual, "prediction - label", "residuals",
-                                                        out / "residuals.png"))
+            drawn[key("plot_residuals")] = str(distributions(residual, "prediction - label", titled("residuals"),
+                                                             file("residuals.png")))
     if task == "classification" and "label" in table:
-        drawn["plot_confusion_matrix"] = str(confusion_matrix(table["prediction"].to_numpy(),
-                                                              table["label"].to_numpy(), out / "confusion_matrix.png"))
+        drawn[key("plot_confusion_matrix")] = str(confusion_matrix(
+            table["prediction"].to_numpy(), table["label"].to_numpy(), file("confusion_matrix.png"),
+            title=titled("confusion matrix")))
     shown = dict(series)
     if "production" not in shown and "label" in table:
         shown["labels"] = table["label"].to_numpy()
-    drawn["plot_prediction_distribution"] = str(distributions(shown, value, f"{value} distribution",
-                                                              out / "prediction_distribution.png"))
+    drawn[key("plot_prediction_distribution")] = str(distributions(
+        shown, value, titled(f"{value} distribution"), file("prediction_distribution.png")))
     return drawn
+
+
+def _file_safe(name: str) -> str:
+    """An output name as a file name part: letters, digits, ``-``, ``_`` and ``.`` kept, the rest ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "output"

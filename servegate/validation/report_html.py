@@ -26,7 +26,8 @@ vertical-align:top;font-size:14px}th{background:#f2f2f2}.failed{color:#b00020;fo
 
 def _figures(report: "ValidationReport") -> str:
     cells = []
-    for name, path in sorted(report.artifacts.items()):
+    # Grouped by output: the first output's plots (plain names) first, then each other output's (``name.<output>``).
+    for name, path in sorted(report.artifacts.items(), key=lambda item: (item[0].partition(".")[2], item[0])):
         p = Path(path)
         if p.suffix.lower() != ".png" or not p.is_file():
             continue

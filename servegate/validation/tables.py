@@ -65,11 +65,14 @@ def build_outputs(plans: list[OutputPlan], cand: Any, base: Any, reference: Any,
 
 
 def draw_plots(outputs: list[OutputData], traffic: Any, out: Path) -> dict[str, str]:
-    """The report's pictures: the primary output, candidate and production on the same axes."""
+    """The report's pictures: each validated output, candidate and production on the same axes (the
+    first output's under the plain names), and the latency of the steady load."""
     drawn: dict[str, str] = {}
-    primary = outputs[0] if outputs else None
-    if primary is not None and primary.table is not None and len(primary.table):
-        drawn.update(plots.compare_outputs(primary.table, primary.task, out))
+    several = len(outputs) > 1
+    for i, data in enumerate(outputs):
+        if data.table is not None and len(data.table):
+            drawn.update(plots.compare_outputs(data.table, data.task, out, output=data.plan.name if several else None,
+                                               primary=i == 0))
     if traffic is not None:
         latencies = {who: traffic.latencies(who) for who in traffic.samples}
         drawn["plot_latency"] = str(plots.latency_cdf(latencies, out / "latency.png"))

@@ -181,6 +181,11 @@ def test_several_outputs_each_with_its_settings_are_named_in_the_report(canary, 
     parity = {m.key for m in report.check("parity").measurements}
     assert parity == {"prediction.fraction_within_tolerance", "probability.fraction_within_tolerance"}
     assert "quality.prediction.mae" in report.figures()
+    # Each output has its plots: the first under the plain names, the other under its own name.
+    assert {"plot_predicted_vs_expected", "plot_predicted_vs_expected.probability",
+            "plot_prediction_distribution.probability"} <= set(report.artifacts), sorted(report.artifacts)
+    assert (tmp_path / "report" / "probability.prediction_distribution.png").read_bytes()[:4] == b"\x89PNG"
+    assert "plot_prediction_distribution.probability" in (tmp_path / "report" / "report.html").read_text()
     strict = _validate(canary, reference_parquet, two,
                        {"outputs": {"prediction": {"quality": {"max_mae": 0.01}}, "probability": {"label_column": "x"}}},
                        VERSION["two_heads"], tmp_path / "strict", golden=golden)
