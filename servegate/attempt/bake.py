@@ -28,6 +28,7 @@ from servegate.attempt.record import AttemptRecord
 from servegate.errors import ConfigError
 
 MAX_PROBE_ROWS = 100
+IN_PROGRESS = "in_progress"  # servegate.tracking.owner.IN_PROGRESS (not imported here: it imports MLflow)
 
 
 def settings_of(record: AttemptRecord):
@@ -102,6 +103,7 @@ def bake_production(record: AttemptRecord) -> AttemptRecord:
     before = WindowStats.from_dict(record.bake_before["before"])
     result = BakeResult(mode, source, duration, settings.interval_s, time.time())
     say(f"bake production: watching {source} ({mode}) for {duration:g} s, judged every {settings.interval_s:g} s")
+    _mark_bake(record, IN_PROGRESS)  # left as it is if this process dies: the next deploy marks it interrupted
     progress = _Progress(record.name, duration)
     if mode == "metrics":
         result = run_bake(MetricsSource(source, record.name, settings.request_timeout_s), result, before, settings,
@@ -114,7 +116,25 @@ def bake_production(record: AttemptRecord) -> AttemptRecord:
     say(f"bake production: {result.verdict} after {result.ended_at - result.started_at:.1f} s ({said})")
     data = result.to_dict()
     _write_report(record, data, settings)
+    _mark_bake(record, result.verdict)
     return record.but(bake=data, figures={**record.figures, **bake_figures(data)})
+
+
+def _mark_bake(record: AttemptRecord, state: str) -> None:
+    """The bake's state on the MLflow run (``servegate.bake``) and its registry version (``bake``).
+
+    ``in_progress`` while watching, then the bake's verdict. A deploy killed mid-bake leaves
+    ``in_progress``, and the next run opened for the model, finding the run's owner gone, changes
+    it to ``interrupted`` (:func:`servegate.tracking.owner.end_abandoned_runs`): the version in
+    production was never baked, and MLflow says so.
+    """
+    from servegate.tracking.owner import BAKE_RUN_TAG, BAKE_VERSION_TAG
+
+    tracker = resources.tracker(record.request.tracking_uri)
+    if record.run_id:
+        tracker.set_tags(record.run_id, {BAKE_RUN_TAG: state})
+    if record.registry_version:
+        tracker.tag_version(record.name, record.registry_version, {BAKE_VERSION_TAG: state})
 
 
 def bake_figures(result: dict[str, Any]) -> dict[str, float]:

@@ -24,6 +24,9 @@ log = logging.getLogger("servegate.tracking")
 OWNER_TAG = "mlflow.servegate.owner"
 ENDED_BY_TAG = "servegate.ended_by"
 LEGACY_OWNER_PREFIX = "servegate.owner_"  # servegate.owner_pid / _ticks / _host (visible; before OWNER_TAG)
+# The bake's state (servegate.attempt.bake): on the run, and on the registry version it baked.
+BAKE_RUN_TAG, BAKE_VERSION_TAG = "servegate.bake", "bake"
+IN_PROGRESS, INTERRUPTED = "in_progress", "interrupted"
 
 
 def owner_tags() -> dict[str, str]:
@@ -62,6 +65,16 @@ def end_abandoned_runs(client: Any, tracking_uri: str, experiment_id: str) -> li
                            f"a later run: owner pid {owner.pid} on {owner.host} was gone")
             client.set_terminated(run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
+            if run.data.tags.get(BAKE_RUN_TAG) == IN_PROGRESS:
+                _mark_bake_interrupted(client, run.info.run_id)
         except Exception as exc:
             log.warning("MLflow: could not end abandoned run %s: %s", run.info.run_id, exc)
     return ended
+
+
+def _mark_bake_interrupted(client: Any, run_id: str) -> None:
+    """The run died while baking: it, and the registry versions it registered, say ``interrupted``."""
+    client.set_tag(run_id, BAKE_RUN_TAG, INTERRUPTED)
+    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+        if version.tags.get(BAKE_VERSION_TAG) == IN_PROGRESS:
+            client.set_model_version_tag(version.name, version.version, BAKE_VERSION_TAG, INTERRUPTED)

@@ -305,3 +305,38 @@ def test_a_healthy_model_passes_the_bake_with_zero_failed_requests(workspace, mo
     progress, plots = bake_artifacts(outcome["prefect_flow_run_id"])
     assert progress.type == "progress" and progress.data == 100.0 and "### bake" in plots.data
     no_traceback(workspace, result)
+
+
+@pytest.mark.reliability
+def test_a_deploy_killed_during_its_bake_leaves_the_version_marked_interrupted(workspace, models):
+    """SIGKILL mid-bake: production keeps the new version (consistent, but never baked); MLflow says
+    ``in_progress`` until the next deploy of the model finds the dead owner and marks it ``interrupted``."""
+    from servegate.tracking import Tracker
+
+    seed_version_1(workspace, models["v1"])
+    server = start_production(workspace)
+    stop, out = workspace.root / "stop-load", workspace.root / "load.json"
+    load = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, f"{server.rest_url}/v1/models/{NAME}:predict",
+                             str(stop), str(out), str(RATE), str(BAD_EVERY)], cwd=REPO_ROOT, env=workspace.env)
+    try:
+        killed = workspace.start_deploy(models["healthy"], NAME, models["reference"], production_url=server.rest_url,
+                                        config=models["config"], kill_at="during_bake", kill_delay_s=1.0,
+                                        extra_args=("--bake", str(BAKE_S))).wait()
+    finally:
+        stop.touch()
+        load.wait(30)
+    assert killed.killed and killed.kill_point == "during_bake", killed.describe()
+    assert workspace.model_store().status(NAME).serving_version == 2
+    tracker = Tracker(workspace.tracking_uri)
+    version_2 = tracker.find_version(NAME, 2)
+    run = tracker.client.get_run(version_2.run_id)
+    assert run.info.status == "RUNNING" and run.data.tags["servegate.bake"] == "in_progress", run.data.tags
+    assert version_2.tags["bake"] == "in_progress"
+
+    following = workspace.deploy(models["healthy"], NAME, models["reference"], production_url=server.rest_url,
+                                 config=models["config"])
+    assert following.returncode == 0 and following.outcome["version"] == 3, following.describe()
+    run = tracker.client.get_run(version_2.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["servegate.bake"] == "interrupted", run.data.tags
+    assert tracker.find_version(NAME, 2).tags["bake"] == "interrupted"
+    no_traceback(workspace, following)
