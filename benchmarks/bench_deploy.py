@@ -17,10 +17,18 @@ included) and peak memory (the sum of the RSS of all their processes, sampled).
   --watch`` of the demo model, timed against the CLI deploy of the same model
   in the same round. Goal: <= 1.5x. Memory: the worker's flow-run processes.
 
-The two options are off by default because they double the benchmark's time
+- ``BENCH_DEPLOY_SERVER=1``: also ``servegate deploy`` of the demo model with
+  ``PREFECT_API_URL`` set to a running ``prefect server start`` (started before
+  the timing, as a team's Prefect server or a CI service container is), so no
+  local Prefect server starts per deploy. The running server's own CPU is not
+  counted: it is not the deploy's process. Goal, for comparison: <= 1.5x.
+
+The options are off by default because they double the benchmark's time
 (ResNet50's export alone is about a minute on a loaded 2-core machine; the
-worker path starts a Prefect server first). Rounds alternate (floor, deploy,
-[worker]; 3 rounds, 1 with --quick) and medians are compared.
+worker path starts a Prefect server first). An untimed floor run first warms
+the page cache; then rounds alternate (floor, deploy, [worker], [deploy on the
+running server]; 3 rounds, 1 with --quick), and a figure is the median over
+rounds of each round's ratio.
 """
 
 from __future__ import annotations
@@ -62,9 +70,11 @@ def _floor(model: Path, work: Path) -> Usage:
     return usage
 
 
-def _deploy(model: Path, reference: Path, home: Path, store: Path, name: str) -> tuple[Usage, dict]:
+def _deploy(model: Path, reference: Path, home: Path, store: Path, name: str,
+            prefect_api_url: str | None = None) -> tuple[Usage, dict]:
+    env = _env(home) if prefect_api_url is None else {**_env(home), "PREFECT_API_URL": prefect_api_url}
     usage = measure([sys.executable, "-m", "servegate", "deploy", "--model", str(model), "--name", name,
-                     "--reference", str(reference), "--store", str(store), "--json"], env=_env(home), cwd=REPO_ROOT)
+                     "--reference", str(reference), "--store", str(store), "--json"], env=env, cwd=REPO_ROOT)
     if usage.returncode != 0:
         raise RuntimeError(f"servegate deploy exited {usage.returncode}: {usage.stderr[-2000:]}")
     return usage, json.loads(usage.stdout)
@@ -93,10 +103,12 @@ def _summary(usages: list[Usage]) -> dict:
 
 
 def _ratios(ours: list[Usage], floor: list[Usage]) -> dict:
-    def median(values, key):
-        return statistics.median(getattr(u, key) for u in values)
+    """The median over rounds of each round's ratio: a round's two runs are side by side, so a
+    machine slowed for a while (other work, a cold page cache) slows both and cancels out."""
+    def paired(key):
+        return statistics.median(getattr(o, key) / getattr(f, key) for o, f in zip(ours, floor))
 
-    return {key: round(median(ours, key) / median(floor, key), 2) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+    return {key: round(paired(key), 2) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
 
 
 def _deploy_figure(title: str, goal: float, floor: list[Usage], ours: list[Usage], outcomes: list[dict]) -> Figure:
@@ -108,6 +120,17 @@ def _deploy_figure(title: str, goal: float, floor: list[Usage], ours: list[Usage
     print(f"# {title}: ratios {ratios}; servegate {detail['servegate']}; floor {detail['floor']}; "
           f"phases {detail['servegate_phases_s']}; steps of the last {last['timings']}", flush=True)
     return Figure(title, ratios["wall_s"], goal, detail=detail)
+
+
+def _running_prefect_server(home: Path):
+    """A ``prefect server start`` in ``home`` (tests/flows/prefect_procs.py), up before any timing."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.flows.prefect_procs import PrefectStack
+
+    home.mkdir(parents=True, exist_ok=True)
+    stack = PrefectStack(home=home)
+    stack.start_server()
+    return stack
 
 
 class _Worker:
@@ -163,14 +186,17 @@ def run(quick: bool = False) -> list[Figure]:
 
     rounds = 1 if quick else 3
     root = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
-    worker = None
+    worker = server = None
     try:
         files = write_variant("baseline", root / "models")
         home = root / "home"
         Tracker(_env(home)["MLFLOW_TRACKING_URI"])  # create MLflow's tables before timing (a CI store has them)
         if os.environ.get("BENCH_DEPLOY_WORKER") == "1":
             worker = _Worker(root / "worker-home")
-        floor, ours, outcomes, by_worker, worker_timings = [], [], [], [], []
+        if os.environ.get("BENCH_DEPLOY_SERVER") == "1":
+            server = _running_prefect_server(root / "server-home")
+        _floor(files.model_path, root)  # untimed: TensorFlow's files into the page cache for both sides
+        floor, ours, outcomes, by_worker, worker_timings, on_server, server_outcomes = [], [], [], [], [], [], []
         for i in range(rounds):
             floor.append(_floor(files.model_path, root))
             usage, outcome = _deploy(files.model_path, files.reference_path, home, root / "store", "bench")
@@ -180,9 +206,17 @@ def run(quick: bool = False) -> list[Figure]:
                 usage, timing = worker.run(files.model_path, files.reference_path, "bench")
                 by_worker.append(usage)
                 worker_timings.append(timing)
+            if server is not None:
+                usage, outcome = _deploy(files.model_path, files.reference_path, home, root / "store", "bench",
+                                         prefect_api_url=server.api)
+                on_server.append(usage)
+                server_outcomes.append(outcome)
         figures = [_deploy_figure("servegate deploy vs floor (demo model)", 1.5, floor, ours, outcomes)]
         if worker is not None:
             figures.append(_worker_figure(ours, by_worker, worker_timings))
+        if server is not None:
+            figures.append(_deploy_figure("servegate deploy vs floor (demo, a running Prefect server)", 1.5, floor,
+                                          on_server, server_outcomes))
         if os.environ.get("BENCH_DEPLOY_LARGE") == "1":
             model, reference = _large_model(root / "models")
             floor, ours, outcomes = [], [], []
@@ -194,6 +228,7 @@ def run(quick: bool = False) -> list[Figure]:
             figures.append(_deploy_figure("servegate deploy vs floor (ResNet50, ~100 MB)", 1.2, floor, ours, outcomes))
         return figures
     finally:
-        if worker is not None:
-            worker.close()
+        for stack in (worker, server):
+            if stack is not None:
+                stack.close()
         shutil.rmtree(root, ignore_errors=True)
