@@ -26,9 +26,9 @@ from servegate.attempt.errors import BakeAlarm
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
 from servegate.errors import ConfigError
+from servegate.tracking.owner import BAKE_RUN_TAG, BAKE_VERSION_TAG, IN_PROGRESS
 
 MAX_PROBE_ROWS = 100
-IN_PROGRESS = "in_progress"  # servegate.tracking.owner.IN_PROGRESS (not imported here: it imports MLflow)
 
 
 def settings_of(record: AttemptRecord):
@@ -128,8 +128,6 @@ def _mark_bake(record: AttemptRecord, state: str) -> None:
     it to ``interrupted`` (:func:`servegate.tracking.owner.end_abandoned_runs`): the version in
     production was never baked, and MLflow says so.
     """
-    from servegate.tracking.owner import BAKE_RUN_TAG, BAKE_VERSION_TAG
-
     tracker = resources.tracker(record.request.tracking_uri)
     if record.run_id:
         tracker.set_tags(record.run_id, {BAKE_RUN_TAG: state})
