@@ -74,6 +74,9 @@ def serve(
             monitoring_config_file.write_text(prometheus_config_text())
         argv = server_argv(name, store or default_store_root(), port, grpc_port, host, poll_seconds,
                            monitoring_config_file, warmup)
+        from servegate.serving.server.without_keras import keep_keras_out
+
+        keep_keras_out()  # like `python -m servegate.serving`: no Keras in a server
         from servegate.serving.server.main import run  # imports TensorFlow only once the server starts
 
         code = run(argv)

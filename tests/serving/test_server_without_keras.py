@@ -14,8 +14,10 @@ from tests.serving.conftest import launch, wait_available
 KERAS_ONLY = ("/pandas/", "/sklearn/", "/keras/")  # shared objects and files that only Keras's import loads
 
 
-def _mapped(pid: int) -> set[str]:
-    return {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in line}
+def keras_files_mapped(pid: int) -> list[str]:
+    """The files of Keras's import (and pandas', scikit-learn's) that process ``pid`` has mapped."""
+    mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in line}
+    return sorted(p for p in mapped if any(k in p for k in KERAS_ONLY))
 
 
 def test_the_bundled_server_serves_a_keras_export_without_importing_keras(tiny_savedmodel, tmp_path, request):
@@ -28,7 +30,7 @@ def test_the_bundled_server_serves_a_keras_export_without_importing_keras(tiny_s
     reply = requests.post(f"{server.rest_url}/v1/models/tiny:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
                           timeout=30)
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 1, reply.text
-    keras_files = sorted(p for p in _mapped(server.proc.pid) if any(k in p for k in KERAS_ONLY))
+    keras_files = keras_files_mapped(server.proc.pid)
     assert keras_files == [], keras_files[:5]
     assert server.stop() == 0
 
