@@ -143,8 +143,6 @@ class Traffic:
         self._thread.join(30)
 
 
-
-
 def _mlflow_champion(stack: Stack, name: str) -> int | None:
     from mlflow.tracking import MlflowClient
 

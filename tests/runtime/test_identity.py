@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from servegate.model_store.history import HistoryRecord
 from servegate.runtime.identity import ProcessIdentity, abandoned, start_ticks, this_host
@@ -116,16 +120,12 @@ def test_a_record_from_another_pid_namespace_of_this_host_is_unknown(dead_identi
 
 
 def _unshare_available() -> bool:
-    import shutil
-
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
     return subprocess.run(["unshare", "-p", "-f", "--mount-proc", "true"], capture_output=True).returncode == 0
 
 
 def test_a_process_in_its_own_pid_namespace_is_never_judged_by_our_proc():
-    import pytest
-
     if not _unshare_available():
         pytest.skip("needs root and unshare(1) to start a process in a new pid namespace")
     # pid 1 in a new namespace: here pid 1 is our init, alive; judged by our /proc the record would be
@@ -134,8 +134,6 @@ def test_a_process_in_its_own_pid_namespace_is_never_judged_by_our_proc():
     done = subprocess.run(["unshare", "-p", "-f", "--mount-proc", sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=60, cwd=os.getcwd())
     assert done.returncode == 0, done.stderr
-    import json
-
     theirs = ProcessIdentity.from_dict(json.loads(done.stdout))
     assert theirs.pid == 1 and theirs.host != this_host() and theirs.host.startswith(socket.gethostname() + "#pidns")
     assert theirs.is_alive() is None and not theirs.is_dead()

@@ -132,3 +132,12 @@ def module_bundled_server(tmp_path_factory):
     starter = _Starter(tmp_path_factory.mktemp("server-logs"))
     yield starter
     starter.stop_all()
+
+
+KERAS_ONLY = ("/pandas/", "/sklearn/", "/keras/")  # shared objects and files that only Keras's import loads
+
+
+def keras_files_mapped(pid: int) -> list[str]:
+    """The files of Keras's import (and pandas', scikit-learn's) that process ``pid`` has mapped."""
+    mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in line}
+    return sorted(p for p in mapped if any(k in p for k in KERAS_ONLY))

@@ -9,7 +9,7 @@ import sys
 import requests
 
 from tests.conftest import REPO_ROOT
-from tests.serving.conftest import BundledServer, free_port, wait_available
+from tests.serving.conftest import BundledServer, free_port, keras_files_mapped, wait_available
 
 
 def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata, tmp_path, request):
@@ -30,8 +30,6 @@ def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata
     wait_available(server, "hp2")
     response = requests.post(f"{server.rest_url}/v1/models/hp2:predict", json={"instances": [2.0]}, timeout=30)
     assert response.json() == {"predictions": [3.0]}
-    from tests.serving.test_server_without_keras import keras_files_mapped
-
     assert keras_files_mapped(proc.pid) == []  # a server, as `python -m servegate.serving`: no Keras
     assert server.stop() == 0
 

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import requests
 
 from tests.conftest import REPO_ROOT
-from tests.serving.conftest import launch, wait_available
-
-KERAS_ONLY = ("/pandas/", "/sklearn/", "/keras/")  # shared objects and files that only Keras's import loads
-
-
-def keras_files_mapped(pid: int) -> list[str]:
-    """The files of Keras's import (and pandas', scikit-learn's) that process ``pid`` has mapped."""
-    mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in line}
-    return sorted(p for p in mapped if any(k in p for k in KERAS_ONLY))
-
+from tests.serving.conftest import keras_files_mapped, launch, wait_available
 
 def test_the_bundled_server_serves_a_keras_export_without_importing_keras(tiny_savedmodel, tmp_path, request):
     base = tmp_path / "base"
     base.mkdir()
     (base / "1").symlink_to(tiny_savedmodel)
-    server = launch([f"--model_name=tiny", f"--model_base_path={base}"], tmp_path / "server.log")
+    server = launch(["--model_name=tiny", f"--model_base_path={base}"], tmp_path / "server.log")
     request.addfinalizer(server.stop)
     wait_available(server, "tiny")
     reply = requests.post(f"{server.rest_url}/v1/models/tiny:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
