@@ -193,6 +193,8 @@ def test_mlflow_failing_after_the_store_moved_says_what_production_serves(releas
     assert champion_serving(release.tracker, "m-broken") == "1" and not result.changed
 
 
+# The rollback-model flow on Prefect (~18 s): CI's second step; the CLI rollback tests (tests/test_cli_store.py) stay in the default run.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_rollback_flow_is_the_same_release(tmp_path, src, monkeypatch):
     """The rollback-model flow, run as a script in a brand-new HOME (Prefect's own ephemeral server)."""

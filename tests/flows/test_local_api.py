@@ -44,6 +44,8 @@ time.sleep(600)
 """
 
 
+# A kill proof (~12 s): CI's second step runs it with the other kill proofs.
+@pytest.mark.reliability
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
 def test_a_sigkilled_owner_leaves_no_server_behind(tmp_path):
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"))

@@ -104,6 +104,8 @@ def registered(tmp_path_factory):
         stack.close()
 
 
+# A real `prefect server start` for ~30 s: a long proof, run by CI's second step (-m reliability).
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_scheduler_gives_the_scheduled_deployment_runs_and_logs_no_traceback(registered):
     stack = registered
