@@ -77,10 +77,10 @@ class Release:
                  lock_timeout: float | None = None) -> None:
         if store is None:
             from servegate.model_store import ModelStore
-            from servegate.settings import default_store_root
+            from servegate.settings import resolve_store_root
 
             options = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
-            store = ModelStore(Path(store_root) if store_root else default_store_root(), **options)
+            store = ModelStore(resolve_store_root(store_root, "store"), **options)
         self.store = store
         self._tracker = tracker
         self._tracking_uri = tracking_uri if tracker is None else tracker.tracking_uri

@@ -7,7 +7,11 @@
   deployment watches and the demo's training deployment writes to (default
   ``$SERVEGATE_HOME/exports``).
 
-A command-line flag beats the environment, which beats the default.
+A command-line flag beats the environment, which beats the default. Every
+command takes its store through :func:`resolve_store_root`: one order, one
+check (an object store or another URI is refused before anything is written,
+naming where the location came from), and one form (an absolute path, a
+relative one taken against the current directory).
 """
 
 from __future__ import annotations
@@ -16,13 +20,36 @@ import os
 from pathlib import Path
 
 
+def resolve_location(source: str, location: str | os.PathLike[str]) -> Path:
+    """``location`` (named by ``source``: a flag or a variable) as an absolute path; raises
+    :class:`~servegate.model_store.filesystems.UnsafeStoreLocation` for a URI or an object-store mount."""
+    from servegate.model_store.filesystems import MOUNTINFO, check_location, read_mounts
+
+    check_location(source, location, read_mounts(MOUNTINFO))
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(location))))
+
+
 def servegate_home() -> Path:
-    return Path(os.environ.get("SERVEGATE_HOME") or Path.home() / ".servegate").expanduser()
+    env = os.environ.get("SERVEGATE_HOME")
+    return resolve_location("SERVEGATE_HOME", env) if env else Path.home() / ".servegate"
+
+
+def resolve_store_root(flag: str | os.PathLike[str] | None = None, flag_name: str = "--store") -> Path:
+    """The store root: ``flag`` (a command's ``--store``, a flow's ``store``), else ``$SERVEGATE_STORE``,
+    else ``$SERVEGATE_HOME/store``, else ``~/.servegate/store``; absolute, and refused with
+    ``UnsafeStoreLocation`` (exit 2) naming ``flag_name`` or the variable when it cannot hold a
+    crash-safe store."""
+    if flag is not None and os.fspath(flag) != "":
+        return resolve_location(flag_name, flag)
+    env = os.environ.get("SERVEGATE_STORE")
+    if env:
+        return resolve_location("SERVEGATE_STORE", env)
+    return servegate_home() / "store"
 
 
 def default_store_root() -> Path:
-    env = os.environ.get("SERVEGATE_STORE")
-    return Path(env).expanduser() if env else servegate_home() / "store"
+    """The store root when no flag names one (see :func:`resolve_store_root`)."""
+    return resolve_store_root(None)
 
 
 def default_tracking_uri() -> str:

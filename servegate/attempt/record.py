@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from servegate.settings import default_store_root, default_tracking_uri
+from servegate.settings import default_tracking_uri, resolve_store_root
 
 SERVING_KINDS = ("process", "docker")
 
@@ -43,7 +43,7 @@ class DeployRequest:
     def __post_init__(self) -> None:
         self.model_path = str(self.model_path)
         self.reference = str(self.reference)
-        self.store_root = str(self.store_root) if self.store_root else str(default_store_root())
+        self.store_root = str(resolve_store_root(self.store_root, "store"))  # the flow's parameter name
         self.config = str(self.config) if self.config else None
         self.tracking_uri = self.tracking_uri or default_tracking_uri()
         self.work_dir = str(self.work_dir) if self.work_dir else None

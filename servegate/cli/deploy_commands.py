@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,7 @@ from servegate.cli import deploy_run
 from servegate.cli.app import app
 from servegate.cli.terminal import Terminal, open_terminal
 from servegate.errors import ServegateError, error_object
+from servegate.settings import resolve_location, resolve_store_root
 
 
 def _deploy(terminal: Terminal, request, json_output: bool) -> int:
@@ -54,6 +56,7 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
     phases["flow_s"] = process_age_s()
+    outcome["store"] = request.store_root
     # This process ran the preflight before the flow's steps: its first step is the attempt's, and
     # its export is the attempt's export (the flow's step found it done).
     outcome.update(startup_s=record.started_s, wall_s=process_age_s(),
@@ -120,10 +123,14 @@ def deploy(
 ) -> None:
     """Export, stage, canary, validate, then promote or reject. Exit 0 promoted, 1 rejected, 2 error."""
     deploy_run.library_settings(verbose)
+    try:
+        store_root = resolve_store_root(store)  # before the log file: SERVEGATE_HOME is checked too
+    except ServegateError as exc:
+        _finish(Terminal(sys.stdout, sys.stderr), _report_error(Terminal(sys.stdout, sys.stderr), exc, json_output))
     terminal = open_terminal("deploy", name, verbose, deploy_run.is_servegate_process())
     from servegate.attempt import DeployRequest
 
-    request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store, serving=serving,
+    request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store_root, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,
                             custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
                             unsafe_deserialization=unsafe_deserialization, bake_s=bake)
@@ -144,8 +151,9 @@ def demo(
     """The whole story on the embedded default: train, deploy v1, serve it, reject a broken
     model, promote a better one under live traffic."""
     deploy_run.library_settings(verbose)
+    # The demo's store is <work dir>/store: the work dir is a store location like any --store.
+    work_dir = resolve_location("--work-dir", work_dir) if work_dir is not None else None
     terminal = open_terminal("demo", "demo", verbose, deploy_run.is_servegate_process())
-    deploy_run.check_prefect_api()
     from servegate.demo.run import run_demo
 
     summary = run_demo(work_dir, echo=terminal.echo)

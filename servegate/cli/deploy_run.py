@@ -132,6 +132,7 @@ def summary(outcome: dict) -> list[str]:
     verdict = outcome["verdict"]
     lines = [f"{outcome['model_name']}: version {outcome['version']} {verdict.replace('_', ' ')}"]
     lines += [f"  - {reason}" for reason in outcome.get("reasons") or []]
-    lines.append(f"  production serves: {outcome.get('production_version')}")
+    store = f" (store {outcome['store']})" if outcome.get("store") else ""
+    lines.append(f"  production serves: {outcome.get('production_version')}{store}")
     lines.append(f"  MLflow run: {outcome.get('mlflow_run_id')}  Prefect flow run: {outcome.get('prefect_flow_run_id')}")
     return lines

@@ -3,7 +3,8 @@
 It serves ``<store>/production/<name>`` (the directory promotions rename
 versions into) with TensorFlow Serving's ``latest`` policy, so a promotion
 is picked up within one poll interval. The store root comes from
-``--store``, else ``SERVEGATE_STORE``, else ``servegate.settings``.
+``--store``, else ``SERVEGATE_STORE``, else ``SERVEGATE_HOME``'s: see
+:func:`servegate.settings.resolve_store_root`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import typer
 
 from servegate.cli.app import app
 from servegate.errors import ConfigError
-from servegate.settings import default_store_root
+from servegate.settings import resolve_store_root
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -72,7 +73,7 @@ def serve(
 
             monitoring_config_file = Path(temp) / "monitoring_config.txt"
             monitoring_config_file.write_text(prometheus_config_text())
-        argv = server_argv(name, store or default_store_root(), port, grpc_port, host, poll_seconds,
+        argv = server_argv(name, resolve_store_root(store), port, grpc_port, host, poll_seconds,
                            monitoring_config_file, warmup)
         from servegate.serving.server.without_keras import keep_keras_out
 

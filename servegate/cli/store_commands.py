@@ -1,7 +1,7 @@
 """``servegate status`` and ``servegate rollback``: the model store from the command line.
 
 The store root is ``--store``, else ``$SERVEGATE_STORE``, else the default of
-:func:`servegate.settings.default_store_root`. Errors (bad name, nothing to roll
+:func:`servegate.settings.resolve_store_root` (as every command). Errors (bad name, nothing to roll
 back to, a lock held by someone else, ...) come out as ``error: ...`` on stderr
 with exit code 2 (see :func:`servegate.cli.main`).
 """
@@ -27,9 +27,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 def _store(root: Path | None, **kwargs):
     from servegate.model_store import ModelStore
-    from servegate.settings import default_store_root
+    from servegate.settings import resolve_store_root
 
-    return ModelStore(root if root is not None else default_store_root(), **kwargs)
+    return ModelStore(resolve_store_root(root), **kwargs)
 
 
 def _versions(versions: list[int]) -> str:
@@ -120,7 +120,9 @@ def rollback_command(
 
     # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
     to_version = None if to is None else check_version(to, what="--to version")
-    release = Release(store, tracking_uri, lock_timeout=lock_timeout)
+    from servegate.settings import resolve_store_root
+
+    release = Release(resolve_store_root(store), tracking_uri, lock_timeout=lock_timeout)
     result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)
     if as_json:
         # the store's fields as before (model, rejected, ...), then what MLflow recorded

@@ -82,7 +82,7 @@ def deploy_newest_export(
 ):
     from servegate.flows.deploy import deploy_model
     from servegate.model_store import ModelStore
-    from servegate.settings import default_store_root
+    from servegate.settings import resolve_store_root
 
     logger = get_run_logger()
     folder = watched_folder(watch_dir)
@@ -90,7 +90,7 @@ def deploy_newest_export(
     if newest is None:
         logger.info("no exported model in %s", folder)
         return {"deployed": False, "reason": "no exported model"}
-    model_store = ModelStore(Path(store) if store else default_store_root())
+    model_store = ModelStore(resolve_store_root(store, "store"))
     promoted_at = last_promotion_time(model_store, name)
     modified = datetime.fromtimestamp(newest.stat().st_mtime, tz=timezone.utc)
     if promoted_at is not None and modified <= promoted_at:

@@ -108,7 +108,7 @@ def mount_of(path: str | os.PathLike[str], mounts: Iterable[Mount]) -> Mount | N
     return best
 
 
-def _read_mounts(mountinfo: Path) -> list[Mount]:
+def read_mounts(mountinfo: Path) -> list[Mount]:
     try:
         return parse_mountinfo(mountinfo.read_text())
     except OSError:
@@ -152,7 +152,7 @@ def check_location(what: str, location: str | os.PathLike[str], mounts: list[Mou
 def check_store_location(root: str | os.PathLike[str], areas: Mapping[str, str | os.PathLike[str]] | None = None,
                          *, mountinfo: Path = MOUNTINFO) -> None:
     """Refuse a store whose root or any area override lives on an object store (before anything is written)."""
-    mounts = _read_mounts(mountinfo)
+    mounts = read_mounts(mountinfo)
     check_location("store root", root, mounts)
     for area, location in (areas or {}).items():
         check_location(f"{area} area", location, mounts)

@@ -122,7 +122,7 @@ def test_the_cli_refuses_an_s3_store_with_the_reason_on_its_last_line(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert "store root 's3://bucket/models' is an object store" in last and "no atomic rename" in last
+    assert "--store 's3://bucket/models' is an object store" in last and "no atomic rename" in last
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "s3:").exists()
 
