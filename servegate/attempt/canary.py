@@ -24,6 +24,11 @@ from servegate.attempt.record import AttemptRecord
 
 log = logging.getLogger("servegate.deploy")
 
+#: Where the canary's server log goes in the attempt's MLflow run when something failed.
+CANARY_LOG_ARTIFACT = "canary/canary.log"
+#: Lines of it kept: a whole start-up (a failed load's traceback included) with room to spare.
+LOG_LINES_KEPT = 5000
+
 _stopping: list[threading.Thread] = []
 
 
@@ -41,7 +46,7 @@ def canary_spec(record: AttemptRecord):
 
 def boot_canary(record: AttemptRecord, deadline_s: float):
     """Start the canary and wait until it is AVAILABLE; a failed boot leaves nothing running."""
-    from servegate.serving.runners import make_runner
+    from servegate.serving.runners import ModelLoadError, make_runner
 
     options: dict[str, Any] = {}
     if record.request.serving == "docker" and record.request.docker_image:
@@ -51,21 +56,41 @@ def boot_canary(record: AttemptRecord, deadline_s: float):
     try:
         runner.start()
         runner.wait_until_available(deadline_s)
-    except BaseException:
-        keep_logs(record, runner)
+    except BaseException as exc:
+        server_log = keep_logs(record, runner)
+        if isinstance(exc, ModelLoadError):
+            exc.server_log = server_log  # read before stop(), which removes the runner's files
         runner.stop()
         raise
     say(f"canary: AVAILABLE at {runner.rest_url}")
     return runner
 
 
-def keep_logs(record: AttemptRecord, runner) -> None:
-    """Keep the canary's log tail with the MLflow run (called when something failed)."""
+def keep_logs(record: AttemptRecord, runner) -> str:
+    """Keep the canary's log with the MLflow run (called when something failed); returns it."""
+    server_log = ""
     try:
-        resources.tracker(record.request.tracking_uri).log_text(
-            record.run_id, runner.logs(tail=500), "canary/canary.log")
+        server_log = runner.logs(tail=LOG_LINES_KEPT)
+        resources.tracker(record.request.tracking_uri).log_text(record.run_id, server_log, CANARY_LOG_ARTIFACT)
     except Exception as exc:  # the logs are a courtesy; never mask the real failure
         log.warning("could not keep the canary's logs: %s", exc)
+    return server_log
+
+
+def load_rejection(record: AttemptRecord, exc) -> AttemptRecord | None:
+    """The candidate's verdict when the canary's server could not load *it* (a model TensorFlow Serving
+    cannot load cannot serve: a rejection, with the server's one-line cause); None when the log does
+    not blame the candidate (production's version, or no load line: an error, not a verdict).
+    ``exc``: the boot's :class:`~servegate.serving.runners.ModelLoadError`."""
+    from servegate.serving.runners.errors import load_failure
+
+    failure = load_failure(exc.server_log or str(exc), record.name)
+    if failure is None or failure.version != record.version:
+        return None
+    reason = (f"load: the canary's model server could not load version {record.version}: {failure.cause} "
+              f"(server log: MLflow artifact {CANARY_LOG_ARTIFACT})")
+    say(f"validate: verdict failed (version {record.version} does not load)")
+    return record.but(validation_verdict="failed", reasons=[reason], figures={})
 
 
 def _row_progress():
@@ -106,9 +131,17 @@ def run_validation(record: AttemptRecord, runner, load_seconds: float):
 
 def validate_on_canary(record: AttemptRecord) -> AttemptRecord:
     """Boot, validate, stop; the verdict, reasons, figures and report dir go into the record."""
+    from servegate.serving.runners import ModelLoadError
+
     deadline = record.request.canary_deadline_s or resources.config(record).load.deadline_s
     started = time.perf_counter()
-    runner = boot_canary(record, deadline)
+    try:
+        runner = boot_canary(record, deadline)
+    except ModelLoadError as exc:
+        rejected = load_rejection(record, exc)
+        if rejected is None:
+            raise
+        return rejected
     report = None
     try:
         report = run_validation(record, runner, round(time.perf_counter() - started, 3))
