@@ -11,9 +11,10 @@
 
 Everything lives under one work dir (store, models, MLflow SQLite database),
 kept afterwards so that the UIs can show it. The production server and the
-client thread are stopped on every path. Prefect runs on the API at
-``PREFECT_API_URL`` when set, otherwise on the local ephemeral Prefect, whose
-database (``~/.prefect``) a later ``prefect server start`` shows.
+client thread are stopped on every path. Prefect runs on a server of the demo's
+own, with its database in ``<work dir>/prefect``, whatever ``PREFECT_API_URL``
+says (:mod:`servegate.demo.isolation`): the demo's runs and events never reach
+the user's Prefect, where a trigger could deploy its models into production.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from servegate.demo.isolation import DemoPrefect, own_prefect
 from servegate.errors import ServingError
 
 MODEL_NAME = "diabetes"
@@ -161,18 +163,13 @@ class DemoSummary:
     ok: bool
 
 
-def _echo_links(echo: Callable[[str], None], tracking_uri: str, store_root: Path) -> None:
+def _echo_links(echo: Callable[[str], None], tracking_uri: str, store_root: Path, prefect: DemoPrefect) -> None:
     """The commands that open the runs (full paths: they work without activating the venv)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
     from servegate.tracking import Tracker
 
     bin_dir = Path(sys.executable).parent
     echo("open the runs:")
-    if PREFECT_API_URL.value():
-        echo(f"  Prefect UI:  {PREFECT_UI_URL.value() or PREFECT_API_URL.value()}/runs")
-    else:
-        echo(f"  Prefect UI:  {bin_dir / 'prefect'} server start   # then http://127.0.0.1:4200/runs (same local database)")
+    echo(f"  Prefect UI:  {prefect.ui_command(bin_dir)}")
     runs_url = Tracker(tracking_uri).ui_url(MODEL_NAME)  # opens MLflow 3's model-training view of the runs
     echo(f"  MLflow UI:   {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000   # then {runs_url}")
     echo(f"  store:       {bin_dir / 'servegate'} status --name {MODEL_NAME} --store {store_root}")
@@ -199,21 +196,30 @@ def _under_traffic(server: "ProductionServer", deploy: Callable[..., dict], echo
 
 def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) -> DemoSummary:
     """Run the demo; see the module docstring. Returns what happened."""
-    from servegate.cli.deploy_run import run_deploy_flow
-    from servegate.flows.train_demo import train_demo_model
-    from servegate.model_store import ModelStore
     from servegate.settings import servegate_home
 
     started = time.perf_counter()
     work_dir = Path(work_dir) if work_dir else servegate_home() / "demo" / time.strftime("%Y%m%d-%H%M%S")
     work_dir.mkdir(parents=True, exist_ok=True)
+    echo(f"servegate demo in {work_dir}")
+    with own_prefect(work_dir) as prefect:
+        echo(prefect.notice())
+        return _story(work_dir, echo, prefect, started)
+
+
+def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, started: float) -> DemoSummary:
+    """Steps 1 to 5 and the summary, on the demo's own Prefect."""
+    from servegate.cli.deploy_run import run_deploy_flow
+    from servegate.flows.train_demo import train_demo_model
+    from servegate.model_store import ModelStore
+
     store_root = work_dir / "store"
     tracking_uri = f"sqlite:///{work_dir / 'mlflow.db'}"
     store = ModelStore(store_root)
-
-    echo(f"servegate demo in {work_dir}")
     echo("1/5 training the demo model (diabetes, scikit-learn's bundled data): baseline, broken, improved")
-    files = {v: train_demo_model(out_dir=str(work_dir / "models"), variant=v) for v in ("baseline", "broken", "improved")}
+    # emit=False: no servegate.model.exported event (the one a deploy-model trigger answers); the demo deploys itself.
+    files = {v: train_demo_model(out_dir=str(work_dir / "models"), variant=v, emit=False)
+             for v in ("baseline", "broken", "improved")}
     outcomes: list[dict] = []
 
     def deploy(variant: str, **extra) -> dict:
@@ -247,5 +253,5 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
              f"Prefect flow run {o['prefect_flow_run_id']}")
     echo(f"  production ({store.base_path('production', MODEL_NAME)}) serves version {served_now}")
     echo("")
-    _echo_links(echo, tracking_uri, store_root)
+    _echo_links(echo, tracking_uri, store_root, prefect)
     return DemoSummary(work_dir, outcomes, stats, served_now, tracking_uri, seconds, ok)
