@@ -44,5 +44,11 @@ VERDICTS = (ModelRejected, ProductionVerificationError)
 
 
 def failure_reason(exc: BaseException) -> str:
-    """The first line a person reads about ``exc``."""
+    """The first line a person reads about ``exc``; once a SIGTERM or SIGINT arrived, "cancelled by ..."
+    whatever ``exc`` is (the interrupted code may have wrapped the signal into an error of its own)."""
+    from servegate.attempt import cancel
+
+    cancelled = cancel.reason()
+    if cancelled is not None:
+        return cancelled
     return str(exc.args[0]) if exc.args else type(exc).__name__

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from servegate.attempt import resources
+from servegate.attempt import cancel, resources
 from servegate.attempt.clock import process_age_s
 from servegate.attempt.errors import ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord, DeployOutcome
@@ -35,6 +35,8 @@ def open_mlflow_run(record: AttemptRecord) -> AttemptRecord:
 def verdict_of(record: AttemptRecord, error: BaseException | None) -> str:
     if error is None:
         return "promoted"
+    if cancel.received() is not None:
+        return "cancelled"  # whatever the interrupted code raised: the signal stopped it
     if isinstance(error, ModelRejected):
         return "rejected"
     if isinstance(error, ProductionVerificationError) and record.rolled_back:
@@ -44,7 +46,7 @@ def verdict_of(record: AttemptRecord, error: BaseException | None) -> str:
 
 def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutcome:
     """The attempt's outcome from its record and the exception that stopped it (None: promoted)."""
-    if isinstance(error, ModelRejected):
+    if isinstance(error, ModelRejected) and cancel.received() is None:
         reasons = list(error.reasons)
     else:
         reasons = [failure_reason(error)] if error is not None else []

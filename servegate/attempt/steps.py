@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from servegate.attempt import bake, canary, exporting, inputs, production, recording, staging
+from servegate.attempt import bake, canary, cancel, exporting, inputs, production, recording, staging
 from servegate.attempt.clock import process_age_s
 from servegate.attempt.errors import ModelRejected
 from servegate.attempt.progress import say
@@ -85,6 +85,7 @@ STEPS: tuple[Step, ...] = (
 def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step with its retry policy; time it; a failed validation verdict raises :class:`ModelRejected`."""
     retryable = step_.retry_on()
+    cancel.check()  # no step starts after a SIGTERM or SIGINT
     if record.started_s is None:
         record = record.but(started_s=process_age_s())
     started = time.perf_counter()
@@ -98,6 +99,7 @@ def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
             say(f"{step_.name}: attempt {attempt} of {step_.attempts} failed ({exc}); retrying")
             time.sleep(1)
     result = result.but(timings={**result.timings, step_.key: round(time.perf_counter() - started, 3)})
+    cancel.check()  # a signal that the step's own code swallowed still stops the attempt
     if step_.judge is not None:
         step_.judge(result)
     return result
@@ -118,8 +120,10 @@ class Rejection(ModelRejected):
 
 
 def undo_steps(done: list[Step], record: AttemptRecord, reason: str) -> AttemptRecord:
-    """Undo ``done`` in reverse order (production is rolled back before the staged version is rejected)."""
-    for step_ in reversed(done):
-        if step_.undo is not None:
-            record = step_.undo(record, reason)
+    """Undo ``done`` in reverse order (production is rolled back before the staged version is rejected).
+    A signal meanwhile is only noted: an undo is never cut short."""
+    with cancel.handlers(raising=False):
+        for step_ in reversed(done):
+            if step_.undo is not None:
+                record = step_.undo(record, reason)
     return record

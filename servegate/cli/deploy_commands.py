@@ -23,9 +23,9 @@ from servegate.errors import ServegateError, error_object
 from servegate.settings import resolve_location, resolve_store_root
 
 
-def _deploy(terminal: Terminal, request, json_output: bool) -> int:
+def _deploy(terminal: Terminal, request, json_output: bool, window) -> int:
     """Check everything that can be checked, then run the flow; returns the exit code."""
-    from servegate.attempt import check_request, exit_code_for, preflight
+    from servegate.attempt import cancel, check_request, exit_code_for, preflight
 
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
     check_request(request)
@@ -55,6 +55,7 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
         )
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
+    window.raising = False  # the outcome is known: a signal from here on is noted, the verdict printed
     phases["flow_s"] = process_age_s()
     outcome["store"] = request.store_root
     # This process ran the preflight before the flow's steps: its first step is the attempt's, and
@@ -62,6 +63,8 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
     outcome.update(startup_s=record.started_s, wall_s=process_age_s(),
                    timings=deploy_run.merged_timings(record.timings, outcome.get("timings") or {}),
                    phases=deploy_run.phase_lengths(phases))
+    if outcome["verdict"] == "cancelled":
+        outcome["signal"] = cancel.signal_name()
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
     else:
@@ -69,7 +72,7 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
             terminal.echo(line)
     if terminal.log_path is not None:
         terminal.note(f"library output: {terminal.log_path}")
-    return exit_code_for(outcome["verdict"])
+    return cancel.exit_code() if outcome["verdict"] == "cancelled" else exit_code_for(outcome["verdict"])
 
 
 def _absolute_if_file(module: str) -> str:
@@ -83,6 +86,16 @@ def _report_error(terminal: Terminal, exc: ServegateError, json_output: bool) ->
     if terminal.log_path is not None:
         terminal.note(f"library output: {terminal.log_path}")
     terminal.note(f"error: {exc}")
+    return exc.exit_code
+
+
+def _report_cancelled(terminal: Terminal, name: str, exc: BaseException, json_output: bool) -> int:
+    """A signal that stopped the command outside the flow's steps: nothing of this attempt is left changed."""
+    outcome = {"model_name": name, "verdict": "cancelled", "signal": exc.signal, "version": None,
+               "reasons": [str(exc)]}
+    if json_output:
+        terminal.echo(json.dumps(outcome, indent=2))
+    terminal.note(f"{name}: {exc}")
     return exc.exit_code
 
 
@@ -128,16 +141,19 @@ def deploy(
     except ServegateError as exc:
         _finish(Terminal(sys.stdout, sys.stderr), _report_error(Terminal(sys.stdout, sys.stderr), exc, json_output))
     terminal = open_terminal("deploy", name, verbose, deploy_run.is_servegate_process())
-    from servegate.attempt import DeployRequest
+    from servegate.attempt import DeployRequest, cancel
 
     request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store_root, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,
                             custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
                             unsafe_deserialization=unsafe_deserialization, bake_s=bake)
     try:
-        code = _deploy(terminal, request, json_output)
+        with cancel.handlers() as window:  # SIGTERM/SIGINT (CI's cancel): undone, one JSON object, exit 128+N
+            code = _deploy(terminal, request, json_output, window)
     except ServegateError as exc:
         code = _report_error(terminal, exc, json_output)
+    except cancel.DeployCancelled as exc:  # before the flow's steps ran, or between them and Prefect
+        code = _report_cancelled(terminal, request.name, exc, json_output)
     _finish(terminal, code)
 
 

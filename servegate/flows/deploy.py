@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.transactions import BaseTransaction, transaction
 
-from servegate.attempt import recording
+from servegate.attempt import cancel, recording
 from servegate.attempt.plain import cleanup, new_record
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
@@ -115,14 +115,23 @@ def deploy_model(
         unsafe_deserialization=unsafe_deserialization, work_dir=work_dir, bake_s=bake_s,
     )
     record = new_record(request, str(flow_run.get_id() or "") or None)
-    try:
-        record, error = run_steps(record)
-        outcome = recording.outcome_of(record, error)
-        outcome.report_uri = record_outcome(record.to_dict(), outcome.to_dict(), error is not None)
-        publish_deploy_artifacts(record, outcome)
-        version = f"version {outcome.version} " if outcome.version is not None else ""
-        say(f"deploy of {name}: {version}{outcome.verdict.replace('_', ' ')}")
-        emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
-        return final_state(outcome, error)
-    finally:
-        cleanup(record, remove_work_dir=work_dir is None)
+    # SIGTERM/SIGINT during the steps: cancelled, undone, recorded (Prefect's own SIGTERM handler would
+    # crash the run mid-step); once the steps are over, a signal is only noted and the outcome recorded.
+    with cancel.handlers() as window:
+        try:
+            record, error = run_steps(record)
+            window.raising = False
+            return _finish(record, error)
+        finally:
+            cleanup(record, remove_work_dir=work_dir is None)
+
+
+def _finish(record: AttemptRecord, error: BaseException | None) -> Any:
+    """Record the outcome in MLflow, publish the artifacts, emit the event; the flow run's final state."""
+    outcome = recording.outcome_of(record, error)
+    outcome.report_uri = record_outcome(record.to_dict(), outcome.to_dict(), error is not None)
+    publish_deploy_artifacts(record, outcome)
+    version = f"version {outcome.version} " if outcome.version is not None else ""
+    say(f"deploy of {record.name}: {version}{outcome.verdict.replace('_', ' ')}")
+    emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
+    return final_state(outcome, error)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 
 from servegate.attempt.record import DeployOutcome
 
@@ -22,6 +22,9 @@ from servegate.attempt.record import DeployOutcome
 def final_state(outcome: DeployOutcome, error: BaseException | None) -> Any:
     if error is None:
         return outcome.to_dict()
+    if outcome.verdict == "cancelled":  # a SIGTERM or SIGINT: undone, recorded, not a crash
+        error.outcome = outcome.to_dict()
+        return Cancelled(message="; ".join(outcome.reasons), data=error)
     if outcome.verdict in ("rejected", "rolled_back"):
         error.outcome = outcome.to_dict()
         name = "Rejected" if outcome.verdict == "rejected" else "RolledBack"

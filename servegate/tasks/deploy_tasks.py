@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from prefect.transactions import Transaction, get_transaction
 
+from servegate.attempt import cancel
 from servegate.attempt.errors import VERDICTS, failure_reason
 from servegate.attempt.record import AttemptRecord
 from servegate.attempt.steps import Step, call_step
@@ -56,7 +57,8 @@ def _body(step: Step):
 def _undo_hook(step: Step):
     def undo(txn: Transaction) -> None:
         record = AttemptRecord.from_dict(txn.get("record"))
-        undone = step.undo(record, undo_journal.failure(record.work_dir))
+        with cancel.handlers(raising=False):  # a signal meanwhile is only noted: an undo is never cut short
+            undone = step.undo(record, undo_journal.failure(record.work_dir))
         undo_journal.note_undo(record, undone)
 
     undo.__name__ = f"undo_{step.key}"

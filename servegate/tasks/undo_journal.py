@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from servegate.attempt import cancel
 from servegate.attempt.errors import BakeAlarm, ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord
 
@@ -26,6 +27,9 @@ def note_failure(work_dir: str, exc: BaseException) -> None:
 
 
 def failure(work_dir: str) -> str:
+    cancelled = cancel.reason()  # a signal is the reason, whatever failed when it landed
+    if cancelled is not None:
+        return cancelled
     path = Path(work_dir, FAILURE_FILE)
     return path.read_text() if path.exists() else "deploy failed"
 

@@ -6,7 +6,7 @@ runs) gets, once the verdict is known: the figures as metrics, the tags
 description (:mod:`servegate.tracking.conventions`), the reference as its
 ``evaluation`` dataset, the verdict on its registry version, the report
 folder as ``report/``, ``outcome.json``, and its end status: ``FINISHED``
-when promoted, else ``FAILED``.
+when promoted, ``KILLED`` when cancelled by a signal, else ``FAILED``.
 
 A rollback is a run of its own in the model's experiment, tagged
 ``servegate.action=rollback`` with the versions, the reason and the run that
@@ -72,7 +72,7 @@ def record_outcome(tracker: Tracker, run_id: str, outcome: Mapping[str, Any], *,
         tracker.log_artifacts(run_id, report_dir, "report")
         report_uri = f"{tracker.artifact_uri(run_id)}/report"
     tracker.log_text(run_id, json.dumps({**outcome, "report_uri": report_uri}, indent=2), "outcome.json")
-    tracker.end_run(run_id, "FINISHED" if verdict == "promoted" else "FAILED")
+    tracker.end_run(run_id, {"promoted": "FINISHED", "cancelled": "KILLED"}.get(verdict, "FAILED"))
     return report_uri
 
 

@@ -15,7 +15,7 @@ artifact folder. The run's folder is valid on every backend and never stale.
 
 Tags on each registry version: ``serving_version`` (the store version),
 ``verdict`` (``pending``, ``passed``, ``failed``, ``rejected``, ``rolled_back``,
-``error``), ``reasons`` (one per line), ``store_path``. Aliases: ``champion``
+``cancelled``, ``error``), ``reasons`` (one per line), ``store_path``. Aliases: ``champion``
 names the version production serves, ``challenger`` the latest candidate.
 """
 

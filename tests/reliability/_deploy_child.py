@@ -31,6 +31,10 @@ right after it starts: a canary that hangs and never becomes available.
 
 Before the kill it appends the point's name to ``SERVEGATE_TEST_KILL_LOG``
 (when set), so that the parent knows the kill came from the trigger.
+
+``SERVEGATE_TEST_KILL_SIGNAL=none`` only writes that line and lets the deploy
+go on: the parent sends a signal of its own from outside (SIGTERM, SIGINT: a
+CI job cancelled) the moment it reads the point's name.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ def _die(point: str) -> None:
             f.write(point + "\n")
             f.flush()
             os.fsync(f.fileno())
+    if os.environ.get("SERVEGATE_TEST_KILL_SIGNAL") == "none":
+        return  # the parent signals this process itself
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
