@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,19 @@ def test_deploy_with_a_relative_store_reports_the_absolute_path(places, model_fi
     assert (cwd / "rel" / "store" / "production" / NAME / "1" / "saved_model.pb").is_file()
     shutil.rmtree(cwd / "rel")
     assert list(cwd.iterdir()) == []
+
+
+def test_demo_takes_a_relative_work_dir_against_the_current_directory(places):
+    """The demo's first line names its work dir (its store is <work dir>/store): absolute. Stopped there."""
+    home, cwd = places
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_", "SERVEGATE_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(REPO_ROOT), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    demo = subprocess.Popen([sys.executable, "-m", "servegate", "demo", "--work-dir", "rel/demo"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        first = demo.stdout.readline().strip()
+    finally:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait(30)
+    assert first == f"servegate demo in {cwd / 'rel' / 'demo'}", first
+    assert sorted(p.name for p in cwd.iterdir()) == ["rel"]
