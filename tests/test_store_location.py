@@ -86,7 +86,7 @@ def test_object_store_flag_is_refused_and_nothing_is_created(command, location, 
     _assert_refused(result, location, "--work-dir" if command == "demo" else "--store", places)
     if command == "deploy":  # --json: the one object, naming the location
         error = json.loads(result.stdout)["error"]
-        assert location in error["message"], error
+        assert location in error["message"] and error["subject"] == location, error
 
 
 @pytest.mark.parametrize("variable,location", [("SERVEGATE_STORE", "s3://bucket/store"),

@@ -138,15 +138,18 @@ def check_location(what: str, location: str | os.PathLike[str], mounts: list[Mou
         if scheme in OBJECT_STORE_SCHEMES:
             raise UnsafeStoreLocation(
                 f"{what} {text!r} is an object store ({scheme}://): object stores have no atomic rename, so a "
-                f"version could be seen half-written and a promotion could not be undone safely. {_INSTEAD}")
-        raise UnsafeStoreLocation(f"{what} {text!r} is a URI ({scheme}://); expected a directory path. {_INSTEAD}")
+                f"version could be seen half-written and a promotion could not be undone safely. {_INSTEAD}",
+            subject=text)
+        raise UnsafeStoreLocation(f"{what} {text!r} is a URI ({scheme}://); expected a directory path. {_INSTEAD}",
+                                  subject=text)
     mount = mount_of(text, mounts)
     kind = mount.object_store if mount else None
     if mount is not None and kind is not None:
         raise UnsafeStoreLocation(
             f"{what} {text!r} is on {mount.mount_point!r}, a {kind} mount of an object store "
             f"(filesystem type {mount.fs_type!r}, source {mount.source!r}): it has no atomic rename, so a "
-            f"version could be seen half-written and a promotion could not be undone safely. {_INSTEAD}")
+            f"version could be seen half-written and a promotion could not be undone safely. {_INSTEAD}",
+            subject=text)
 
 
 def check_store_location(root: str | os.PathLike[str], areas: Mapping[str, str | os.PathLike[str]] | None = None,
