@@ -1,0 +1,47 @@
+"""servegate.attempt.cancel on its own, in a subprocess (signals and the process-wide note stay there).
+
+The whole path (a deploy cancelled from outside during validation) is
+tests/reliability/test_cancel.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_SCRIPT = r'''
+import json, os, signal, time
+from servegate.attempt import cancel
+from servegate.attempt.errors import failure_reason
+
+seen = {"before": failure_reason(ValueError("SavedModel production/bc/10 cannot be loaded"))}
+try:
+    with cancel.handlers():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    seen["raised"] = None
+except cancel.DeployCancelled as exc:
+    seen["raised"] = [str(exc), exc.signal, exc.exit_code]
+with cancel.handlers(raising=False):  # an undo: a second signal is only noted
+    os.kill(os.getpid(), signal.SIGINT)
+    seen["undo_finished"] = True
+seen["after"] = failure_reason(ValueError("SavedModel production/bc/10 cannot be loaded"))
+seen["exit_code"] = cancel.exit_code()
+print(json.dumps(seen))
+'''
+
+
+def test_a_signal_is_the_reason_whatever_the_code_raised():
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["before"] == "SavedModel production/bc/10 cannot be loaded"
+    assert seen["raised"] == ["cancelled by SIGTERM", "SIGTERM", 143]
+    assert seen["undo_finished"] is True
+    assert seen["after"] == "cancelled by SIGTERM" and seen["exit_code"] == 143
