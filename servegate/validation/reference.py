@@ -242,7 +242,7 @@ def _map_inputs(path: Path, fmt: str, schema: pa.Schema, sig: Signature,
 
 def _one_output_per_label(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: ValidationConfig) -> None:
     """Refuse a label column that several validated outputs would share without the config saying so."""
-    shared = [p for p in plans if not p.own_label]
+    shared = [p for p in plans if not p.own_label and p.label_column is not None]
     column = config.reference.label_column
     if len(shared) < 2 or column not in schema.names:
         return
@@ -259,14 +259,14 @@ def _label_columns(path: Path, schema: pa.Schema, plans: list[OutputPlan], confi
     found: dict[str, str] = {}
     for plan in plans:
         column = plan.label_column
-        if column is None:
-            continue
-        if column not in schema.names:
+        if column is None or column not in schema.names:
             needs = sorted(plan.quality.thresholds())
             if config.quality.enabled or plan.quality.enabled or needs:
                 why = f"quality thresholds {needs} are set" if needs else "quality check is enabled"
-                raise ReferenceError(f"reference file {path}: {why} for output {plan.name!r} but there is no "
-                                     f"label column {column!r} (columns: {', '.join(schema.names[:20])})")
+                lacking = (f"there is no label column {column!r}" if column else "its label column belongs to "
+                           f"another output (set outputs.{plan.name}.label_column)")
+                raise ReferenceError(f"reference file {path}: {why} for output {plan.name!r} but {lacking} "
+                                     f"(columns: {', '.join(schema.names[:20])})")
             continue
         if not is_numeric(schema.field(column).type):
             raise ReferenceError(f"reference file {path}: label column {column!r} has type "

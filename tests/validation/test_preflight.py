@@ -187,6 +187,15 @@ def test_a_label_two_outputs_could_share_is_refused_listing_them(tmp_path, x):
     # Said which: both outputs validated, the label belongs to one.
     ref = load_reference(path, SIG, {"outputs": {"prediction": {"label_column": "label"}, "score": {}}})
     assert ref.label_columns == {"prediction": "label"}
+    three = {"inputs": SIG.to_dict()["inputs"], "outputs": SIG.to_dict()["outputs"]
+             + [{"name": "extra", "dtype": "float32", "shape": [None, 1]}]}
+    ref = load_reference(path, three, {"outputs": {"score": {"label_column": "label"}, "prediction": {}, "extra": {}}})
+    assert ref.label_columns == {"score": "label"}
+    with pytest.raises(ReferenceError, match=r"quality thresholds \['max_mae'\] are set for output 'extra' but its "
+                                             r"label column belongs to another output \(set "
+                                             r"outputs.extra.label_column\)"):
+        load_reference(path, three, {"outputs": {"score": {"label_column": "label"},
+                                                 "extra": {"quality": {"max_mae": 1}}}})
     # No labels at all: both outputs are validated without them, nothing to choose.
     pd.DataFrame({"features": list(x)}).to_parquet(path)
     assert load_reference(path, SIG).label_columns == {}
