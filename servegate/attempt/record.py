@@ -82,7 +82,7 @@ class AttemptRecord:
     figures: dict[str, float] = field(default_factory=dict)  # validate on canary
     report_dir: str | None = None  # validate on canary
     task: str | None = None  # validate on canary: the first validated output's task
-    outputs: list[dict[str, Any]] = field(default_factory=list)  # validate on canary: [{name, task, task_reason, label_column}]
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # validate on canary: name, task, task_reason, label_column
     gates_not_run: list[dict[str, str]] = field(default_factory=list)  # validate on canary: [{check, reason}]
     promoted: bool = False  # promote version
     production_verified: bool | None = None  # verify production (None: no production server named)

@@ -31,7 +31,7 @@ class ReferenceColumns(Section):
     golden_column: str = "golden"
     # Every other column of the reference is refused: a misspelt label column would
     # otherwise turn the quality and regression checks off without a word.
-    ignore_columns: list[str] = Field(default_factory=list, description="columns the checks do not read (ids, timestamps, ...)")
+    ignore_columns: list[str] = Field(default_factory=list, description="columns no check reads (ids, timestamps)")
 
 
 class LoadCheck(Section):
