@@ -8,7 +8,9 @@ Life cycle of one export (``export_model``):
    :class:`ExportError` naming the file and what was expected;
 2. a ``.keras`` / ``.h5`` file is loaded with Keras (``compile=False``: serving
    never needs the optimizer) and exported with ``model.export(...,
-   format="tf_saved_model")``; modules that register custom objects are imported
+   format="tf_saved_model")``, each output named after its layer as clients read it
+   in TF Serving's answers (``export_keras.output_names``; Keras alone calls them
+   ``output_0``, ...); modules that register custom objects are imported
    first and Keras's safe mode is on unless the caller opts out (``export_keras.py``
    says how, and turns Keras's errors about them into short named ones); a
    SavedModel directory is loaded to prove it has a ``serving_default`` signature
@@ -51,7 +53,7 @@ from servegate.export_errors import (  # noqa: F401  (re-exported: export.<Error
     UnsafeDeserializationError,
     UnsupportedModelFormatError,
 )
-from servegate.export_keras import check_custom_modules, import_tensorflow, load_keras
+from servegate.export_keras import check_custom_modules, import_tensorflow, load_keras, serving_model
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 SERVING_SIGNATURE = "serving_default"
@@ -297,7 +299,7 @@ def export_model(
             )
             extra = {"custom_modules": list(custom_modules), "unsafe_deserialization": unsafe_deserialization}
             try:
-                model.export(str(tmp), format="tf_saved_model", verbose=False)
+                serving_model(model).export(str(tmp), format="tf_saved_model", verbose=False)
             except Exception as exc:
                 raise ExportError(
                     f"model {source} loaded but could not be exported as a SavedModel: "

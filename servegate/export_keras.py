@@ -233,3 +233,50 @@ def load_keras(
         raise NotAModelError(
             f"model file {path} cannot be loaded as a Keras model: {type(exc).__name__}: {str(exc)[:300]}"
         ) from exc
+
+
+# --------------------------------------------------------------------------
+# output names: Keras's export calls every output output_0, output_1, ...
+
+
+def _auto_named(layer) -> bool:
+    """True when ``layer`` kept the name Keras gives an unnamed layer (``dense``, ``dense_3``)."""
+    snake = re.sub(r"\W+", "", type(layer).__name__)
+    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", snake)
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()  # Keras's own to_snake_case
+    return re.fullmatch(re.escape(snake) + r"(_\d+)?", layer.name) is not None
+
+
+def output_names(model) -> list[str] | None:
+    """The serving names of a model's outputs: each output layer's name, ``output_<i>`` for an output
+    whose layer Keras named itself (or whose name another output already has); None when the
+    model names them already (a dict of outputs) or is not built from layers (a subclassed model)."""
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        structure = None
+    tensors = getattr(model, "outputs", None)
+    if isinstance(structure, dict) or not tensors:
+        return None
+    names: list[str] = []
+    for i, tensor in enumerate(tensors):
+        history = getattr(tensor, "_keras_history", None)  # (layer, node index, tensor index)
+        layer = history[0] if history else None
+        given = layer is not None and not _auto_named(layer) and layer.name not in names
+        names.append(layer.name if given else f"output_{i}")
+    return names
+
+
+def serving_model(model):
+    """The model to export: one whose outputs carry :func:`output_names` (clients read them in
+    TF Serving's answers), or ``model`` itself when nothing would change."""
+    import keras
+
+    names = output_names(model)
+    if names is None or names == [f"output_{i}" for i in range(len(names))]:
+        return model
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a Sequential model has inputs but no call node
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, dict(zip(names, model.outputs)), name=model.name)

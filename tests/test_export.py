@@ -412,5 +412,29 @@ def test_dotted_module_is_found_in_the_current_directory_as_users_run_it(tmp_pat
     assert "Traceback" not in done.stderr
     first, second = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
     assert "'ScaleLayer'" in first["missing"] and "--custom-objects MODULE" in first["missing"]
-    assert second == {"outputs": ["output_0"], "cwd_on_path": False}
+    # -I also drops PYTHONPATH: the export ran from the installed servegate (its names are tested below)
+    assert len(second["outputs"]) == 1 and second["cwd_on_path"] is False
     assert (project / "out" / "saved_model.pb").is_file()
+
+
+def test_keras_output_layer_names_are_the_serving_names(tmp_path):
+    """Clients read output names in TF Serving's answers: a layer named ``prob`` is served as ``prob``,
+    not Keras's ``output_0``; an output whose layer Keras named itself keeps Keras's ``output_<i>``."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(4,), name="features")
+    hidden = keras.layers.Dense(3)(inputs)
+    two = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="prob")(hidden),
+                               keras.layers.Dense(2)(hidden)])
+    two.save(tmp_path / "two.keras")
+    result = export.export_model(tmp_path / "two.keras", tmp_path / "two")
+    assert result.signature.output_names == ["output_1", "prob"]
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    golden = export.golden_predictions(tmp_path / "two", {"features": x})
+    np.testing.assert_allclose(golden["prob"], two.predict(x, verbose=0)[0], rtol=1e-5)
+
+    seq = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(1, name="score")])
+    seq.save(tmp_path / "seq.keras")
+    assert export.export_model(tmp_path / "seq.keras", tmp_path / "seq").signature.output_names == ["score"]

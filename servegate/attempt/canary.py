@@ -152,7 +152,8 @@ def validate_on_canary(record: AttemptRecord) -> AttemptRecord:
     reasons = [f"{c.name}: {c.message}" for c in report.checks if c.status == "failed"]
     say(f"validate: verdict {report.verdict}")
     return record.but(validation_verdict=report.verdict, reasons=reasons, figures=dict(report.figures()),
-                      report_dir=str(record.work_path / "report"))
+                      report_dir=str(record.work_path / "report"), task=report.task,
+                      outputs=[dict(o) for o in report.outputs], gates_not_run=report.gates_not_run)
 
 
 def stop_in_background(runner) -> None:

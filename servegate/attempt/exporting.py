@@ -2,8 +2,9 @@
 
 None of them changes anything outside the attempt's work dir, so the CLI can
 run them before it opens any run (bad input then costs no Prefect or MLflow
-run); the flow runs them again and reuses an export already in the work dir
-when its source is unchanged (same path, size and modification time).
+run); the flow runs them again and reuses an export (and golden predictions)
+already in the work dir when the sources are unchanged (same path, size and
+modification time).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
 
 EXPORT_STAMP = "export.json"
+GOLDEN_STAMP = "golden.json"
 
 
 def _fingerprint(source: Path) -> dict:
@@ -74,13 +76,35 @@ def check_reference(record: AttemptRecord) -> AttemptRecord:
     return record.but(reference_rows=reference.n_rows)
 
 
+def _golden_stamp(record: AttemptRecord) -> dict:
+    """What the golden predictions were computed from: the export's source and the reference file."""
+    exported = record.work_path / EXPORT_STAMP
+    source = json.loads(exported.read_text()).get("fingerprint") if exported.is_file() else None
+    return {"export": source, "reference": _fingerprint(Path(record.request.reference))}
+
+
 def compute_golden(record: AttemptRecord) -> AttemptRecord:
-    """The exported model's in-process predictions on every reference row (parity's expectation)."""
-    from servegate import export
+    """The exported model's in-process predictions on every reference row (parity's expectation).
+
+    The same answers decide the task of an output whose task depends on them, so a quality
+    threshold of the other task is refused here, before anything is staged. Predictions already
+    in the work dir for the same export and reference are reused (the CLI computed them first).
+    """
+    from servegate.validation.outputs import check_thresholds_with_answers
 
     cfg = resources.config(record)
-    batches = resources.reference(record, cfg).batches(max(cfg.batch_size, 1024))
-    golden = export.golden_predictions(record.savedmodel_dir, batches)
-    path = record.work_path / "golden.npz"
-    np.savez(path, **golden)
+    reference = resources.reference(record, cfg)
+    path, stamp_path = record.work_path / "golden.npz", record.work_path / GOLDEN_STAMP
+    stamp = _golden_stamp(record)
+    if path.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+        say("golden predictions: reusing those computed before the run")
+        with np.load(path) as data:
+            golden = {name: data[name] for name in data.files}
+    else:
+        from servegate import export
+
+        golden = export.golden_predictions(record.savedmodel_dir, reference.batches(max(cfg.batch_size, 1024)))
+        np.savez(path, **golden)
+        stamp_path.write_text(json.dumps(stamp))
+    check_thresholds_with_answers(cfg, reference, golden)
     return record.but(golden_path=str(path))

@@ -81,6 +81,9 @@ class AttemptRecord:
     reasons: list[str] = field(default_factory=list)  # validate on canary (failed checks)
     figures: dict[str, float] = field(default_factory=dict)  # validate on canary
     report_dir: str | None = None  # validate on canary
+    task: str | None = None  # validate on canary: the first validated output's task
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # validate on canary: name, task, task_reason, label_column
+    gates_not_run: list[dict[str, str]] = field(default_factory=list)  # validate on canary: [{check, reason}]
     promoted: bool = False  # promote version
     production_verified: bool | None = None  # verify production (None: no production server named)
     rolled_back: bool = False  # the undo of promote version
@@ -135,6 +138,11 @@ class DeployOutcome:
     registry_version: str | None = None
     prefect_flow_run_id: str | None = None
     report_uri: str | None = None  # the report, Data Docs and plots as MLflow artifacts
+    # What validation judged: the first validated output's task, every validated output (name, task, why
+    # that task, its label column or None), and each check that judged nothing with the reason.
+    task: str | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    gates_not_run: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     # Seconds since the process that ran the deploy started (the CLI's, or the worker's flow-run process):
     # until the outcome was printed, and until the first step began (interpreter start, imports, set-up).

@@ -58,6 +58,7 @@ def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutc
         mlflow_tracking_uri=record.request.tracking_uri, registry_version=record.registry_version,
         prefect_flow_run_id=record.flow_run_id, timings=dict(record.timings),
         wall_s=process_age_s(), startup_s=record.started_s,
+        task=record.task, outputs=list(record.outputs), gates_not_run=list(record.gates_not_run),
     )
     try:
         outcome.production_version = resources.store(record.request.store_root).status(record.name).serving_version

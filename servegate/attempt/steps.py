@@ -69,7 +69,7 @@ STEPS: tuple[Step, ...] = (
     Step("check bake settings", bake.check_bake, preflight=True, timeout_s=60),
     Step("export model", exporting.export_model, preflight=True, timeout_s=900),
     Step("check reference data", exporting.check_reference, preflight=True, timeout_s=600),
-    Step("compute golden predictions", exporting.compute_golden, timeout_s=900),
+    Step("compute golden predictions", exporting.compute_golden, preflight=True, timeout_s=900),
     Step("open MLflow run", recording.open_mlflow_run, timeout_s=120),
     Step("stage version", staging.stage_version, undo=staging.reject_staged, timeout_s=600),
     Step("register in MLflow", staging.register_version, timeout_s=300),

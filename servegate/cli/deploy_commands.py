@@ -67,6 +67,7 @@ def _deploy(terminal: Terminal, request, json_output: bool, window) -> int:
         outcome["signal"] = cancel.signal_name()
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
+        terminal.note(deploy_run.verdict_line(outcome))  # for a person reading the CI log
     else:
         for line in deploy_run.summary(outcome):
             terminal.echo(line)

@@ -127,11 +127,22 @@ def phase_lengths(ends: dict[str, float]) -> dict[str, float]:
     return lengths
 
 
+def verdict_line(outcome: dict) -> str:
+    """``<model>: version N <verdict>``; a promotion with a gate that judged nothing says so, and why."""
+    verdict = outcome["verdict"].replace("_", " ")
+    not_run = outcome.get("gates_not_run") or []
+    if outcome["verdict"] == "promoted" and not_run:
+        verdict += " without a quality check: " + "; ".join(f"{g['check']}: {g['reason']}" for g in not_run)
+    return f"{outcome['model_name']}: version {outcome['version']} {verdict}"
+
+
 def summary(outcome: dict) -> list[str]:
-    """The verdict for a person: one line, the reasons, where to look."""
-    verdict = outcome["verdict"]
-    lines = [f"{outcome['model_name']}: version {outcome['version']} {verdict.replace('_', ' ')}"]
+    """The verdict for a person: one line, the reasons, what was validated, where to look."""
+    lines = [verdict_line(outcome)]
     lines += [f"  - {reason}" for reason in outcome.get("reasons") or []]
+    validated = ", ".join(f"{o['name']} ({o['task']})" for o in outcome.get("outputs") or [])
+    if validated:
+        lines.append(f"  outputs validated: {validated}")
     store = f" (store {outcome['store']})" if outcome.get("store") else ""
     lines.append(f"  production serves: {outcome.get('production_version')}{store}")
     lines.append(f"  MLflow run: {outcome.get('mlflow_run_id')}  Prefect flow run: {outcome.get('prefect_flow_run_id')}")

@@ -65,7 +65,7 @@ class ValidationConfig(Section):
     warmup: Warmup = Field(default_factory=Warmup)
     bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.guardrails: watch production after promotion
 
-    _source: str = PrivateAttr("(mapping)")
+    _source: str = PrivateAttr("(defaults: no config file given)")
 
     @model_validator(mode="after")
     def _one_way_to_name_outputs(self) -> "ValidationConfig":
@@ -73,9 +73,15 @@ class ValidationConfig(Section):
             raise ValueError("set 'output' (one output) or 'outputs' (several, with settings), not both")
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Two configs that say the same are equal wherever they were read from.
+        if not isinstance(other, ValidationConfig):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
     @property
     def source(self) -> str:
-        """Where this config came from (a file path, or "(mapping)"/"(defaults)"), for error messages."""
+        """Where this config came from (a file path, "(mapping)", or the defaults), for error messages."""
         return self._source
 
     def error(self, field: str, message: str) -> "ValidationConfigError":

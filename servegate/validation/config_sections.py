@@ -29,6 +29,9 @@ class ReferenceColumns(Section):
     prefixes: dict[str, str] = Field(default_factory=dict, description="input name -> prefix of several scalar columns (prefix0, prefix1, ... or prefix_0, ...)")
     label_column: str = "label"
     golden_column: str = "golden"
+    # Every other column of the reference is refused: a misspelt label column would
+    # otherwise turn the quality and regression checks off without a word.
+    ignore_columns: list[str] = Field(default_factory=list, description="columns no check reads (ids, timestamps)")
 
 
 class LoadCheck(Section):

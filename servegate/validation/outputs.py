@@ -5,7 +5,10 @@ config and the model's signature (no TensorFlow, Prefect or MLflow), so the
 deploy command calls it before anything starts. It names the validated outputs,
 refuses an ``output:`` that the model does not have (listing those it has), and
 refuses a quality threshold that cannot apply to a task already known from the
-config or the output's shape.
+config or the output's shape. Without ``output:``/``outputs:`` every output a
+check can read (numbers, not strings) is validated, never just one of them.
+:func:`check_thresholds_with_answers` refuses the rest once the exported model's
+in-process answers are known, still before any run is opened.
 
 :func:`decide_task` is the late half: with ``task: auto`` and one value per row
 the task depends on the data, decided from the candidate's answers and the
@@ -14,7 +17,7 @@ labels once they are known; the report says how.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,12 +34,20 @@ class OutputPlan:
     name: str
     task: str                    # "auto" | "regression" | "classification", as configured
     decision_threshold: float
-    label_column: str
+    label_column: str | None     # None: the shared label column belongs to another output (its own label_column)
     quality: QualityCheck
     primary: bool                # the first validated output: plots, a plain golden array and ``report.task``
     settings_field: str          # the config field its settings come from, for error messages
     quality_field: str = "quality"  # the config field its quality thresholds come from
     width: int | None = field(default=None)  # values per row, when the signature says
+    own_label: bool = False      # its label column is its own (outputs.<name>.label_column), not the shared one
+
+    def no_labels(self) -> str:
+        """Why this output has no labels, for a check that needs them."""
+        if self.label_column is None:
+            return (f"no labels for output {self.name!r}: the label column belongs to another output "
+                    f"(set outputs.{self.name}.label_column)")
+        return f"the reference has no label column {self.label_column!r}"
 
 
 def _width(signature: Signature, name: str) -> int | None:
@@ -61,18 +72,22 @@ def _names(config: ValidationConfig, signature: Signature) -> tuple[list[str], s
             raise config.error(f"outputs.{unknown[0]}", f"{unknown[0]!r} is not an output of the model "
                                f"(outputs: {listing})")
         return list(config.outputs), "outputs"
-    if not existing:
-        raise config.error("output", "the model's signature declares no outputs; there is nothing to validate")
-    return existing[:1], "output"
+    checkable = [n for n in existing if signature.outputs[n].dtype != "string"]
+    if not checkable:
+        why = f"only string outputs ({listing})" if existing else "no outputs"
+        raise config.error("output", f"the model's signature declares {why}; there is nothing to validate")
+    return checkable, "output"
 
 
 def check_threshold_fits(config: ValidationConfig, plan: OutputPlan, task: str, how: str) -> None:
     """Raise a config error naming a quality threshold that does not apply to ``task``."""
     for name in plan.quality.thresholds():
         if TASK_OF_THRESHOLD[name] != task:
+            fitting = ", ".join(k for k, t in TASK_OF_THRESHOLD.items() if t == task)
             raise config.error(f"{plan.quality_field}.{name}",
                                f"judges {TASK_OF_THRESHOLD[name]}, but output {plan.name!r} is {task} ({how}); "
-                               "remove it, or set 'task' to say what the output is")
+                               f"the thresholds that apply to {task} are {fitting}: remove it, or set 'task' to "
+                               "say what the output is")
 
 
 def plan_outputs(config: ValidationConfig, signature: Signature) -> list[OutputPlan]:
@@ -89,7 +104,11 @@ def plan_outputs(config: ValidationConfig, signature: Signature) -> list[OutputP
             label_column=(own.label_column if own and own.label_column else config.reference.label_column),
             quality=(own.quality if own and own.quality is not None else config.quality),
             primary=i == 0, settings_field=field_name, width=_width(signature, name),
-            quality_field=f"outputs.{name}.quality" if own and own.quality is not None else "quality"))
+            quality_field=f"outputs.{name}.quality" if own and own.quality is not None else "quality",
+            own_label=bool(own and own.label_column)))
+    # A shared label column that one output claims by name is that output's only.
+    claimed = {p.label_column for p in plans if p.own_label}
+    plans = [replace(p, label_column=None) if not p.own_label and p.label_column in claimed else p for p in plans]
     for plan in plans:
         known = known_task(plan)
         if known is not None:
@@ -141,3 +160,21 @@ def check_config_against_signature(config: Any, signature: Any) -> list[str]:
     config = load_config(config)
     sig = parse_signature(signature, config.signature_name)
     return [p.name for p in plan_outputs(config, sig)]
+
+
+def check_thresholds_with_answers(config: ValidationConfig, reference: Any, answers: dict[str, np.ndarray]) -> None:
+    """Refuse a quality threshold of the other task once the model's answers decide it.
+
+    With ``task: auto`` and one value per row, the task depends on the answers
+    (a sigmoid in [0, 1] with 0/1 labels is a classifier): ``answers`` are the
+    exported model's in-process predictions (the golden ones), which the canary
+    must reproduce, so the same decision is made here as on the canary, before
+    anything is staged. ``reference``: a checked :class:`~servegate.validation.reference.Reference`.
+    """
+    for plan in plan_outputs(config, reference.signature):
+        column = reference.label_columns.get(plan.name)
+        if not plan.quality.thresholds() or known_task(plan) is not None or plan.name not in answers:
+            continue
+        task, how = decide_task(plan, np.asarray(answers[plan.name], dtype="float64"),
+                                reference.labels(column) if column else None)
+        check_threshold_fits(config, plan, task, how)

@@ -8,7 +8,12 @@ A reference file is Parquet, CSV or JSON lines. Its columns are
   (``features_0, features_1, ...`` by default, or a prefix given in the config);
 - optionally the labels (``label``, or one column per validated output) and the
   golden predictions that export computed in-process (``golden``, a scalar or
-  list column, or ``golden_0, ...``).
+  list column, or ``golden_0, ...``);
+- columns named in ``reference.ignore_columns`` (ids, timestamps): never read.
+
+Any other column is refused, naming the nearest expected name
+(:mod:`.reference_columns`), and so is a label column that several validated
+outputs could share without ``outputs:`` saying which one it labels.
 
 Life cycle: :func:`load_reference` checks the config against the signature
 (:func:`check_config_against_signature`), opens the file, maps columns to
@@ -37,6 +42,7 @@ from servegate.validation.outputs import OutputPlan, check_threshold_fits, plan_
 from servegate.validation.reference_io import (ReferenceError, detect_format, dtype_fits, flat_values, is_numeric,
                                                iter_batches, list_value_type, parquet_rows, read_schema, rebatch,
                                                text_list_sample)
+from servegate.validation.reference_columns import check_every_column
 from servegate.validation.reference_scan import scan
 from servegate.validation.signature import Signature, TensorSpec, parse_signature
 
@@ -234,17 +240,33 @@ def _map_inputs(path: Path, fmt: str, schema: pa.Schema, sig: Signature,
     return mapped
 
 
+def _one_output_per_label(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: ValidationConfig) -> None:
+    """Refuse a label column that several validated outputs would share without the config saying so."""
+    shared = [p for p in plans if not p.own_label and p.label_column is not None]
+    column = config.reference.label_column
+    if len(shared) < 2 or column not in schema.names:
+        return
+    names = [p.name for p in shared]
+    raise config.error("outputs", (
+        f"the reference {path} has a label column {column!r} and the model has {len(names)} outputs it could "
+        f"belong to ({', '.join(names)}); say which output it labels: outputs: {{{names[0]}: {{label_column: "
+        f"{column}}}, {names[1]}: {{}}}} (every listed output is validated; one without labels still gets the "
+        f"parity, sanity and drift checks), or validate one output: output: {names[0]}"))
+
+
 def _label_columns(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: ValidationConfig) -> dict[str, str]:
     """output -> label column, for the outputs whose label column is in the file."""
     found: dict[str, str] = {}
     for plan in plans:
         column = plan.label_column
-        if column not in schema.names:
+        if column is None or column not in schema.names:
             needs = sorted(plan.quality.thresholds())
             if config.quality.enabled or plan.quality.enabled or needs:
                 why = f"quality thresholds {needs} are set" if needs else "quality check is enabled"
-                raise ReferenceError(f"reference file {path}: {why} for output {plan.name!r} but there is no "
-                                     f"label column {column!r} (columns: {', '.join(schema.names[:20])})")
+                lacking = (f"there is no label column {column!r}" if column else "its label column belongs to "
+                           f"another output (set outputs.{plan.name}.label_column)")
+                raise ReferenceError(f"reference file {path}: {why} for output {plan.name!r} but {lacking} "
+                                     f"(columns: {', '.join(schema.names[:20])})")
             continue
         if not is_numeric(schema.field(column).type):
             raise ReferenceError(f"reference file {path}: label column {column!r} has type "
@@ -273,8 +295,12 @@ def load_reference(path: str | Path, signature: Any, config: ValidationConfig | 
     plans = plan_outputs(config, sig) if sig.outputs else []
     fmt, schema = _open(path)
     mapped = _map_inputs(path, fmt, schema, sig, config)
-    labels = _label_columns(path, schema, plans, config)
     golden, golden_is_list = _golden_columns(schema, config)
+    label_names = [p.label_column for p in plans if p.label_column] or [config.reference.label_column]
+    check_every_column(path, schema.names, [c for m in mapped.values() for c in m.columns] + label_names
+                       + [config.reference.golden_column], golden, config.reference.ignore_columns)
+    _one_output_per_label(path, schema, plans, config)
+    labels = _label_columns(path, schema, plans, config)
     n_rows = scan(path, fmt, mapped, sorted(set(labels.values())))
     primary = labels.get(plans[0].name) if plans else (
         config.reference.label_column if config.reference.label_column in schema.names else None)

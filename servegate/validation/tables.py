@@ -42,7 +42,9 @@ def _output(i: int, plan: OutputPlan, cand: Any, base: Any, reference: Any, gold
                                 f"{base.errors[:1] or 'none sent'}")
     # Labels were checked for the outputs of the signature the reference was loaded
     # against; a served output of another name still has them when its column was checked.
-    column = plan.label_column if plan.label_column in set(reference.label_columns.values()) else None
+    column = reference.label_columns.get(plan.name)
+    if column is None and plan.name not in reference.signature.outputs:
+        column = plan.label_column if plan.label_column in set(reference.label_columns.values()) else None
     labels = reference.labels(column) if column else None
     rows = np.flatnonzero(answered)
     task, how = decide_task(plan, cand.outputs[plan.name][rows], None if labels is None else labels[rows])

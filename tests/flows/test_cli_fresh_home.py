@@ -100,7 +100,11 @@ def test_first_deploy_on_a_brand_new_home(custom_model, tmp_path):
     done = servegate(home, "deploy", "--model", str(model), "--name", NAME, "--reference", str(reference),
                      "--custom-objects", "scale_layer.py", cwd=custom_model)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines()[0] == f"{NAME}: version 1 promoted"
+    # The reference has no labels: the verdict says the promotion judged no quality, and why.
+    verdict = done.stdout.splitlines()[0]
+    assert verdict.startswith(f"{NAME}: version 1 promoted without a quality check: "), verdict
+    assert "quality: the reference has no label column 'label'" in verdict, verdict
+    assert "  outputs validated: prediction (regression)" in done.stdout.splitlines()
     assert "validate: verdict passed" in done.stderr and "promote: version 1" in done.stderr
     assert not NOISE.search(done.stdout + done.stderr), done.stdout + done.stderr
     log = _log_path(done.stderr)
@@ -109,6 +113,11 @@ def test_first_deploy_on_a_brand_new_home(custom_model, tmp_path):
     assert re.search(rf"Beginning flow run 'deploy-{NAME}-\d{{8}}-\d{{6}}'", log.read_text())
     assert (home / ".servegate" / "store" / "production" / NAME / "1" / "saved_model.pb").is_file()
     assert (home / ".servegate" / "mlflow.db").is_file()
+    # The Keras output layer's name is the served name (Keras alone would export output_0).
+    from servegate import export
+
+    assert export.read_signature(home / ".servegate" / "store" / "production" / NAME / "1").output_names == [
+        "prediction"]
 
 
 BAD_INPUTS = {

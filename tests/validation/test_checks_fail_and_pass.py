@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from servegate.errors import ConfigError
-from servegate.validation import load_config, load_reference, validate
+from servegate.validation import ValidationConfigError, load_config, load_reference, validate
 from tests.validation import models
 from tests.validation.conftest import VERSION
 
@@ -190,9 +190,14 @@ def test_several_outputs_each_with_its_settings_are_named_in_the_report(canary, 
                        {"outputs": {"prediction": {"quality": {"max_mae": 0.01}}, "probability": {"label_column": "x"}}},
                        VERSION["two_heads"], tmp_path / "strict", golden=golden)
     assert "quality" in strict.failed_checks and "prediction.mae = " in strict.check("quality").message
-    one = _validate(canary, reference_parquet, two, {}, VERSION["two_heads"], tmp_path / "one", golden=golden)
+    one = _validate(canary, reference_parquet, two, {"output": "prediction"}, VERSION["two_heads"],
+                    tmp_path / "one", golden=golden)
     assert [o["name"] for o in one.outputs] == ["prediction"] and one.unvalidated_outputs == ["probability"]
     assert "outputs not validated: probability" in one.to_markdown()
+    # Without output/outputs, the reference's one label column could label either output: refused.
+    with pytest.raises(ValidationConfigError, match=r"field 'outputs': .* 2 outputs it could belong to "
+                                                    r"\(prediction, probability\)"):
+        _validate(canary, reference_parquet, two, {}, VERSION["two_heads"], tmp_path / "none", golden=golden)
 
 
 # ----------------------------------------------------------------- configured values are applied

@@ -45,12 +45,14 @@ def test_an_output_the_model_lacks_names_the_file_field_and_the_outputs(tmp_path
     assert str(info.value) == (f"validation config {tmp_path / 'validation.yaml'}: field 'output': 'prob' is not an "
                                "output of the model (outputs: prediction, score)")
     assert check_config_against_signature(_config(tmp_path, "output: score\n"), signature) == ["score"]
-    assert check_config_against_signature(None, signature) == ["prediction"]
+    # No output named: every output a check can read is validated, not just the first by name.
+    assert check_config_against_signature(None, signature) == ["prediction", "score"]
 
 
 def test_a_threshold_for_the_other_task_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(ConfigError, match=r"field 'quality.max_mae': judges regression, but output 'score' is "
-                                          r"classification \(3 values per row\)"):
+                                          r"classification \(3 values per row\); the thresholds that apply to "
+                                          r"classification are min_accuracy, min_auc"):
         check_config_against_signature(_config(tmp_path, "output: score\nquality: {max_mae: 1}\n"), SIG)
     with pytest.raises(ConfigError, match=r"field 'quality.min_accuracy': judges classification, .* \(set in the config\)"):
         check_config_against_signature(_config(tmp_path, "task: regression\nquality: {min_accuracy: 0.9}\n"), SIG)
@@ -63,7 +65,7 @@ def test_classification_thresholds_with_continuous_labels_are_refused_at_load(tm
     pd.DataFrame({"features": list(x), "label": x[:, 0]}).to_parquet(path)
     with pytest.raises(ConfigError, match=r"'quality.min_accuracy': judges classification, but output 'prediction' "
                                           r"is regression \(one value per row and the labels in 'label' are not all 0/1\)"):
-        load_reference(path, SIG, {"quality": {"min_accuracy": 0.8}})
+        load_reference(path, SIG, {"output": "prediction", "quality": {"min_accuracy": 0.8}})
 
 
 def test_a_threshold_without_labels_is_refused_not_dropped(tmp_path, x):
@@ -71,7 +73,7 @@ def test_a_threshold_without_labels_is_refused_not_dropped(tmp_path, x):
     pd.DataFrame({"features": list(x)}).to_parquet(path)
     with pytest.raises(ReferenceError, match=r"quality thresholds \['max_mae'\] are set for output 'prediction' but "
                                              r"there is no label column 'label' \(columns: features\)"):
-        load_reference(path, SIG, {"quality": {"max_mae": 0.5}})
+        load_reference(path, SIG, {"output": "prediction", "quality": {"max_mae": 0.5}})
 
 
 def test_the_removed_kl_setting_is_refused_by_name():
@@ -129,8 +131,8 @@ from servegate.export import ModelSignature
 from servegate.errors import ValidationInputError
 from servegate.validation import check_config_against_signature, load_reference
 sig = ModelSignature.from_dict(json.loads({json.dumps(json.dumps(SIG.to_dict()))}))
-check_config_against_signature({{"quality": {{"max_mae": 1}}}}, sig)
-load_reference({str(good)!r}, sig, {{"quality": {{"max_mae": 1}}}})
+check_config_against_signature({{"output": "prediction", "quality": {{"max_mae": 1}}}}, sig)
+load_reference({str(good)!r}, sig, {{"output": "prediction", "quality": {{"max_mae": 1}}}})
 try:
     load_reference({str(bad)!r}, sig)
 except ValidationInputError:
@@ -141,3 +143,86 @@ print(json.dumps(heavy))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+# ----------------------------------------------------------------- every column accounted for
+ONE = ModelSignature.from_dict({"inputs": SIG.to_dict()["inputs"], "outputs": SIG.to_dict()["outputs"][:1]})
+
+
+def test_a_misspelt_label_column_is_refused_naming_the_nearest_name(tmp_path, x):
+    path = tmp_path / "ref.parquet"
+    pd.DataFrame({"features": list(x), "lable": x[:, 0]}).to_parquet(path)
+    with pytest.raises(ReferenceError) as info:
+        load_reference(path, ONE)
+    assert str(info.value) == (
+        f"reference file {path}: column 'lable' (nearest expected name: 'label') is not a model input, a label or "
+        "the golden column (expected: features, label, golden); rename it, or list it in the validation config's "
+        "'reference.ignore_columns' to keep it in the file unread")
+    # The same file with the column named as ignored loads (without labels); so does the right name.
+    assert not load_reference(path, ONE, {"reference": {"ignore_columns": ["lable"]}}).has_labels
+    pd.DataFrame({"features": list(x), "label": x[:, 0]}).to_parquet(path)
+    assert load_reference(path, ONE).has_labels
+
+
+def test_every_unread_column_is_named_and_golden_prefixes_and_pandas_index_are_known(tmp_path, x):
+    path = tmp_path / "ref.parquet"
+    frame = pd.DataFrame({"features": list(x), "golden_0": x[:, 1], "id": range(len(x)), "feature": x[:, 2]})
+    frame.iloc[2:].to_parquet(path)  # a filtered frame: pandas writes its index as __index_level_0__
+    with pytest.raises(ReferenceError, match=r"columns 'id' \(no expected name is close\), 'feature' \(nearest "
+                                             r"expected name: 'features'\) are not a model input"):
+        load_reference(path, ONE)
+    ref = load_reference(path, ONE, {"reference": {"ignore_columns": ["id", "feature"]}})
+    assert ref.golden_columns == ("golden_0",) and ref.n_rows == len(x) - 2
+
+
+def test_a_label_two_outputs_could_share_is_refused_listing_them(tmp_path, x):
+    path = tmp_path / "ref.parquet"
+    pd.DataFrame({"features": list(x), "label": x[:, 0]}).to_parquet(path)
+    with pytest.raises(ConfigError) as info:
+        load_reference(path, SIG)
+    message = str(info.value)
+    assert message.startswith("validation config (defaults: no config file given): field 'outputs': the reference ")
+    assert "label column 'label' and the model has 2 outputs it could belong to (prediction, score)" in message
+    assert "outputs: {prediction: {label_column: label}, score: {}}" in message and "output: prediction" in message
+    # Said which: both outputs validated, the label belongs to one.
+    ref = load_reference(path, SIG, {"outputs": {"prediction": {"label_column": "label"}, "score": {}}})
+    assert ref.label_columns == {"prediction": "label"}
+    three = {"inputs": SIG.to_dict()["inputs"], "outputs": SIG.to_dict()["outputs"]
+             + [{"name": "extra", "dtype": "float32", "shape": [None, 1]}]}
+    ref = load_reference(path, three, {"outputs": {"score": {"label_column": "label"}, "prediction": {}, "extra": {}}})
+    assert ref.label_columns == {"score": "label"}
+    with pytest.raises(ReferenceError, match=r"quality thresholds \['max_mae'\] are set for output 'extra' but its "
+                                             r"label column belongs to another output \(set "
+                                             r"outputs.extra.label_column\)"):
+        load_reference(path, three, {"outputs": {"score": {"label_column": "label"},
+                                                 "extra": {"quality": {"max_mae": 1}}}})
+    # No labels at all: both outputs are validated without them, nothing to choose.
+    pd.DataFrame({"features": list(x)}).to_parquet(path)
+    assert load_reference(path, SIG).label_columns == {}
+
+
+def test_string_outputs_are_not_validated_by_default():
+    sig = {"inputs": {"features": {"dtype": "float32", "shape": [None, 4]}},
+           "outputs": {"class_name": {"dtype": "string", "shape": [None, 1]},
+                       "prob": {"dtype": "float32", "shape": [None, 1]}}}
+    assert check_config_against_signature(None, sig) == ["prob"]
+    with pytest.raises(ConfigError, match=r"declares only string outputs \(class_name\)"):
+        check_config_against_signature(None, {"inputs": sig["inputs"], "outputs": {"class_name": sig["outputs"]["class_name"]}})
+
+
+def test_a_threshold_of_the_other_task_is_refused_from_the_models_own_answers(tmp_path, x):
+    from servegate.validation.outputs import check_thresholds_with_answers
+
+    path = tmp_path / "ref.parquet"
+    labels = (x[:, 0] > 0).astype("float64")
+    pd.DataFrame({"features": list(x), "label": labels}).to_parquet(path)
+    sigmoid = {"prediction": 1 / (1 + np.exp(-x[:, :1]))}
+    config = load_config({"quality": {"max_mae": 0.3}})
+    ref = load_reference(path, ONE, config)  # 0/1 labels: the task waits for the answers
+    with pytest.raises(ConfigError, match=r"field 'quality.max_mae': judges regression, but output 'prediction' is "
+                                          r"classification \(one output in \[0, 1\] and 0/1 labels .*the thresholds "
+                                          r"that apply to classification are min_accuracy, min_auc"):
+        check_thresholds_with_answers(config, ref, sigmoid)
+    check_thresholds_with_answers(config, ref, {"prediction": 3 * x[:, :1]})  # unbounded answers: a regression
+    fitting = load_config({"quality": {"min_accuracy": 0.5}})
+    check_thresholds_with_answers(fitting, load_reference(path, ONE, fitting), sigmoid)

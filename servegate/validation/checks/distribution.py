@@ -81,7 +81,7 @@ def _one(ctx: CheckContext, out: OutputData, against: str) -> CheckPlan:
     if against == "baseline" and out.baseline is None:
         return CheckPlan("distribution", failed=out.baseline_failure or "the baseline answered no request")
     if against == "labels" and not out.has_labels:
-        return CheckPlan("distribution", skipped=f"no label column {out.plan.label_column!r} to compare with")
+        return CheckPlan("distribution", skipped=f"{out.plan.no_labels()}: nothing to compare with")
     d, p, moved = _against_baseline(out) if against == "baseline" else _against_labels(out)
     what = "production's predictions on the same rows" if against == "baseline" else "the labels"
     ours = [Measurement("ks_statistic", d, cfg.max_ks, "<=", bool(np.isfinite(d) and d <= cfg.max_ks)),

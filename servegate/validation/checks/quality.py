@@ -43,7 +43,7 @@ def bound_planned(check: str, out: OutputData, metric: str, value: float, bound:
 
 def _one(ctx: CheckContext, out: OutputData) -> CheckPlan:
     if not out.has_labels:
-        return CheckPlan("quality", skipped=f"the reference has no label column {out.plan.label_column!r}")
+        return CheckPlan("quality", skipped=out.plan.no_labels())
     thresholds = {"mae": out.plan.quality.max_mae, "rmse": out.plan.quality.max_rmse,
                   "accuracy": out.plan.quality.min_accuracy, "auc": out.plan.quality.min_auc}
     plan = CheckPlan("quality")

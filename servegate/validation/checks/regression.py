@@ -21,7 +21,7 @@ def _one(ctx: CheckContext, out: OutputData) -> CheckPlan:
     if out.baseline_failure:
         return CheckPlan("regression", failed=out.baseline_failure)
     if not out.has_labels:
-        return CheckPlan("regression", skipped=f"the reference has no label column {out.plan.label_column!r} "
+        return CheckPlan("regression", skipped=f"{out.plan.no_labels()} "
                                                 "(drift against production is the distribution check's)")
     plan = CheckPlan("regression")
     candidate, baseline = figures(out), figures(out, "baseline_")
