@@ -13,8 +13,9 @@ announced first (:func:`announced`):
 3. the line is appended to the history, then the intent is removed.
 
 Intents are written and read under the model lock, so an intent that recovery
-finds belongs to a dead writer (or, within this process, to a change that
-raised; the changes still running in threads sharing the lock are skipped).
+finds belongs to a dead writer, or, within this process, to a change that
+raised. The moves still running in this process (a recovery inside a change
+holding the reentrant lock, or in a thread sharing it) are left to finish.
 :func:`complete_interrupted` settles each one by where the version is now:
 
 - in the intent's destination, its line missing: the line is appended as
@@ -102,26 +103,34 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-def pending(layout: Layout, name: str) -> tuple[list[Intent], list[Path]]:
-    """(the intents of dead writers, oldest first; intent files that cannot be read)."""
+@dataclass
+class Pending:
+    """The intent files of one model: of dead writers (oldest first), unreadable, of moves running here."""
+
+    dead: list[Intent]
+    unreadable: list[Path]
+    running: list[Intent]
+
+
+def pending(layout: Layout, name: str) -> Pending:
     meta = layout.meta_dir(name)
-    found, unreadable = [], []
+    found = Pending([], [], [])
     for entry in entries(meta):
         path = meta / entry
         if not (entry.startswith(INTENT_PREFIX) and entry.endswith(INTENT_SUFFIX)):
             continue
-        with _running_guard:
-            if str(path) in _running:
-                continue
         try:
             line = HistoryRecord.from_dict(json.loads(path.read_bytes())["line"])
             if not isinstance(line.version, int) or line.operation == "":
                 raise ValueError("no version or operation")
         except (OSError, ValueError, TypeError, KeyError):
-            unreadable.append(path)
+            found.unreadable.append(path)
             continue
-        found.append(Intent(path, line))
-    return sorted(found, key=lambda intent: intent.line.time), unreadable
+        with _running_guard:
+            running = str(path) in _running
+        (found.running if running else found.dead).append(Intent(path, line))
+    found.dead.sort(key=lambda intent: intent.line.time)
+    return found
 
 
 def _settle(history_file: Path, intent: Intent, where: set[str], recorded: str | None) -> str:
@@ -143,19 +152,25 @@ def _settle(history_file: Path, intent: Intent, where: set[str], recorded: str |
     return result
 
 
-def complete_interrupted(layout: Layout, name: str, scanned: Scan, report: RecoveryReport) -> None:
-    """Recovery's step: settle every intent a dead writer left (see the module docstring)."""
-    intents, unreadable = pending(layout, name)
-    for path in unreadable:
+def complete_interrupted(layout: Layout, name: str, scanned: Scan, report: RecoveryReport) -> set[int]:
+    """Recovery's step: settle every intent a dead writer left (see the module docstring).
+
+    Returns the versions that a change of this process is moving right now:
+    their history is that change's to write.
+    """
+    found = pending(layout, name)
+    for path in found.unreadable:
         _remove(path)
         report.actions.append(f"removed unreadable intent file {path}")
-    if not intents:
-        return
+    moving = {intent.line.version for intent in found.running}
+    if not found.dead:
+        return moving
     history_file = layout.history_file(name)
     last_area = {r.version: r.to_area for r in history_mod.read(history_file) if isinstance(r.version, int)}
-    for intent in intents:
+    for intent in found.dead:
         line = intent.line
         where = {area for area in AREAS if line.version in scanned[area]}
         report.actions.append(_settle(history_file, intent, where, last_area.get(line.version)))
         if line.to_area in where and line.from_area not in where:
             last_area[line.version] = line.to_area
+    return moving

@@ -130,10 +130,12 @@ def _unrecorded_reason(version: int, recorded: str | None, now: str | None, know
     return f"found in {now} after a crash (its history line was lost)"
 
 
-def record_lost_history(layout: Layout, name: str, scanned: Scan, report: RecoveryReport) -> None:
+def record_lost_history(layout: Layout, name: str, scanned: Scan, report: RecoveryReport,
+                        moving: set[int] = frozenset()) -> None:
     """A ``recover`` line for each version whose area is not the one its last history line names.
 
-    It runs after the intents were settled, so what is left was not done by a servegate move.
+    It runs after the intents were settled, so what is left was not done by a servegate move;
+    ``moving``: versions a change of this process is moving now (it writes their lines).
     """
     history_file = layout.history_file(name)
     last_area: dict[int, str | None] = {}
@@ -143,7 +145,7 @@ def record_lost_history(layout: Layout, name: str, scanned: Scan, report: Recove
     actual = {v: area for area in AREAS for v in scanned[area]}
     for version in sorted(set(last_area) | set(actual)):
         recorded, now = last_area.get(version), actual.get(version)
-        if recorded == now:
+        if recorded == now or version in moving:
             continue
         reason = _unrecorded_reason(version, recorded, now, version in last_area)
         history_mod.record_transition(history_file, name, version, recorded, now, operation="recover",
@@ -160,7 +162,7 @@ def recover_locked(layout: Layout, name: str) -> RecoveryReport:
     scanned = scan(layout, name)
     resolve_versions_in_two_areas(scanned, report)
     remove_orphan_reason_files(layout, name, scanned, report)
-    intents.complete_interrupted(layout, name, scanned, report)
-    record_lost_history(layout, name, scanned, report)
+    moving = intents.complete_interrupted(layout, name, scanned, report)
+    record_lost_history(layout, name, scanned, report, moving)
     fsutil.checkpoint("recover:done")
     return report
