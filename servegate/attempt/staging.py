@@ -23,10 +23,13 @@ def abandoned_versions(store, name: str) -> list:
 
     The store's history names the process that staged each version. A live
     process's version (a deploy running beside this one) is never touched, nor
-    one staged on another host (its process cannot be seen from here).
+    one staged on another host (its process cannot be seen from here). The
+    store's recovery runs first: a stager killed between its rename and its
+    history line gets that line then (the store's write-ahead intent), naming it.
     """
     from servegate.runtime.identity import ProcessIdentity
 
+    store.recover(name)
     staged = set(store.versions(name, "staging"))
     stagers = {r.version: r for r in store.history(name) if r.operation == "stage"} if staged else {}
     gone = []

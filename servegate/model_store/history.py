@@ -4,15 +4,24 @@
 :class:`HistoryRecord`. Lines are appended and fsync'd under the model lock
 right after the transition they describe. A writer killed in the middle of a
 line leaves a torn last line: readers skip it and the next writer starts on a
-new line. A writer killed between a transition and its line loses only that
-line, and the next change's recovery notices the difference between the
-areas and the history and appends a ``recover`` record for it.
+new line.
 
-Each line names the process that wrote it (``pid``, ``host`` and, since
-``ticks`` was added, its start time: :mod:`servegate.runtime.identity`), so
-that a later deploy can tell a version staged by a killed deploy from one
+A move between areas is announced before it is made: its line is planned
+(:func:`planned_transition`) and kept durably as a write-ahead intent
+(:mod:`~servegate.model_store.intents`) until it is appended. A writer killed
+between its move and its line therefore loses nothing: the next change's
+recovery appends the planned line as its writer would have, with the writer's
+identity, its run id and its reason, marked ``detail.completed_by`` (the
+recovering process). Only a difference between the areas and the history that
+no intent explains (a version made, moved or removed by hand) gets a
+``recover`` line.
+
+Each line names the process that made the transition (``pid``, ``host`` and,
+since ``ticks`` was added, its start time: :mod:`servegate.runtime.identity`),
+so that a later deploy can tell a version staged by a killed deploy from one
 staged by a deploy still running. Older lines have no ``ticks`` (None: any
-start time matches).
+start time matches). A line completed by recovery names the killed writer,
+not the recovering process: the version it staged is judged abandoned.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from servegate.runtime.identity import ProcessIdentity
 
 @dataclass(frozen=True)
 class HistoryRecord:
-    time: str                      # ISO 8601 UTC, when the transition completed
+    time: str                      # ISO 8601 UTC, when the transition completed (see intents)
     model: str
     version: int
     from_area: str | None          # None: came from outside the store (stage)
@@ -53,19 +62,34 @@ class HistoryRecord:
         return cls(**known)
 
 
-def record_transition(path: Path, name: str, version: int, from_area: str | None, to_area: str | None, *,
-                      operation: str, reason: str | None = None, run_id: str | None = None,
-                      started: str | None = None, detail: dict | None = None) -> HistoryRecord:
-    """Append the line of a transition this process just made (named by its pid, start time and host)."""
-    me = ProcessIdentity.current()
-    record = HistoryRecord(
+def planned_transition(name: str, version: int, from_area: str | None, to_area: str | None, *,
+                       operation: str, reason: str | None = None, run_id: str | None = None,
+                       started: str | None = None, detail: dict | None = None,
+                       writer: ProcessIdentity | None = None) -> HistoryRecord:
+    """The line of a transition about to be made by ``writer`` (default: this process); ``time`` is now."""
+    who = writer or ProcessIdentity.current()
+    return HistoryRecord(
         time=now_iso(), model=name, version=version, from_area=from_area, to_area=to_area,
         reason=reason, run_id=run_id, operation=operation, started=started,
-        pid=me.pid, host=me.host, ticks=me.start_ticks, detail=detail or {},
+        pid=who.pid, host=who.host, ticks=who.start_ticks, detail=dict(detail or {}),
     )
+
+
+def append_transition(path: Path, record: HistoryRecord) -> HistoryRecord:
+    """Append a planned line as it is (its identity and time included)."""
     append(path, record)
-    fsutil.checkpoint(f"{operation}:recorded")
+    fsutil.checkpoint(f"{record.operation}:recorded")
     return record
+
+
+def record_transition(path: Path, name: str, version: int, from_area: str | None, to_area: str | None, *,
+                      operation: str, reason: str | None = None, run_id: str | None = None,
+                      started: str | None = None, detail: dict | None = None,
+                      writer: ProcessIdentity | None = None) -> HistoryRecord:
+    """Append the line of a transition just made by ``writer`` (default: this process), timed now."""
+    return append_transition(path, planned_transition(
+        name, version, from_area, to_area, operation=operation, reason=reason, run_id=run_id,
+        started=started, detail=detail, writer=writer))
 
 
 def append(path: Path, record: HistoryRecord) -> None:

@@ -5,7 +5,8 @@
 <root>/production/<model>/<version>/   the base path TensorFlow Serving watches
 <root>/rejected/<model>/<version>/     rejected, rolled-back and retired versions
 <root>/rejected/<model>/<version>.reason.json   why (beside the version)
-<root>/.servegate/<model>/             lock, holder.json, counter, history.jsonl, inflight/
+<root>/.servegate/<model>/             lock, holder.json, counter, history.jsonl, inflight/,
+                                       intent-<operation>-<version>-<token>.json (a move in progress)
 ```
 
 Each area may live elsewhere (``areas={"production": "/mnt/models"}``), for
@@ -46,6 +47,9 @@ ATOMIC_TMP_PREFIX = ".tmp-"
 #: temp files of reason files, written atomically (under the lock) beside the versions in rejected/
 REASON_TMP_PREFIX = TMP_PREFIX + "reason-"
 REASON_SUFFIX = ".reason.json"
+#: A move's write-ahead intent in the metadata dir: the history line it will append (see ``intents``).
+INTENT_PREFIX = "intent-"
+INTENT_SUFFIX = ".json"
 
 MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_MODEL_NAME_LENGTH = 128
@@ -187,3 +191,6 @@ class Layout:
 
     def inflight_marker(self, name: str, token: str) -> Path:
         return self.inflight_dir(name) / token
+
+    def intent_file(self, name: str, operation: str, version: int, token: str) -> Path:
+        return self.meta_dir(name) / f"{INTENT_PREFIX}{operation}-{version}-{token}{INTENT_SUFFIX}"

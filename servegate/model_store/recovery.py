@@ -9,8 +9,13 @@ In order (each step a function below):
    short). Production is never changed: a copy in production wins, else staging wins over ``rejected``;
    copies that differ are left alone and reported;
 5. :func:`remove_orphan_reason_files`: reason files whose version is not in ``rejected/``;
-6. :func:`record_lost_history`: a ``recover`` history line for every version whose area differs from
-   what the history says (a crash between a transition and its line, or a change made by hand).
+6. :func:`~servegate.model_store.intents.complete_interrupted`: the write-ahead intents of moves whose
+   writer died. A move that was made gets the history line its writer planned, naming that writer
+   (so a version staged by a killed deploy is judged abandoned like any other); one that was not made
+   has its intent dropped;
+7. :func:`record_lost_history`: a ``recover`` history line for every version whose area still differs
+   from what the history says: a change made by hand outside servegate (or a line lost in a way no
+   intent covers, e.g. a history file restored from an old backup).
 
 A dead holder's lock needs nothing: the kernel released it with the holder.
 """
@@ -21,7 +26,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from servegate.model_store import fsutil
+from servegate.model_store import fsutil, intents
 from servegate.model_store import history as history_mod
 from servegate.model_store.layout import (
     AREAS,
@@ -125,8 +130,13 @@ def _unrecorded_reason(version: int, recorded: str | None, now: str | None, know
     return f"found in {now} after a crash (its history line was lost)"
 
 
-def record_lost_history(layout: Layout, name: str, scanned: Scan, report: RecoveryReport) -> None:
-    """A ``recover`` line for each version whose area is not the one its last history line names."""
+def record_lost_history(layout: Layout, name: str, scanned: Scan, report: RecoveryReport,
+                        moving: set[int] = frozenset()) -> None:
+    """A ``recover`` line for each version whose area is not the one its last history line names.
+
+    It runs after the intents were settled, so what is left was not done by a servegate move;
+    ``moving``: versions a change of this process is moving now (it writes their lines).
+    """
     history_file = layout.history_file(name)
     last_area: dict[int, str | None] = {}
     for record in history_mod.read(history_file):
@@ -135,7 +145,7 @@ def record_lost_history(layout: Layout, name: str, scanned: Scan, report: Recove
     actual = {v: area for area in AREAS for v in scanned[area]}
     for version in sorted(set(last_area) | set(actual)):
         recorded, now = last_area.get(version), actual.get(version)
-        if recorded == now:
+        if recorded == now or version in moving:
             continue
         reason = _unrecorded_reason(version, recorded, now, version in last_area)
         history_mod.record_transition(history_file, name, version, recorded, now, operation="recover",
@@ -144,7 +154,7 @@ def record_lost_history(layout: Layout, name: str, scanned: Scan, report: Recove
 
 
 def recover_locked(layout: Layout, name: str) -> RecoveryReport:
-    """Steps 1-6 of the module docstring; the caller holds the model lock."""
+    """Steps 1-7 of the module docstring; the caller holds the model lock."""
     report = RecoveryReport(name)
     remove_atomic_temp_files(layout, name, report)
     live_tokens, dead_markers = inflight_markers(layout, name)
@@ -152,6 +162,7 @@ def recover_locked(layout: Layout, name: str) -> RecoveryReport:
     scanned = scan(layout, name)
     resolve_versions_in_two_areas(scanned, report)
     remove_orphan_reason_files(layout, name, scanned, report)
-    record_lost_history(layout, name, scanned, report)
+    moving = intents.complete_interrupted(layout, name, scanned, report)
+    record_lost_history(layout, name, scanned, report, moving)
     fsutil.checkpoint("recover:done")
     return report

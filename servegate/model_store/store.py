@@ -12,7 +12,10 @@ name). Every change:
 2. takes the model's lock (``flock``; a dead holder's lock is free),
 3. runs recovery (leftover temp dirs of dead processes, half-finished
    cross-filesystem moves, history lines lost to a crash),
-4. does its work, fsyncing files and directories, and appends its history.
+4. does its work, fsyncing files and directories, and appends its history;
+   each move of a version is announced first by a write-ahead intent holding
+   its history line (``intents``), so a crash between a move and its line
+   loses neither the line nor who made the move.
 
 What ``recover`` does with a version found in two areas (only a crash in the
 middle of a cross-filesystem move can cause that): it never changes
@@ -28,7 +31,7 @@ versions as rollback targets; older ones move to ``rejected/`` with the reason
 
 Where the parts live: this module is the public API; ``transitions`` (stage,
 promote, reject, rollback), ``recovery`` (the repairs, one function each),
-``moves`` (rename or cross-filesystem copy), ``space`` (free space,
+``intents`` (write-ahead intents of moves), ``moves`` (rename or cross-filesystem copy), ``space`` (free space,
 writability, OS errors), ``reading`` (scans), ``results`` (returned records),
 ``history``, ``locking``, ``layout``, ``fsutil``.
 """
@@ -202,8 +205,9 @@ class ModelStore:
 
         Removes temp dirs of dead processes, finishes or undoes half-done
         cross-filesystem moves (never changing production), drops orphan reason
-        files and dead in-flight markers, and appends history records for
-        transitions whose line a crash lost (:mod:`~servegate.model_store.recovery`).
+        files and dead in-flight markers, appends the planned history line of a
+        move whose writer died before writing it (naming that writer), and a
+        ``recover`` line for a change made by hand (:mod:`~servegate.model_store.recovery`).
         A model the store does not know is left alone.
         """
         name = check_model_name(name)

@@ -2,8 +2,11 @@
 
 Every change checks its input before touching anything (a refused call leaves
 the store byte-for-byte as it was), then takes the model's lock, runs recovery,
-scans again and does its work, fsyncing as it goes, and appends its history
-line (:func:`_changing` is that common start). The public entry points are the
+scans again and does its work, fsyncing as it goes (:func:`_changing` is that
+common start). Each move of a version is announced before it is made
+(:func:`_announced`: a write-ahead intent holding its history line) and its
+line appended right after, so a kill between the move and its line loses
+nothing (:mod:`~servegate.model_store.intents`). The public entry points are the
 methods of :class:`~servegate.model_store.store.ModelStore`, which check names
 and versions and call these functions.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from servegate.model_store import counter as counter_mod
-from servegate.model_store import fsutil, reading, space
+from servegate.model_store import fsutil, intents, reading, space
 from servegate.model_store import history as history_mod
 from servegate.model_store.errors import (
     NotASavedModel,
@@ -73,9 +76,16 @@ def _changing(store: ModelStore, name: str, operation: str, run_id: str | None) 
         yield started, reading.scan(store.layout, name)
 
 
-def _record(store: ModelStore, name: str, version: int, from_area: str | None, to_area: str | None,
-            **fields) -> None:
-    history_mod.record_transition(store.layout.history_file(name), name, version, from_area, to_area, **fields)
+@contextlib.contextmanager
+def _announced(store: ModelStore, name: str, version: int, from_area: str | None, to_area: str, src: Path,
+               **fields) -> Iterator[dict]:
+    """The block moves ``src`` (``version``); its history line is planned before and appended after.
+
+    Yields a dict for details of the move known only afterwards (how it moved).
+    """
+    line = history_mod.planned_transition(name, version, from_area, to_area, **fields)
+    with intents.announced(store.layout, name, line, src) as extra:
+        yield extra
 
 
 def _check_complete(store: ModelStore, path: Path, what: str) -> None:
@@ -96,12 +106,12 @@ def to_rejected(store: ModelStore, name: str, version: int, src: Path, from_area
         raise version_conflict(dst, name, version, stays_in=src.parent)
     reason_doc = {"model": name, "version": version, "reason": reason, "from_area": from_area,
                   "operation": operation, "time": now_iso(), "run_id": run_id}
-    fsutil.write_atomic(base / reason_file_name(version), (json.dumps(reason_doc, indent=2) + "\n").encode(),
-                        tmp_prefix=REASON_TMP_PREFIX)
-    fsutil.checkpoint(f"{operation}:reason-written")
-    how = move_version(name, src, dst, kind=operation, version=version)
-    _record(store, name, version, from_area, REJECTED, operation=operation, reason=reason, run_id=run_id,
-            started=started, detail={**(detail or {}), "moved_by": how})
+    with _announced(store, name, version, from_area, REJECTED, src, operation=operation, reason=reason,
+                    run_id=run_id, started=started, detail=detail) as extra:
+        fsutil.write_atomic(base / reason_file_name(version),
+                            (json.dumps(reason_doc, indent=2) + "\n").encode(), tmp_prefix=REASON_TMP_PREFIX)
+        fsutil.checkpoint(f"{operation}:reason-written")
+        extra["moved_by"] = move_version(name, src, dst, kind=operation, version=version)
     return dst
 
 
@@ -148,12 +158,12 @@ def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str,
     staging = slot.tmp.parent
     with store.lock(name, operation="stage", run_id=run_id):
         final = staging / str(slot.version)
-        rename_or_conflict(slot.tmp, final, version_conflict(final))
-        slot.tmp = None
-        fsutil.fsync_dir(staging)
-        fsutil.checkpoint("stage:renamed")
-        _record(store, name, slot.version, None, STAGING, operation="stage", reason="staged", run_id=run_id,
-                started=started, detail={"source": str(src.absolute())})
+        with _announced(store, name, slot.version, None, STAGING, slot.tmp, operation="stage", reason="staged",
+                        run_id=run_id, started=started, detail={"source": str(src.absolute())}):
+            rename_or_conflict(slot.tmp, final, version_conflict(final))
+            slot.tmp = None
+            fsutil.fsync_dir(staging)
+            fsutil.checkpoint("stage:renamed")
         slot.marker.release()
         slot.marker = None
 
@@ -223,10 +233,10 @@ def promote(store: ModelStore, name: str, version: int, run_id: str | None) -> P
         base = store.base_path(PRODUCTION, name)
         space.ensure_dir(base)
         dst = base / str(version)
-        how = move_version(name, src, dst, kind="promote", version=version)
         previous = max(scanned[PRODUCTION]) if scanned[PRODUCTION] else None
-        _record(store, name, version, STAGING, PRODUCTION, operation="promote", reason="promoted",
-                run_id=run_id, started=started, detail={"moved_by": how, "previous": previous})
+        with _announced(store, name, version, STAGING, PRODUCTION, src, operation="promote", reason="promoted",
+                        run_id=run_id, started=started, detail={"previous": previous}) as extra:
+            extra["moved_by"] = move_version(name, src, dst, kind="promote", version=version)
         _apply_retention(store, name, run_id, started)
         return dst
 

@@ -9,7 +9,7 @@ Modes:
 - ``crash-loop``: stage / promote / reject / rollback forever, writing the
   current step to ``progress_file`` and sleeping a random ``jitter_s`` at every
   step; the parent SIGKILLs it at random moments.
-- ``die-at``: run ``ops`` and SIGKILL itself at the ``nth`` time step ``point`` comes.
+- ``die-at``: run ``ops`` (with ``run_id``) and SIGKILL itself at the ``nth`` time step ``point`` comes.
 
 Prints ``ready`` first, once everything is imported.
 """
@@ -107,15 +107,16 @@ def main() -> int:
                     os.kill(os.getpid(), signal.SIGKILL)
 
         fsutil.set_checkpoint_hook(hook)
+        run_id = config.get("run_id")
         for op in config["ops"]:
             if op[0] == "stage":
-                store.stage(model, config["src"])
+                store.stage(model, config["src"], run_id=run_id)
             elif op[0] == "promote":
-                store.promote(model, op[1] if len(op) > 1 else store.versions(model, "staging")[-1])
+                store.promote(model, op[1] if len(op) > 1 else store.versions(model, "staging")[-1], run_id=run_id)
             elif op[0] == "reject":
-                store.reject(model, op[1], op[2] if len(op) > 2 else "test")
+                store.reject(model, op[1], op[2] if len(op) > 2 else "test", run_id=run_id)
             elif op[0] == "rollback":
-                store.rollback(model, op[1] if len(op) > 1 else None)
+                store.rollback(model, op[1] if len(op) > 1 else None, run_id=run_id)
         print("finished", flush=True)
         return 0
 

@@ -9,6 +9,7 @@ holder file behind.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import select
@@ -86,9 +87,10 @@ def _crash_loop(root, tmp_path, model_src, model_digest, kills: int, areas=None)
         proc = spawn_child("crash-loop", {"root": str(root), "model": name, "src": str(model_src),
                                           "seed": i, "progress_file": str(progress), "areas": areas,
                                           "jitter_s": 0.003})
+        delay = rng.uniform(0.01, 0.25)
         try:
             _read_ready(proc)
-            time.sleep(rng.uniform(0.01, 0.25))
+            time.sleep(delay)
             assert proc.poll() is None, proc.stderr.read()
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
@@ -98,35 +100,52 @@ def _crash_loop(root, tmp_path, model_src, model_digest, kills: int, areas=None)
                 proc.wait()
             proc.stdout.close()
             proc.stderr.close()
-        if progress.exists():
-            hit[progress.read_bytes().decode().strip()] += 1
-
-        # Before any repair: only complete versions are visible anywhere.
-        checker.versions_complete()
-
-        # The next operation (it runs recovery first) leaves nothing behind.
-        step = i % 3
-        if step == 0:
-            store.stage(name, model_src)
-        elif step == 1:
-            staged = store.versions(name, "staging")
-            if staged and (not store.versions(name, "production")
-                           or staged[-1] > store.versions(name, "production")[-1]):
-                store.promote(name, staged[-1])
-            else:
-                store.recover(name)
-        else:
-            store.recover(name)
-        checker.clean()
-        found = checker.versions_complete()
-        everywhere = [v for area in AREAS for v in found[area]]
-        assert len(everywhere) == len(set(everywhere)), f"a version is in two areas after recovery: {found}"
+        last = progress.read_bytes().decode().strip() if progress.exists() else "(none)"
+        hit[last] += 1
+        with _naming(f"kill {i + 1} of {kills}, {delay:.3f} s after the child was ready, last step {last}"):
+            _check_after_kill(store, checker, name, model_src, i)
 
     # Numbers: every staged number is unique, and none was handed out twice.
     staged = [r.version for r in store.history(name) if r.operation == "stage"]
     assert len(staged) == len(set(staged))
     elapsed = time.monotonic() - started
     return hit, elapsed
+
+
+@contextlib.contextmanager
+def _naming(context: str):
+    """A failed check names the kill before it (its moment and the last step the child reached)."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"after {context}: {exc}") from exc
+
+
+def _check_after_kill(store: ModelStore, checker: Checker, name: str, model_src, i: int) -> None:
+    """Complete versions only before repair; after the next operation nothing left, history and areas agree."""
+    # Before any repair: only complete versions are visible anywhere.
+    checker.versions_complete()
+
+    # The next operation (it runs recovery first) leaves nothing behind.
+    step = i % 3
+    if step == 0:
+        store.stage(name, model_src)
+    elif step == 1:
+        staged = store.versions(name, "staging")
+        if staged and (not store.versions(name, "production")
+                       or staged[-1] > store.versions(name, "production")[-1]):
+            store.promote(name, staged[-1])
+        else:
+            store.recover(name)
+    else:
+        store.recover(name)
+    checker.clean()
+    found = checker.versions_complete()
+    everywhere = [v for area in AREAS for v in found[area]]
+    assert len(everywhere) == len(set(everywhere)), f"a version is in two areas after recovery: {found}"
+    history = store.history(name)
+    assert {r.version: r.to_area for r in history} == {v: a for a in AREAS for v in found[a]}
+    assert not [r for r in history if r.operation == "recover"], "a move recorded without its writer"
 
 
 def test_sigkill_at_random_moments(root, tmp_path, model_src, model_digest):
@@ -141,7 +160,7 @@ def test_sigkill_at_random_moments(root, tmp_path, model_src, model_digest):
 
 def test_sigkill_at_random_moments_across_filesystems(root, tmp_path, other_fs, model_src, model_digest):
     hit, elapsed = _crash_loop(root, tmp_path, model_src, model_digest, 20,
-                               areas={"production": str(other_fs / "production")})
+                           areas={"production": str(other_fs / "production")})
     print(f"20 kills (production on another filesystem) in {elapsed:.1f} s: {dict(hit)}")
 
 

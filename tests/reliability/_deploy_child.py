@@ -35,6 +35,11 @@ Before the kill it appends the point's name to ``SERVEGATE_TEST_KILL_LOG``
 ``SERVEGATE_TEST_KILL_SIGNAL=none`` only writes that line and lets the deploy
 go on: the parent sends a signal of its own from outside (SIGTERM, SIGINT: a
 CI job cancelled) the moment it reads the point's name.
+
+``SERVEGATE_TEST_TRACE`` names a file that gets one line per step started
+(``step:<name>``) and per store checkpoint passed (``store:<checkpoint>``), each
+with its wall-clock time: after a kill from outside at a random moment, its
+last line says which window the kill hit.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 
 def _die(point: str) -> None:
@@ -103,6 +109,34 @@ def _after_step(step_name: str, point: str) -> None:
     steps.STEPS = tuple(wrap(s) for s in steps.STEPS)
 
 
+class _Trace:
+    """Appends ``<time> <what>`` lines to ``SERVEGATE_TEST_TRACE`` (nothing without it)."""
+
+    def __init__(self) -> None:
+        path = os.environ.get("SERVEGATE_TEST_TRACE")
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
+
+    def note(self, what: str) -> None:
+        if self.fd is not None:
+            os.write(self.fd, f"{time.time():.3f} {what}\n".encode())
+
+    def steps(self) -> None:
+        """Note each declared step as it starts (both runners read ``steps.STEPS``)."""
+        import dataclasses
+
+        from servegate.attempt import steps
+
+        def wrap(step):
+            def run(record):
+                self.note(f"step:{step.name}")
+                return step.run(record)
+
+            return dataclasses.replace(step, run=run)
+
+        if self.fd is not None:
+            steps.STEPS = tuple(wrap(s) for s in steps.STEPS)
+
+
 def _crash_canary_mid_validation(canary) -> None:
     from servegate.serving.client import ServingClient
 
@@ -141,7 +175,18 @@ def install() -> None:
     point = os.environ.get("SERVEGATE_TEST_KILL_AT")
     delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
     from servegate.attempt import canary, production
+    from servegate.model_store import fsutil
 
+    trace = _Trace()
+    trace.steps()
+    wanted = point.removeprefix("store:") if point and point.startswith("store:") else None
+
+    def checkpoint(name: str) -> None:
+        trace.note(f"store:{name}")
+        if name == wanted:
+            _die(point)
+
+    fsutil.set_checkpoint_hook(checkpoint)
     if os.environ.get("SERVEGATE_TEST_CRASH_CANARY") == "1":
         _crash_canary_mid_validation(canary)
     if os.environ.get("SERVEGATE_TEST_HANG_CANARY") == "1":
@@ -160,17 +205,7 @@ def install() -> None:
         from servegate.guardrails import baking
 
         _during(baking, "run_bake", point, delay)
-    elif point.startswith("store:"):
-        from servegate.model_store import fsutil
-
-        wanted = point.removeprefix("store:")
-
-        def hook(name: str) -> None:
-            if name == wanted:
-                _die(point)
-
-        fsutil.set_checkpoint_hook(hook)
-    else:
+    elif wanted is None:
         raise SystemExit(f"SERVEGATE_TEST_KILL_AT={point!r} is unknown")
 
 

@@ -9,7 +9,9 @@ Life cycle of one scenario:
    session (its own process group), optionally with a kill trigger
    (``kill_at``: a named step, see ``_deploy_child``) or killed from outside
    after ``kill_after_s`` seconds (a random moment). :meth:`DeployProcess.wait`
-   returns a :class:`DeployResult`.
+   returns a :class:`DeployResult`; its ``kill_point`` names the trigger, or
+   for a kill from outside its moment and the last step or store checkpoint
+   the deploy had reached (its trace), so that a failure names its window.
 3. :func:`check_production` right after a kill: production holds only complete
    versions and serves the version it served before or the fully promoted new
    one. :func:`check_clean` after the next deploy that ran to its end: no temp
@@ -47,6 +49,8 @@ class DeployResult:
     killed: bool
     kill_point: str | None
     outcome: dict | None
+    last_reached: str | None = None  # the trace's last step or store checkpoint, and when
+
 
     @property
     def version(self) -> int | None:
@@ -63,7 +67,18 @@ class DeployProcess:
     err_path: Path
     kill_log: Path
     kill_after_s: float | None = None
+    trace: Path | None = None
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+
+    def last_reached(self) -> str | None:
+        """The last line of the deploy's trace: ``<step or store:checkpoint> at <s> s`` after its start."""
+        lines = self.trace.read_text().split("\n") if self.trace and self.trace.exists() else []
+        lines = [line for line in lines if " " in line]
+        if not lines:
+            return None
+        when, what = lines[-1].split(" ", 1)
+        return f"{what} at {float(when) - self.started_wall:.2f} s"
 
     def kill(self) -> None:
         """SIGKILL the deploy's whole process group (a CI job cancelled hard)."""
@@ -89,14 +104,16 @@ class DeployProcess:
         stderr = self.err_path.read_text(errors="replace")
         points = self.kill_log.read_text().split() if self.kill_log.exists() else []
         killed = self.proc.returncode == -signal.SIGKILL
-        kill_point = points[-1] if points else (f"after {self.kill_after_s:.2f} s" if killed_from_outside else None)
+        last = self.last_reached()
+        kill_point = points[-1] if points else (
+            f"after {self.kill_after_s:.2f} s (last reached: {last})" if killed_from_outside else None)
         outcome = None
         if stdout.strip():
             try:
                 outcome = json.loads(stdout)
             except ValueError:
                 outcome = None
-        return DeployResult(self.proc.returncode, stdout, stderr, killed, kill_point, outcome)
+        return DeployResult(self.proc.returncode, stdout, stderr, killed, kill_point, outcome, last)
 
 
 class Workspace:
@@ -151,7 +168,8 @@ class Workspace:
             args += ["--config", str(config)]
         run_env = dict(env or self.env)
         kill_log = self.logs / f"deploy-{n}.killed"
-        child = bool(kill_at or crash_canary or hang_canary)
+        trace = self.logs / f"deploy-{n}.trace"
+        child = bool(kill_at or crash_canary or hang_canary or kill_after_s is not None)
         if kill_at:
             run_env["SERVEGATE_TEST_KILL_AT"] = kill_at
         if kill_delay_s is not None:
@@ -161,11 +179,12 @@ class Workspace:
         if hang_canary:
             run_env["SERVEGATE_TEST_HANG_CANARY"] = "1"
         run_env["SERVEGATE_TEST_KILL_LOG"] = str(kill_log)
+        run_env["SERVEGATE_TEST_TRACE"] = str(trace)
         out_path, err_path = self.logs / f"deploy-{n}.out", self.logs / f"deploy-{n}.err"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(self.command(*args, child=child), stdout=out, stderr=err,
                                     stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=run_env, start_new_session=True)
-        process = DeployProcess(proc, out_path, err_path, kill_log, kill_after_s)
+        process = DeployProcess(proc, out_path, err_path, kill_log, kill_after_s, trace)
         self._procs.append(process)
         return process
 
@@ -176,13 +195,14 @@ class Workspace:
         return subprocess.run(self.command(*args), env=env or self.env, cwd=REPO_ROOT, capture_output=True,
                               text=True, timeout=timeout)
 
-    def start_production_server(self, name: str, poll_s: float = 0.2):
-        """A bundled server on ``production/<name>`` (needs a version there), waited for."""
+    def start_production_server(self, name: str, poll_s: float = 0.2, base_path: Path | None = None):
+        """A bundled server on ``production/<name>`` (or ``base_path``; needs a version there), waited for."""
         from tests.serving.conftest import launch, wait_available
 
-        server = launch([f"--model_name={name}", f"--model_base_path={self.store / 'production' / name}",
+        base_path = base_path or self.store / "production" / name
+        server = launch([f"--model_name={name}", f"--model_base_path={base_path}",
                          f"--file_system_poll_wait_seconds={poll_s}"],
-                        self.logs / f"production-{name}.log", grpc=False)
+                        self.logs / f"production-{name}-{len(self.servers)}.log", grpc=False)
         self.servers.append(server)
         wait_available(server, name)
         return server

@@ -10,15 +10,31 @@ MLflow run). After each kill production holds only complete versions and
 serves what it served before or the fully promoted new version, on disk and on
 the production server. A last deploy runs to its end and must be promoted with
 a version number never used before, leaving nothing behind.
+
+Random kills print their moment and the last step or store checkpoint the
+deploy had reached (the deploy's trace), and a failed check names the kill
+before it: a kill that lands in a rare window on one machine's timing says
+which window it was.
+
+Each move of a version in the store (stage's rename, promote, retire, reject,
+rollback) is also killed exactly between its rename and its history line, with
+each canary runner, each kill followed by a complete deploy: the store is
+clean, every version is in the area its history says (the killed writer's line
+completed by recovery, a version it staged rejected as abandoned), and MLflow's
+champion is what production serves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 
+from tests import modelzoo
+from tests.reliability.agreement import check_history_matches_areas, check_mlflow_agrees
 from tests.reliability.harness import (
+    DeployResult,
     Workspace,
     check_clean,
     check_production,
@@ -58,32 +74,46 @@ def run_kill_plan(ws: Workspace, files, plan: list[dict], docker_image: str | No
     served = 1
     used = _used_versions(ws)
     results = []
-    for step in plan:
+    for i, step in enumerate(plan, 1):
         kwargs = dict(step)
         serving = kwargs.pop("serving", "process")
         result = ws.deploy(files.good, NAME, files.reference, config=files.config, serving=serving,
                            docker_image=docker_image if serving == "docker" else None,
                            production_url=server.rest_url, **kwargs)
         results.append(result)
-        if "kill_at" in step:
-            assert result.killed and result.kill_point == step["kill_at"], result.describe()
-        # Production: complete versions only, the old one or a fully promoted new one, on disk and served.
-        unchanged = step.get("kill_at") in BEFORE_PROMOTION
-        now = check_production(ws, NAME, served, used, unchanged=unchanged)
-        assert served_versions(server.rest_url, NAME)[-1] in {served, now}
+        print(f"kill {i}/{len(plan)} ({serving} runner): {result.kill_point or 'not killed'}", flush=True)
+        with _naming(f"after kill {i} ({serving} runner, {result.kill_point})"):
+            if "kill_at" in step:
+                assert result.killed and result.kill_point == step["kill_at"], result.describe()
+            # Production: complete versions only, the old one or a fully promoted new one, on disk and served.
+            unchanged = step.get("kill_at") in BEFORE_PROMOTION
+            now = check_production(ws, NAME, served, used, unchanged=unchanged)
+            assert served_versions(server.rest_url, NAME)[-1] in {served, now}
         used |= _used_versions(ws)
         served = now
     last = ws.deploy(files.good, NAME, files.reference, config=files.config, serving=final_serving,
                      docker_image=docker_image if final_serving == "docker" else None,
                      production_url=server.rest_url)
-    assert last.returncode == 0, last.describe()
-    assert last.outcome["verdict"] == "promoted"
-    assert last.version not in used and last.version > max(used), (last.version, sorted(used))
-    assert served_versions(server.rest_url, NAME)[-1] == last.version
-    check_clean(ws, NAME)
-    assert max(complete_versions(ws.store / "production" / NAME)) == last.version
-    assert not leftover_work_dirs(ws, NAME), f"killed attempts left work dirs: {leftover_work_dirs(ws, NAME)}"
+    kills = "; ".join(f"{i}: {r.kill_point}" for i, r in enumerate(results, 1))
+    with _naming(f"the complete deploy after the kills ({kills})"):
+        assert last.returncode == 0, last.describe()
+        assert last.outcome["verdict"] == "promoted"
+        assert last.version not in used and last.version > max(used), (last.version, sorted(used))
+        assert served_versions(server.rest_url, NAME)[-1] == last.version
+        check_clean(ws, NAME)
+        check_history_matches_areas(ws, NAME)
+        assert max(complete_versions(ws.store / "production" / NAME)) == last.version
+        assert not leftover_work_dirs(ws, NAME), f"killed attempts left work dirs: {leftover_work_dirs(ws, NAME)}"
     return results
+
+
+@contextlib.contextmanager
+def _naming(context: str):
+    """A failed check says which kill (its moment and window) came before it."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"{context}: {exc}") from exc
 
 
 @pytest.mark.reliability
@@ -115,3 +145,79 @@ def test_kill_sweep_docker_runner(workspace, model_files, local_image):
     plan = [{"kill_at": point, "serving": "docker"} for point in STEP_BOUNDARIES]
     plan += [{"kill_after_s": rng.uniform(2.0, 18.0), "serving": "docker"} for _ in range(5)]
     run_kill_plan(workspace, model_files, plan, local_image, final_serving="docker")
+
+
+# ---------------------------------------------------------------- a kill between a move and its history line
+
+#: Each move of a version, killed between its rename and its history line, in an order that reaches each
+#: (retention 3: the third kill's promotion retires the oldest of three production versions).
+MOVE_KILLS = ("store:stage:renamed", "store:promote:renamed", "store:retire:renamed", "store:reject:renamed",
+              "store:rollback:renamed")
+
+
+def _wrong_production(ws: Workspace, version: int):
+    """A production server whose ``version`` answers unlike the deploy's model: its verification fails and
+    the deploy's undo rolls production back (the rollback's move is what gets killed)."""
+    base = ws.root / "wrong-production" / NAME
+    modelzoo.export(modelzoo.regressor(seed=0, bias_shift=3.0), base / str(version))
+    return ws.start_production_server(NAME, base_path=base)
+
+
+def _killed_move(ws: Workspace, files, point: str, runner: dict, production_url: str) -> tuple[int, DeployResult]:
+    """The deploy killed at ``point``; returns the version it was deploying and its result."""
+    version = ws.model_store().status(NAME).next_version
+    model = files.broken if point == "store:reject:renamed" else files.good  # rejected by quality
+    if point == "store:rollback:renamed":
+        production_url = _wrong_production(ws, version).rest_url
+    result = ws.deploy(model, NAME, files.reference, config=files.config, production_url=production_url,
+                       kill_at=point, **runner)
+    assert result.killed and result.kill_point == point, result.describe()
+    return version, result
+
+
+def _check_completed_line(ws: Workspace, point: str, version: int) -> None:
+    """The killed writer's line, completed by recovery, names it; a version it staged was rejected as abandoned."""
+    operation = point.split(":")[1]
+    store = ws.model_store()
+    completed = [r for r in store.history(NAME) if "completed_by" in r.detail and r.operation == operation]
+    assert completed, f"no {operation} line completed by recovery: {store.history(NAME)[-6:]}"
+    line = completed[-1]
+    if operation != "retire":
+        assert line.version == version, (line, version)
+    assert line.pid != line.detail["completed_by"]["pid"]  # the killed writer, not the recovering process
+    if operation == "stage":
+        reason = store.status(NAME).rejected_reasons[version]
+        assert reason.startswith(f"abandoned: the deploy that staged it (pid {line.pid}, MLflow run "
+                                 f"{line.run_id})"), reason
+
+
+def run_move_kills(ws: Workspace, files, serving: str, docker_image: str | None) -> None:
+    runner = {"serving": serving, "docker_image": docker_image}
+    first = ws.deploy(files.good, NAME, files.reference, config=files.config, **runner)
+    assert first.returncode == 0, first.describe()
+    server = ws.start_production_server(NAME)
+    for point in MOVE_KILLS:
+        version, _ = _killed_move(ws, files, point, runner, server.rest_url)
+        done = ws.deploy(files.good, NAME, files.reference, config=files.config,
+                         production_url=server.rest_url, **runner)
+        print(f"killed at {point} (version {version}), then version {done.version} promoted", flush=True)
+        with _naming(f"the complete deploy after the kill at {point} ({serving} runner)"):
+            assert done.returncode == 0 and done.outcome["verdict"] == "promoted", done.describe()
+            check_clean(ws, NAME)
+            areas = check_history_matches_areas(ws, NAME)
+            assert areas[done.version] == "production" and served_versions(server.rest_url, NAME)[-1] == done.version
+            assert check_mlflow_agrees(ws, NAME) == done.outcome["registry_version"]
+            _check_completed_line(ws, point, version)
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+def test_kill_between_each_move_and_its_history_line_process_runner(workspace, model_files):
+    run_move_kills(workspace, model_files, "process", None)
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+@pytest.mark.docker
+def test_kill_between_each_move_and_its_history_line_docker_runner(workspace, model_files, local_image):
+    run_move_kills(workspace, model_files, "docker", local_image)

@@ -26,6 +26,8 @@ def test_plan_mounts_python_venv_source_and_system_dirs():
     assert not any(a != b and a.startswith(b + "/") for a in plan.mounts for b in plan.mounts)
     assert plan.python == sys.executable
     assert "--bind_address=0.0.0.0" in plan.entrypoint and '"$@"' in plan.entrypoint
+    # The container imports the servegate that built the image (its source is among the mounts).
+    assert f'export PYTHONPATH="{Path(servegate.__file__).resolve().parent.parent}' in plan.entrypoint
 
 
 def test_rootfs_is_tiny_and_has_the_contract_dirs():

@@ -96,13 +96,17 @@ def plan() -> ImagePlan:
             symlinks.append((path.lstrip("/"), os.readlink(path)))  # e.g. /lib -> usr/lib on merged-/usr hosts
         elif os.path.exists(path):
             mounts.append(path)
-    for path in (sys.base_prefix, sys.prefix, str(_source_root())):
+    source = os.path.realpath(_source_root())
+    for path in (sys.base_prefix, sys.prefix, source):
         mounts.append(os.path.realpath(path))
     python = sys.executable  # inside sys.prefix, which is mounted
     server = f"{python} -m servegate.serving --port=8500 --rest_api_port=8501 {BIND_FLAG}"
     entrypoint = "\n".join([
         "#!/bin/sh",
         "# servegate/bundled-serving: TensorFlow Serving's container contract -> the bundled server.",
+        # The servegate that built the image, from its mounted source: the virtualenv's own entry may
+        # point elsewhere (an editable install of another checkout) or nowhere (a checkout on PYTHONPATH).
+        f'export PYTHONPATH="{source}${{PYTHONPATH:+:$PYTHONPATH}}"',
         f'exec {server} --model_name="${{MODEL_NAME}}" --model_base_path="${{MODEL_BASE_PATH}}/${{MODEL_NAME}}" "$@"',
         "",
     ])
