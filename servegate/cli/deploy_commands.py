@@ -18,7 +18,7 @@ import typer
 from servegate.cli import deploy_run
 from servegate.cli.app import app
 from servegate.cli.terminal import Terminal, open_terminal
-from servegate.errors import ServegateError, error_object
+from servegate.errors import ServegateError, json_error
 
 
 def _deploy(terminal: Terminal, request, json_output: bool) -> int:
@@ -76,7 +76,7 @@ def _absolute_if_file(module: str) -> str:
 
 def _report_error(terminal: Terminal, exc: ServegateError, json_output: bool) -> int:
     if json_output:
-        terminal.echo(json.dumps({"verdict": "error", "error": error_object(exc)}, indent=2))
+        terminal.echo(json.dumps(json_error(exc), indent=2))
     if terminal.log_path is not None:
         terminal.note(f"library output: {terminal.log_path}")
     terminal.note(f"error: {exc}")

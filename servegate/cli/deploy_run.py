@@ -46,7 +46,7 @@ def check_prefect_api(timeout_s: float = 5.0) -> str | None:
         raise OrchestrationError(
             f"PREFECT_API_URL={url}: Prefect API not reachable ({type(exc).__name__}: {exc}). "
             "Start it with `prefect server start`, or unset PREFECT_API_URL to run on a local Prefect",
-            subject="PREFECT_API_URL",
+            subject=url,
         ) from exc
     return url
 

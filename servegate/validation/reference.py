@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from servegate.errors import naming
 from servegate.validation.config import ValidationConfig, load_config
 from servegate.validation.outputs import OutputPlan, check_threshold_fits, plan_outputs
 from servegate.validation.reference_io import (ReferenceError, detect_format, dtype_fits, flat_values, is_numeric,
@@ -269,6 +270,11 @@ def load_reference(path: str | Path, signature: Any, config: ValidationConfig | 
     """
     config = load_config(config)
     path = Path(path)
+    with naming(path):  # a reference error's subject is the file (its message names the column)
+        return _load_reference(path, signature, config)
+
+
+def _load_reference(path: Path, signature: Any, config: ValidationConfig) -> Reference:
     sig = parse_signature(signature, config.signature_name)
     plans = plan_outputs(config, sig) if sig.outputs else []
     fmt, schema = _open(path)
