@@ -43,6 +43,21 @@ def check_request(request: DeployRequest):
     return config
 
 
+def check_reference_early(request: DeployRequest, config) -> int | None:
+    """The reference file against the model's inputs as its files state them, before the export
+    (which takes seconds): the row count, or None when the inputs cannot be read without exporting
+    (the step "check reference data" then checks everything after the export)."""
+    from servegate.export_peek import peek_inputs
+
+    peeked = peek_inputs(request.model_path)
+    if peeked is None:
+        return None
+    from servegate.export import ModelSignature
+    from servegate.validation.reference import check_input_rows
+
+    return check_input_rows(request.reference, ModelSignature(inputs=peeked.inputs, outputs=()), config)
+
+
 def check_store_writable(root: str) -> None:
     """A read-only store, or one whose path cannot be created, is refused here, not mid-flow."""
     from servegate.model_store import layout, space

@@ -24,9 +24,11 @@ from servegate.errors import ServegateError, json_error
 def _deploy(terminal: Terminal, request, json_output: bool) -> int:
     """Check everything that can be checked, then run the flow; returns the exit code."""
     from servegate.attempt import check_request, exit_code_for, preflight
+    from servegate.attempt.inputs import check_reference_early
 
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
-    check_request(request)
+    config = check_request(request)
+    check_reference_early(request, config)  # the reference against the inputs the model's files state
     deploy_run.check_prefect_api()
     prefect_ready = deploy_run.start_local_prefect_early()
     if request.serving == "process":

@@ -262,14 +262,16 @@ class ModelStore:
         """
         return transitions.reject(self, check_model_name(name), check_version(version), reason, run_id)
 
-    def rollback(self, name: str, to_version: int | None = None, run_id: str | None = None) -> RollbackResult:
+    def rollback(self, name: str, to_version: int | None = None, run_id: str | None = None,
+                 reason: str | None = None) -> RollbackResult:
         """Make production serve the previous version (or ``to_version``, which must be in production).
 
         Every newer production version moves to ``rejected/`` with the reason
-        "rolled back", newest first, each by one rename, so that production
+        "rolled back" (``"rolled back: <reason>"`` when ``reason`` says why; the
+        history lines keep the same), newest first, each by one rename, so that production
         serves a complete version at every moment. Refused with
         :class:`NothingToRollBackTo` when production has no older version.
         """
         name = check_model_name(name)
         to_version = None if to_version is None else check_version(to_version, what="rollback target")
-        return transitions.rollback(self, name, to_version, run_id)
+        return transitions.rollback(self, name, to_version, run_id, reason)

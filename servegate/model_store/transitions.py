@@ -268,8 +268,8 @@ def _rollback_target(name: str, target: int, current: int, production: list[int]
     hint = f" (it is in {where})" if where else " (the store has no such version)"
     if target > current:
         raise UnknownVersion(f"version {target} of model {name!r}{hint} is newer than version {current} "
-                             "that production serves; rollback only goes back (promote a staged "
-                             "version instead)")
+                             "that production serves; rollback only goes back (a newer version reaches "
+                             "production through `servegate deploy`)")
     if target not in scanned[PRODUCTION]:
         raise UnknownVersion(f"version {target} of model {name!r} is not in production{hint}; versions "
                              f"production can roll back to: {fmt_versions(production[:-1])}")
@@ -295,14 +295,23 @@ def _plan_rollback(store: ModelStore, name: str, to_version: int | None, scanned
     return current, target, [v for v in reversed(production) if v > target]
 
 
-def rollback(store: ModelStore, name: str, to_version: int | None, run_id: str | None) -> RollbackResult:
+def rolled_back_reason(reason: str | None) -> str:
+    """The reason the rolled-back versions keep: "rolled back", with why when the caller said."""
+    reason = (reason or "").strip()
+    if not reason:
+        return ROLLED_BACK
+    return reason if reason.startswith(ROLLED_BACK) else f"{ROLLED_BACK}: {reason}"
+
+
+def rollback(store: ModelStore, name: str, to_version: int | None, run_id: str | None,
+             reason: str | None = None) -> RollbackResult:
     """See :meth:`ModelStore.rollback`."""
     require_model(store, name)
     _plan_rollback(store, name, to_version, reading.scan(store.layout, name))  # refuse before touching anything
     with _changing(store, name, "rollback", run_id) as (started, scanned):
         current, target, to_move = _plan_rollback(store, name, to_version, scanned)
         for version in to_move:
-            to_rejected(store, name, version, scanned[PRODUCTION][version], PRODUCTION, ROLLED_BACK,
+            to_rejected(store, name, version, scanned[PRODUCTION][version], PRODUCTION, rolled_back_reason(reason),
                         operation="rollback", run_id=run_id, started=started,
                         detail={"from_version": current, "to_version": target})
         return RollbackResult(model=name, from_version=current, to_version=target, rejected=to_move,
