@@ -342,3 +342,57 @@ def test_a_read_only_store_is_refused_before_any_run(home, files, hp2, tmp_path)
         assert "checking the model" not in result.stderr
         assert not (home / ".servegate" / "mlflow.db").exists()
         assert ModelStore(store).status("m").serving_version == 1
+
+
+# --------------------------------------------------------------------------- a re-run creates nothing
+
+
+def _production_from(store: Path, source: Path, digest_of: Path) -> None:
+    """Production serving version 1 staged from ``digest_of`` (as a deploy of that model leaves it)."""
+    from servegate.attempt.unchanged import MODEL_DIGEST, model_digest
+    from servegate.model_store import ModelStore
+
+    s = ModelStore(store)
+    s.promote("m", s.stage("m", source, detail={MODEL_DIGEST: model_digest(digest_of)}))
+
+
+def test_a_rerun_with_the_model_production_serves_creates_nothing(home, files, hp2):
+    store = home / "store"
+    _production_from(store, hp2, hp2)
+    from servegate.model_store import ModelStore
+
+    history = ModelStore(store).layout.history_file("m")
+    before = history.read_bytes()
+    assert before.count(b"\n") == 2  # stage, promote
+    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                     "--store", str(store), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json_of(result)
+    assert (outcome["verdict"], outcome["version"], outcome["production_version"]) == ("unchanged", 1, 1), outcome
+    assert outcome["mlflow_run_id"] is None and outcome["prefect_flow_run_id"] is None
+    assert "checking the model" not in result.stderr
+    assert_nothing_opened(home, store / "staging")
+    assert sorted(p.name for p in (store / "production" / "m").iterdir()) == ["1"]
+    assert history.read_bytes() == before  # no history line either
+    text = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                   "--store", str(store))
+    assert text.returncode == 0 and text.stdout.startswith("m: already serving version 1"), text.stdout
+
+
+@pytest.mark.parametrize("how", ["another model file", "--force-new-version"])
+def test_another_model_or_the_flag_deploys_anew(how, home, files, hp2, tmp_path):
+    """Past the re-run check: the export runs (stopped after it by a config that names a missing output)."""
+    store = home / "store"
+    other = tmp_path / "other"
+    shutil.copytree(hp2, other)
+    (other / "assets.extra").mkdir(exist_ok=True)
+    (other / "assets.extra" / "note.txt").write_text("retrained")  # other bytes: another digest
+    _production_from(store, hp2, other if how == "another model file" else hp2)
+    config = home / "v.yaml"
+    config.write_text("output: nope\n")
+    extra = ["--force-new-version"] if how == "--force-new-version" else []
+    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                     "--store", str(store), "--config", str(config), "--json", *extra)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert json_of(result)["error"]["subject"] == "output"
+    assert "export:" in result.stderr

@@ -21,14 +21,32 @@ from servegate.cli.terminal import Terminal, open_terminal
 from servegate.errors import ServegateError, json_error
 
 
-def _deploy(terminal: Terminal, request, json_output: bool) -> int:
+def _report_unchanged(terminal: Terminal, request, version: int, json_output: bool) -> int:
+    from servegate.attempt.clock import process_age_s
+    from servegate.attempt.unchanged import unchanged_outcome
+
+    outcome = unchanged_outcome(request, version).to_dict()
+    outcome["wall_s"] = process_age_s()
+    if json_output:
+        terminal.echo(json.dumps(outcome, indent=2))
+    else:
+        terminal.echo(f"{request.name}: already serving version {version} (the same model file); nothing created. "
+                      "--force-new-version deploys it as a new version")
+    return 0
+
+
+def _deploy(terminal: Terminal, request, json_output: bool, force_new_version: bool = False) -> int:
     """Check everything that can be checked, then run the flow; returns the exit code."""
     from servegate.attempt import check_request, exit_code_for, preflight
     from servegate.attempt.inputs import check_reference_early
+    from servegate.attempt.unchanged import already_serving
 
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
     config = check_request(request)
     check_reference_early(request, config)  # the reference against the inputs the model's files state
+    serving = None if force_new_version else already_serving(request)
+    if serving is not None:  # a re-run: production serves this very model; no run, no version
+        return _report_unchanged(terminal, request, serving, json_output)
     deploy_run.check_prefect_api()
     prefect_ready = deploy_run.start_local_prefect_early()
     if request.serving == "process":
@@ -118,9 +136,14 @@ def deploy(
         None, "--bake", min=0, metavar="SECONDS",
         help="after promotion, watch production this long and roll back on an alarm (needs --production-url; "
              "default: the config's bake.duration_s, 0 = no bake)"),
+    force_new_version: bool = typer.Option(
+        False, "--force-new-version",
+        help="deploy as a new version even when production already serves this very model file "
+             "(default: exit 0, verdict unchanged, nothing created)"),
     verbose: bool = typer.Option(False, "--verbose", help="library output and tracebacks on the terminal"),
 ) -> None:
-    """Export, stage, canary, validate, then promote or reject. Exit 0 promoted, 1 rejected, 2 error."""
+    """Export, stage, canary, validate, then promote or reject. Exit 0 promoted (or unchanged: production
+    already serves this model), 1 rejected, 2 error."""
     deploy_run.library_settings(verbose)
     terminal = open_terminal("deploy", name, verbose, deploy_run.is_servegate_process())
     from servegate.attempt import DeployRequest
@@ -130,7 +153,7 @@ def deploy(
                             custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
                             unsafe_deserialization=unsafe_deserialization, bake_s=bake)
     try:
-        code = _deploy(terminal, request, json_output)
+        code = _deploy(terminal, request, json_output, force_new_version)
     except ServegateError as exc:
         code = _report_error(terminal, exc, json_output)
     _finish(terminal, code)

@@ -233,15 +233,19 @@ class ModelStore:
             raise NotASavedModel(f"cannot read source {src_path}: {exc}") from None
         return info
 
-    def stage(self, name: str, savedmodel_dir: str | os.PathLike[str], run_id: str | None = None) -> int:
+    def stage(self, name: str, savedmodel_dir: str | os.PathLike[str], run_id: str | None = None,
+              detail: dict | None = None) -> int:
         """Copy a SavedModel into ``staging/<name>/<v>`` as the next version number; return ``v``.
+
+        ``detail``: plain values kept in the version's stage history line (the deploy keeps the
+        digest of the model file it exported there, to recognise a re-run of the same model).
 
         The copy goes to a dot-named temp dir (fsync'd file by file), is checked
         as a complete SavedModel, then appears under its number by one rename.
         The model lock is held only to hand out the number and to publish the
         copy, not during the copy.
         """
-        return transitions.stage(self, check_model_name(name), Path(savedmodel_dir).expanduser(), run_id)
+        return transitions.stage(self, check_model_name(name), Path(savedmodel_dir).expanduser(), run_id, detail)
 
     def promote(self, name: str, version: int, run_id: str | None = None) -> Path:
         """Make staged ``version`` appear in production by one rename; return its production path.

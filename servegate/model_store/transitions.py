@@ -143,7 +143,8 @@ def _staging_slot(store: ModelStore, name: str, staging: Path, run_id: str | Non
             slot.marker.release()
 
 
-def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str, run_id: str | None) -> None:
+def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str, run_id: str | None,
+             detail: dict | None = None) -> None:
     """Under the lock: the finished copy appears as ``staging/<name>/<v>`` by one rename, and is recorded."""
     staging = slot.tmp.parent
     with store.lock(name, operation="stage", run_id=run_id):
@@ -153,12 +154,12 @@ def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str,
         fsutil.fsync_dir(staging)
         fsutil.checkpoint("stage:renamed")
         _record(store, name, slot.version, None, STAGING, operation="stage", reason="staged", run_id=run_id,
-                started=started, detail={"source": str(src.absolute())})
+                started=started, detail={**(detail or {}), "source": str(src.absolute())})
         slot.marker.release()
         slot.marker = None
 
 
-def stage(store: ModelStore, name: str, src: Path, run_id: str | None) -> int:
+def stage(store: ModelStore, name: str, src: Path, run_id: str | None, detail: dict | None = None) -> int:
     """See :meth:`ModelStore.stage`. The copy runs outside the lock, protected by the in-flight marker."""
     store.check_source(src)
     _, needed = fsutil.tree_size(src)
@@ -173,7 +174,7 @@ def stage(store: ModelStore, name: str, src: Path, run_id: str | None) -> int:
             fsutil.copy_tree(src, slot.tmp)
             _check_complete(store, slot.tmp, f"the copy of {src} changed or broke while it was staged")
             fsutil.checkpoint("stage:copied")
-            _publish(store, name, slot, src, started, run_id)
+            _publish(store, name, slot, src, started, run_id, detail)
     return slot.version
 
 
