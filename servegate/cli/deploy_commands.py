@@ -74,11 +74,9 @@ def _deploy(terminal: Terminal, request, json_output: bool, force_new_version: b
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
     phases["flow_s"] = process_age_s()
-    # This process ran the preflight before the flow's steps: its first step is the attempt's, and
-    # its export is the attempt's export (the flow's step found it done).
-    outcome.update(startup_s=record.started_s, wall_s=process_age_s(),
-                   timings=deploy_run.merged_timings(record.timings, outcome.get("timings") or {}),
-                   phases=deploy_run.phase_lengths(phases))
+    # This process ran the preflight before the flow's steps: its first step is the attempt's. The
+    # flow's timings (and its time.* figures) already count the preflight's steps, the export included.
+    outcome.update(startup_s=record.started_s, wall_s=process_age_s(), phases=deploy_run.phase_lengths(phases))
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
     else:

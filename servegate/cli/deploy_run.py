@@ -114,11 +114,6 @@ def run_deploy_flow(**parameters) -> dict:
     return data
 
 
-def merged_timings(preflight: dict[str, float], flow: dict[str, float]) -> dict[str, float]:
-    """Each step's seconds in the preflight and the flow together (the flow's export reuses the preflight's)."""
-    return {step: round(preflight.get(step, 0.0) + flow.get(step, 0.0), 3) for step in {**flow, **preflight}}
-
-
 def phase_lengths(ends: dict[str, float]) -> dict[str, float]:
     """Process ages at the end of each phase (in order) -> each phase's length in seconds."""
     lengths, previous = {}, 0.0

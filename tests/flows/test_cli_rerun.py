@@ -1,5 +1,7 @@
 """A CI job re-run with the model production already serves: ``unchanged``, and nothing created.
 
+(Its first deploy also shows that the ``time.*`` figures count the export made before the flow.)
+
 The whole story as CI meets it (a subprocess in a brand-new HOME, the local Prefect, MLflow in
 SQLite): a deploy promotes version 1; the same command again exits 0 with verdict ``unchanged``,
 opens no MLflow run and stages no version; ``--force-new-version`` deploys version 2.
@@ -30,7 +32,14 @@ def test_rerun_is_unchanged_and_the_flag_forces_a_new_version(tmp_path, tfs_test
 
     first = run_cli(home, *args)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert json_of(first)["verdict"] == "promoted" and json_of(first)["version"] == 1
+    promoted = json_of(first)
+    assert promoted["verdict"] == "promoted" and promoted["version"] == 1
+    # the figures (and so the MLflow metrics) count the export the preflight made, as timings do
+    assert promoted["figures"]["time.export_model_s"] == promoted["timings"]["export_model"] > 0.05, promoted
+    from servegate.tracking import Tracker
+
+    metrics = Tracker(f"sqlite:///{mlflow_db}").client.get_run(promoted["mlflow_run_id"]).data.metrics
+    assert metrics["time.export_model_s"] == promoted["timings"]["export_model"]
     runs = _rows(mlflow_db, "runs")
 
     again = run_cli(home, *args)
