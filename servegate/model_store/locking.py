@@ -164,8 +164,7 @@ class ModelLock:
                 holder=holder, waited=waited, subject=str(self.lock_file),
             ) from None
         except OSError as exc:
-            raise StoreIOError(f"cannot lock model {self.model!r} with {self.lock_file}: {exc}",
-                               subject=str(self.lock_file)) from exc
+            raise StoreIOError(f"cannot lock model {self.model!r} with {self.lock_file}: {exc}") from exc
         depths[key] = 1
         if share_with_threads:
             _shared.add(key)
