@@ -44,10 +44,10 @@ def _deploy(terminal: Terminal, request, json_output: bool, force_new_version: b
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
     config = check_request(request)
     check_reference_early(request, config)  # the reference against the inputs the model's files state
+    deploy_run.check_prefect_api()  # a misconfigured CI job is an error, a re-run or not
     serving = None if force_new_version else already_serving(request)
     if serving is not None:  # a re-run: production serves this very model; no run, no version
         return _report_unchanged(terminal, request, serving, json_output)
-    deploy_run.check_prefect_api()
     prefect_ready = deploy_run.start_local_prefect_early()
     if request.serving == "process":
         from servegate.runtime import warm  # the canary's server imports TensorFlow while we do
