@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from servegate.errors import ExportError
+from servegate.errors import ExportError, naming
 from servegate.export_errors import (  # noqa: F401  (re-exported: export.<Error> is the public name)
     CUSTOM_OBJECTS_FLAG,
     UNSAFE_DESERIALIZATION_FLAG,
@@ -252,6 +252,11 @@ def check_load_options(
     (a configured value is applied or refused, never silently dropped).
     """
     source = Path(source)
+    with naming(source):
+        return _check_load_options(source, custom_modules, unsafe_deserialization)
+
+
+def _check_load_options(source: Path, custom_modules: Sequence[str], unsafe_deserialization: bool) -> str:
     fmt = detect_format(source)
     if fmt == "savedmodel" and (custom_modules or unsafe_deserialization):
         flag = CUSTOM_OBJECTS_FLAG if custom_modules else UNSAFE_DESERIALIZATION_FLAG
@@ -282,6 +287,11 @@ def export_model(
     source = Path(source)
     out_dir = Path(out_dir)
     custom_modules = tuple(custom_modules) if not isinstance(custom_modules, str) else custom_modules
+    with naming(source):
+        return _export(source, out_dir, custom_modules, unsafe_deserialization)
+
+
+def _export(source: Path, out_dir: Path, custom_modules: Sequence[str], unsafe_deserialization: bool) -> ExportResult:
     fmt = check_load_options(source, custom_modules, unsafe_deserialization)
     if out_dir.exists():
         raise ExportError(f"export target already exists: {out_dir} (expected a path that does not exist yet)")

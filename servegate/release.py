@@ -136,7 +136,7 @@ class Release:
         recorded run, also one that finds production already at ``to_version``.
         """
         self._check_tracking()
-        moved_by_store = self.store.rollback(name, to_version=to_version, run_id=run_id)
+        moved_by_store = self.store.rollback(name, to_version=to_version, run_id=run_id, reason=reason)
         before, moved = moved_by_store.from_version, moved_by_store.rejected  # as seen under the store's lock
 
         def record(result: ReleaseResult) -> None:

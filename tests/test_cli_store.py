@@ -109,7 +109,7 @@ def test_rollback_previous_and_to(root):
     assert (data["from_version"], data["to_version"], data["rejected"]) == (2, 1, [2])
     store = ModelStore(root)
     assert store.versions("hp2", "production") == [1]
-    assert store.status("hp2").rejected_reasons[3] == "rolled back"
+    assert store.status("hp2").rejected_reasons[3] == "rolled back from the command line"  # the default --reason
     assert any(r.run_id == "ops-1" for r in store.history("hp2"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,19 @@ def test_help_exits_0_and_lists_every_command():
     assert result.returncode == 0, result.stderr
     for command in ("deploy", "rollback", "status", "serve", "demo"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("command, options", [
+    ("serve", ["--monitoring-config-file", "--warmup", "--no-warmup"]),
+    ("deploy", ["--unsafe-deserialization", "--force-new-version", "--production-url", "--custom-objects"]),
+    ("rollback", ["--lock-timeout", "--tracking-uri"]),
+])
+def test_help_in_a_pipe_names_every_option_whole(command, options):
+    """CI logs and `| less` are not terminals: rich's 80-column default cut the longer option names."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    result = subprocess.run([sys.executable, "-m", "servegate", command, "--help"], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    words = set(result.stdout.replace("│", " ").split())
+    missing = [option for option in options if option not in words]
+    assert not missing, result.stdout

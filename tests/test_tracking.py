@@ -297,6 +297,22 @@ def test_a_reference_gone_since_validation_costs_only_the_dataset(tracker, tmp_p
     assert "not logged as its evaluation dataset" in caplog.text
 
 
+def test_the_same_bytes_at_another_path_keep_their_own_source(tracker, tmp_path):
+    """MLflow reuses a dataset record by name and digest: each run must still name the file it was judged on."""
+    sources, contents = [], set()
+    for job in ("job-1", "job-2"):
+        path = tmp_path / job / "ref.csv"
+        path.parent.mkdir()
+        path.write_text("a,b\n1,2.5\n")  # the same bytes, as a re-run's fresh checkout has them
+        run_id = tracker.start_run("m-src")
+        tracker.log_evaluation_dataset(run_id, path)
+        (dataset_input,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+        sources.append(json.loads(dataset_input.dataset.source)["uri"])
+        contents.add(json.loads(dataset_input.dataset.profile)["content_sha256"])
+    assert sources == [(tmp_path / job / "ref.csv").as_uri() for job in ("job-1", "job-2")]
+    assert len(contents) == 1  # the same data is still recognisable
+
+
 def test_a_csv_reference_gets_its_columns(tracker, tmp_path):
     path = tmp_path / "ref.csv"
     path.write_text("a,b,name\n1,2.5,x\n3,4.5,y\n")

@@ -58,11 +58,15 @@ def export_model(record: AttemptRecord) -> AttemptRecord:
             options["unsafe_deserialization"] = True
         say(f"export: {source}")
         result = export.export_model(source, work / "savedmodel", **options)
-        stamp = {"fingerprint": _fingerprint(source), "signature": result.signature.to_dict()}
+        from servegate.attempt.unchanged import model_digest
+
+        stamp = {"fingerprint": _fingerprint(source), "signature": result.signature.to_dict(),
+                 "model_digest": model_digest(source)}
         (work / EXPORT_STAMP).write_text(json.dumps(stamp))
     else:
         say(f"export: {source} (reusing the export checked before the run)")
-    return record.but(savedmodel_dir=str(work / "savedmodel"), signature=stamp["signature"])
+    return record.but(savedmodel_dir=str(work / "savedmodel"), signature=stamp["signature"],
+                      model_digest=stamp.get("model_digest"))
 
 
 def check_reference(record: AttemptRecord) -> AttemptRecord:

@@ -11,7 +11,7 @@ from pathlib import Path
 from servegate.attempt import resources
 from servegate.attempt.progress import say
 from servegate.attempt.record import SERVING_KINDS, AttemptRecord, DeployRequest
-from servegate.errors import ConfigError, ValidationInputError
+from servegate.errors import ConfigError
 
 
 def check_request(request: DeployRequest):
@@ -23,14 +23,17 @@ def check_request(request: DeployRequest):
     from servegate.validation.config import load_config
 
     if request.serving not in SERVING_KINDS:
-        raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}")
+        raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}",
+                          subject="--serving")
     check_model_name(request.name)  # a name that could leave the store is refused before anything exists
     export.check_load_options(Path(request.model_path), request.custom_objects, request.unsafe_deserialization)
     reference = Path(request.reference)
-    if not reference.exists():
-        raise ValidationInputError(f"reference file {reference}: no such file")
-    if not reference.is_file():
-        raise ValidationInputError(f"reference file {reference}: not a regular file")
+    if not reference.is_file():  # the same error (kind, message, subject) as the reference's own check
+        from servegate.validation.reference_io import ReferenceError
+
+        what = "not a regular file" if reference.exists() else "no such file"
+        raise ReferenceError(f"reference file {reference}: {what}", subject=str(reference))
+    check_store_writable(request.store_root)
     config = load_config(request.config)
     if request.serving == "docker":
         from servegate.serving.runners.docker import connect
@@ -38,6 +41,28 @@ def check_request(request: DeployRequest):
         connect()
     check_tracking_server(request.tracking_uri)
     return config
+
+
+def check_reference_early(request: DeployRequest, config) -> int | None:
+    """The reference file against the model's inputs as its files state them, before the export
+    (which takes seconds): the row count, or None when the inputs cannot be read without exporting
+    (the step "check reference data" then checks everything after the export)."""
+    from servegate.export_peek import peek_inputs
+
+    peeked = peek_inputs(request.model_path)
+    if peeked is None:
+        return None
+    from servegate.export import ModelSignature
+    from servegate.validation.reference import check_input_rows
+
+    return check_input_rows(request.reference, ModelSignature(inputs=peeked.inputs, outputs=()), config)
+
+
+def check_store_writable(root: str) -> None:
+    """A read-only store, or one whose path cannot be created, is refused here, not mid-flow."""
+    from servegate.model_store import layout, space
+
+    space.check_writable(Path(root), (*layout.AREAS, layout.META_DIR))
 
 
 def check_inputs(record: AttemptRecord) -> AttemptRecord:

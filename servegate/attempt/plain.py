@@ -10,6 +10,7 @@ undone and raised.
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import Iterable
 
@@ -48,6 +49,8 @@ def preflight(request: DeployRequest) -> AttemptRecord:
     if error is not None:
         cleanup(record, remove_work_dir=request.work_dir is None)
         raise error
+    # The flow that runs with this work dir counts these seconds in its figures (recording.attempt_timings).
+    (record.work_path / recording.PREFLIGHT_TIMINGS).write_text(json.dumps(record.timings))
     return record
 
 

@@ -72,6 +72,7 @@ class AttemptRecord:
     previous_production: int | None = None  # check inputs
     savedmodel_dir: str | None = None  # export model
     signature: dict[str, Any] | None = None  # export model
+    model_digest: str | None = None  # export model: the source's digest (attempt/unchanged.py), kept at stage
     reference_rows: int | None = None  # check reference data
     golden_path: str | None = None  # compute golden predictions (.npz in the work dir)
     run_id: str | None = None  # open MLflow run
@@ -161,4 +162,5 @@ class DeployOutcome:
 
 
 def exit_code_for(verdict: str) -> int:
-    return {"promoted": 0, "rejected": 1, "rolled_back": 1}.get(verdict, 2)
+    # unchanged: production already serves this very model (a re-run); nothing was created
+    return {"promoted": 0, "unchanged": 0, "rejected": 1, "rolled_back": 1}.get(verdict, 2)

@@ -8,6 +8,7 @@ is open: figures, verdict, report and outcome go to MLflow and the run ends
 
 from __future__ import annotations
 
+import json
 import logging
 
 from servegate.attempt import cancel, resources
@@ -17,6 +18,9 @@ from servegate.attempt.record import AttemptRecord, DeployOutcome
 from servegate.errors import ServegateError
 
 log = logging.getLogger("servegate.deploy")
+
+#: the CLI's preflight leaves its steps' seconds in the work dir under this name
+PREFLIGHT_TIMINGS = "preflight-timings.json"
 
 
 def open_mlflow_run(record: AttemptRecord) -> AttemptRecord:
@@ -44,19 +48,33 @@ def verdict_of(record: AttemptRecord, error: BaseException | None) -> str:
     return "error"
 
 
+def attempt_timings(record: AttemptRecord) -> dict[str, float]:
+    """Each step's seconds in the whole attempt: the checks the CLI ran before the flow (its
+    :data:`PREFLIGHT_TIMINGS` file in the work dir) and the flow's steps together. The flow's
+    "export model" reuses the checked export, so the export's seconds are the preflight's."""
+    path = record.work_path / PREFLIGHT_TIMINGS
+    try:
+        before = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        before = {}
+    return {step: round(before.get(step, 0.0) + record.timings.get(step, 0.0), 3)
+            for step in {**before, **record.timings}}
+
+
 def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutcome:
     """The attempt's outcome from its record and the exception that stopped it (None: promoted)."""
     if isinstance(error, ModelRejected) and cancel.received() is None:
         reasons = list(error.reasons)
     else:
         reasons = [failure_reason(error)] if error is not None else []
+    timings = attempt_timings(record)
     figures = dict(record.figures)
-    figures.update({f"time.{step}_s": seconds for step, seconds in record.timings.items()})
+    figures.update({f"time.{step}_s": seconds for step, seconds in timings.items()})
     outcome = DeployOutcome(
         model_name=record.name, verdict=verdict_of(record, error), version=record.version, reasons=reasons,
         figures=figures, previous_production_version=record.previous_production, mlflow_run_id=record.run_id,
         mlflow_tracking_uri=record.request.tracking_uri, registry_version=record.registry_version,
-        prefect_flow_run_id=record.flow_run_id, timings=dict(record.timings),
+        prefect_flow_run_id=record.flow_run_id, timings=timings,
         wall_s=process_age_s(), startup_s=record.started_s,
         task=record.task, outputs=list(record.outputs), gates_not_run=list(record.gates_not_run),
     )

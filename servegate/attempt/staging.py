@@ -78,7 +78,10 @@ def stage_version(record: AttemptRecord) -> AttemptRecord:
     write_warmup(record)
     reject_abandoned(record)
     store = resources.store(record.request.store_root)
-    version = store.stage(record.name, record.savedmodel_dir, run_id=record.run_id)
+    from servegate.attempt.unchanged import MODEL_DIGEST
+
+    detail = {MODEL_DIGEST: record.model_digest} if record.model_digest else None
+    version = store.stage(record.name, record.savedmodel_dir, run_id=record.run_id, detail=detail)
     say(f"stage: version {version} in {store.base_path('staging', record.name)}")
     return record.but(version=version)
 

@@ -19,17 +19,37 @@ import typer
 from servegate.cli import deploy_run
 from servegate.cli.app import app
 from servegate.cli.terminal import Terminal, open_terminal
-from servegate.errors import ServegateError, error_object
+from servegate.errors import ServegateError, json_error
 from servegate.settings import resolve_location, resolve_store_root
 
 
-def _deploy(terminal: Terminal, request, json_output: bool, window) -> int:
+def _report_unchanged(terminal: Terminal, request, version: int, json_output: bool) -> int:
+    from servegate.attempt.clock import process_age_s
+    from servegate.attempt.unchanged import unchanged_outcome
+
+    outcome = unchanged_outcome(request, version).to_dict()
+    outcome["wall_s"] = process_age_s()
+    if json_output:
+        terminal.echo(json.dumps(outcome, indent=2))
+    else:
+        terminal.echo(f"{request.name}: already serving version {version} (the same model file); nothing created. "
+                      "--force-new-version deploys it as a new version")
+    return 0
+
+
+def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_version: bool = False) -> int:
     """Check everything that can be checked, then run the flow; returns the exit code."""
     from servegate.attempt import cancel, check_request, exit_code_for, preflight
+    from servegate.attempt.inputs import check_reference_early
+    from servegate.attempt.unchanged import already_serving
 
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
-    check_request(request)
-    deploy_run.check_prefect_api()
+    config = check_request(request)
+    check_reference_early(request, config)  # the reference against the inputs the model's files state
+    deploy_run.check_prefect_api()  # a misconfigured CI job is an error, a re-run or not
+    serving = None if force_new_version else already_serving(request)
+    if serving is not None:  # a re-run: production serves this very model; no run, no version
+        return _report_unchanged(terminal, request, serving, json_output)
     prefect_ready = deploy_run.start_local_prefect_early()
     if request.serving == "process":
         from servegate.runtime import warm  # the canary's server imports TensorFlow while we do
@@ -58,11 +78,9 @@ def _deploy(terminal: Terminal, request, json_output: bool, window) -> int:
     window.raising = False  # the outcome is known: a signal from here on is noted, the verdict printed
     phases["flow_s"] = process_age_s()
     outcome["store"] = request.store_root
-    # This process ran the preflight before the flow's steps: its first step is the attempt's, and
-    # its export is the attempt's export (the flow's step found it done).
-    outcome.update(startup_s=record.started_s, wall_s=process_age_s(),
-                   timings=deploy_run.merged_timings(record.timings, outcome.get("timings") or {}),
-                   phases=deploy_run.phase_lengths(phases))
+    # This process ran the preflight before the flow's steps: its first step is the attempt's. The
+    # flow's timings (and its time.* figures) already count the preflight's steps, the export included.
+    outcome.update(startup_s=record.started_s, wall_s=process_age_s(), phases=deploy_run.phase_lengths(phases))
     if outcome["verdict"] == "cancelled":
         outcome["signal"] = cancel.signal_name()
     if json_output:
@@ -83,7 +101,7 @@ def _absolute_if_file(module: str) -> str:
 
 def _report_error(terminal: Terminal, exc: ServegateError, json_output: bool) -> int:
     if json_output:
-        terminal.echo(json.dumps({"verdict": "error", "error": error_object(exc)}, indent=2))
+        terminal.echo(json.dumps(json_error(exc), indent=2))
     if terminal.log_path is not None:
         terminal.note(f"library output: {terminal.log_path}")
     terminal.note(f"error: {exc}")
@@ -133,9 +151,14 @@ def deploy(
         None, "--bake", min=0, metavar="SECONDS",
         help="after promotion, watch production this long and roll back on an alarm (needs --production-url; "
              "default: the config's bake.duration_s, 0 = no bake)"),
+    force_new_version: bool = typer.Option(
+        False, "--force-new-version",
+        help="deploy as a new version even when production already serves this very model file "
+             "(default: exit 0, verdict unchanged, nothing created)"),
     verbose: bool = typer.Option(False, "--verbose", help="library output and tracebacks on the terminal"),
 ) -> None:
-    """Export, stage, canary, validate, then promote or reject. Exit 0 promoted, 1 rejected, 2 error."""
+    """Export, stage, canary, validate, then promote or reject. Exit 0 promoted (or unchanged: production
+    already serves this model), 1 rejected, 2 error."""
     deploy_run.library_settings(verbose)
     try:
         store_root = resolve_store_root(store)  # before the log file: SERVEGATE_HOME is checked too
@@ -150,7 +173,7 @@ def deploy(
                             unsafe_deserialization=unsafe_deserialization, bake_s=bake)
     try:
         with cancel.handlers() as window:  # SIGTERM/SIGINT (CI's cancel): undone, one JSON object, exit 128+N
-            code = _deploy(terminal, request, json_output, window)
+            code = _deploy(terminal, request, json_output, window, force_new_version)
     except ServegateError as exc:
         code = _report_error(terminal, exc, json_output)
     except cancel.DeployCancelled as exc:  # before the flow's steps ran, or between them and Prefect

@@ -46,7 +46,7 @@ def check_prefect_api(timeout_s: float = 5.0) -> str | None:
         raise OrchestrationError(
             f"PREFECT_API_URL={url}: Prefect API not reachable ({type(exc).__name__}: {exc}). "
             "Start it with `prefect server start`, or unset PREFECT_API_URL to run on a local Prefect",
-            subject="PREFECT_API_URL",
+            subject=url,
         ) from exc
     return url
 
@@ -112,11 +112,6 @@ def run_deploy_flow(**parameters) -> dict:
     if not isinstance(data, dict):
         raise OrchestrationError(f"deploy flow run ended {state.type.value} without an outcome: {state.message}")
     return data
-
-
-def merged_timings(preflight: dict[str, float], flow: dict[str, float]) -> dict[str, float]:
-    """Each step's seconds in the preflight and the flow together (the flow's export reuses the preflight's)."""
-    return {step: round(preflight.get(step, 0.0) + flow.get(step, 0.0), 3) for step in {**flow, **preflight}}
 
 
 def phase_lengths(ends: dict[str, float]) -> dict[str, float]:

@@ -29,12 +29,13 @@ def server_argv(
 ) -> list[str]:
     """The bundled server's TensorFlow Serving flags for ``servegate serve``'s options."""
     if not _NAME.match(name) or ".." in name:
-        raise ConfigError(f"--name {name!r}: expected a model name ([A-Za-z0-9][A-Za-z0-9_.-]*, no '..')")
+        raise ConfigError(f"--name {name!r}: expected a model name ([A-Za-z0-9][A-Za-z0-9_.-]*, no '..')",
+                          subject="--name")
     base_path = Path(store).expanduser() / "production" / name
     if not base_path.is_dir():
         raise ConfigError(
             f"no production base path for model {name!r} at {base_path}: promote a version first "
-            "(servegate deploy), or pass --store"
+            "(servegate deploy), or pass --store", subject=str(base_path),
         )
     return [
         f"--model_name={name}",
@@ -66,7 +67,8 @@ def serve(
 ) -> int:
     """Serve a model's production versions with the bundled TensorFlow-Serving-compatible server."""
     if metrics and monitoring_config_file is not None:
-        raise ConfigError("--metrics and --monitoring-config-file: give one of them (--metrics writes the config)")
+        raise ConfigError("--metrics and --monitoring-config-file: give one of them (--metrics writes the config)",
+                          subject="--monitoring-config-file")
     with tempfile.TemporaryDirectory(prefix="servegate-serve-") as temp:
         if metrics:
             from servegate.serving.server.monitoring_config import prometheus_config_text

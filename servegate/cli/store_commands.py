@@ -3,7 +3,8 @@
 The store root is ``--store``, else ``$SERVEGATE_STORE``, else the default of
 :func:`servegate.settings.resolve_store_root` (as every command). Errors (bad name, nothing to roll
 back to, a lock held by someone else, ...) come out as ``error: ...`` on stderr
-with exit code 2 (see :func:`servegate.cli.main`).
+with exit code 2, and with ``--json`` as one error object on stdout (see
+:func:`servegate.cli.main`).
 """
 
 from __future__ import annotations
@@ -115,15 +116,20 @@ def rollback_command(
     MLflow follows in the same call: champion names the version production serves, the rolled-back
     versions are tagged verdict rolled_back with the reason, and the rollback is a run of its own.
     """
+    from servegate.model_store import InvalidVersion, UnknownVersion
     from servegate.model_store.layout import check_version
     from servegate.release import Release
 
-    # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
-    to_version = None if to is None else check_version(to, what="--to version")
     from servegate.settings import resolve_store_root
 
-    release = Release(resolve_store_root(store), tracking_uri, lock_timeout=lock_timeout)
-    result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)
+    try:
+        # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
+        to_version = None if to is None else check_version(to, what="--to version")
+        release = Release(resolve_store_root(store), tracking_uri, lock_timeout=lock_timeout)
+        result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)
+    except (InvalidVersion, UnknownVersion) as exc:
+        exc.subject = "--to"  # the version asked for is what is wrong
+        raise
     if as_json:
         # the store's fields as before (model, rejected, ...), then what MLflow recorded
         data = {"model": result.model_name, "rejected": result.versions, **result.to_dict()}

@@ -31,7 +31,15 @@ def exit_code(state) -> int:
     return 0 if state.is_failed() and state.name in VERDICT_STATE_NAMES else 1
 
 
+def quiet_native_logs() -> None:
+    """TensorFlow's C++ log below ERROR in the flow-run process, as ``servegate deploy`` has it: on a
+    machine without a GPU driver, CUDA's probe otherwise prints ``failed call to cuInit`` into the
+    worker's log, an error line about nothing the deploy uses. A value the worker sets is kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_native_logs()  # before the flow's import brings TensorFlow in
     args = sys.argv[1:] if argv is None else argv
     flow_run_id = UUID(args[0] if args else os.environ["PREFECT__FLOW_RUN_ID"])
     from prefect.engine import handle_engine_signals

@@ -28,6 +28,8 @@ __all__ = [
 class InvalidModelName(StoreError):
     """A model name that could address a path outside the store, or is otherwise not allowed."""
 
+    default_subject = "--name"  # every command takes the model name as --name
+
 
 class InvalidVersion(StoreError):
     """A version that is not a positive integer."""
@@ -39,6 +41,8 @@ class NotASavedModel(StoreError):
 
 class UnknownModel(StoreError):
     """The store holds nothing for this model name."""
+
+    default_subject = "--name"
 
 
 class UnknownVersion(StoreError):
@@ -52,6 +56,8 @@ class NotNewerThanProduction(StoreError):
 class NothingToRollBackTo(StoreError):
     """Rollback refused: production holds no older version to go back to."""
 
+    default_subject = "--name"
+
 
 class VersionConflict(StoreError):
     """A version directory is already where the store wanted to put one (made outside servegate)."""
@@ -64,8 +70,9 @@ class LockTimeout(StoreError):
     operation, run_id), or ``None`` when it wrote nothing.
     """
 
-    def __init__(self, message: str, *, holder: dict | None = None, waited: float = 0.0):
-        super().__init__(message)
+    def __init__(self, message: str, *, holder: dict | None = None, waited: float = 0.0,
+                 subject: str | None = None):
+        super().__init__(message, subject=subject)
         self.holder = holder
         self.waited = waited
 

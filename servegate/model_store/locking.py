@@ -161,7 +161,7 @@ class ModelLock:
                 f"model {self.model!r} is locked by {describe_holder(holder)}; "
                 f"gave up after waiting {waited:.1f} s for {self.lock_file} "
                 f"(lock timeout {timeout:g} s)",
-                holder=holder, waited=waited,
+                holder=holder, waited=waited, subject=str(self.lock_file),
             ) from None
         except OSError as exc:
             raise StoreIOError(f"cannot lock model {self.model!r} with {self.lock_file}: {exc}") from exc

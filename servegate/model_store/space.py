@@ -48,7 +48,7 @@ def is_read_only_fs(path: Path) -> bool:
 def check_root_is_dir(root: Path) -> None:
     if os.path.lexists(root) and not root.is_dir():
         raise StoreNotWritable(f"store root {root} is not a directory; expected a directory "
-                               "(or a path where one can be created)")
+                               "(or a path where one can be created)", subject=str(root))
 
 
 def ensure_root_writable(root: Path) -> None:
@@ -57,10 +57,43 @@ def ensure_root_writable(root: Path) -> None:
     try:
         fsutil.makedirs_durable(root)
     except OSError as exc:
-        raise StoreNotWritable(f"cannot create store root {root}: {exc.strerror or exc}") from None
+        raise StoreNotWritable(f"cannot create store root {root}: {exc.strerror or exc}", subject=str(root)) from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise StoreNotWritable(f"store root {root} is not writable"
-                               + (" (read-only filesystem)" if is_read_only_fs(root) else " (permission denied)"))
+                               + (" (read-only filesystem)" if is_read_only_fs(root) else " (permission denied)"),
+                               subject=str(root))
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_writable(root: Path, subdirs: tuple[str, ...] = ()) -> None:
+    """Refuse a store root that a change could not write, creating nothing (a check before any run).
+
+    An existing root (and each of ``subdirs`` in it that exists) must be a directory
+    this process may write; a missing root must have a nearest existing ancestor that
+    is a writable directory, so that the first change can create it.
+    """
+    root = Path(root)
+    check_root_is_dir(root)
+    existing = _nearest_existing(root)
+    if existing != root:
+        if not existing.is_dir():
+            raise StoreNotWritable(f"cannot create store root {root}: {existing} is not a directory; expected a "
+                                   "directory path (or one that can be created)", subject=str(root))
+        if not os.access(existing, os.W_OK | os.X_OK):
+            why = "read-only filesystem" if is_read_only_fs(existing) else "permission denied"
+            raise StoreNotWritable(f"cannot create store root {root}: {existing} is not writable ({why})",
+                                   subject=str(root))
+        return
+    for path in (root, *(root / d for d in subdirs)):
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            why = "read-only filesystem" if is_read_only_fs(path) else "permission denied"
+            raise StoreNotWritable(f"store {'root' if path == root else 'directory'} {path} is not writable ({why})",
+                                   subject=str(path))
 
 
 def ensure_dir(path: Path) -> None:
@@ -68,14 +101,14 @@ def ensure_dir(path: Path) -> None:
     if path.is_dir():
         if not os.access(path, os.W_OK | os.X_OK):
             raise StoreNotWritable(f"store directory {path} is not writable"
-                                   + (" (read-only filesystem)" if is_read_only_fs(path) else ""))
+                                   + (" (read-only filesystem)" if is_read_only_fs(path) else ""), subject=str(path))
         return
     try:
         fsutil.makedirs_durable(path)
     except OSError as exc:
         if exc.errno in _NOT_WRITABLE_ERRNOS:
-            raise StoreNotWritable(f"cannot create store directory {path}: {exc.strerror}") from None
-        raise StoreIOError(f"cannot create store directory {path}: {exc}") from None
+            raise StoreNotWritable(f"cannot create store directory {path}: {exc.strerror}", subject=str(path)) from None
+        raise StoreIOError(f"cannot create store directory {path}: {exc}", subject=str(path)) from None
 
 
 @contextlib.contextmanager

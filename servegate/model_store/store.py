@@ -237,15 +237,19 @@ class ModelStore:
             raise NotASavedModel(f"cannot read source {src_path}: {exc}") from None
         return info
 
-    def stage(self, name: str, savedmodel_dir: str | os.PathLike[str], run_id: str | None = None) -> int:
+    def stage(self, name: str, savedmodel_dir: str | os.PathLike[str], run_id: str | None = None,
+              detail: dict | None = None) -> int:
         """Copy a SavedModel into ``staging/<name>/<v>`` as the next version number; return ``v``.
+
+        ``detail``: plain values kept in the version's stage history line (the deploy keeps the
+        digest of the model file it exported there, to recognise a re-run of the same model).
 
         The copy goes to a dot-named temp dir (fsync'd file by file), is checked
         as a complete SavedModel, then appears under its number by one rename.
         The model lock is held only to hand out the number and to publish the
         copy, not during the copy.
         """
-        return transitions.stage(self, check_model_name(name), Path(savedmodel_dir).expanduser(), run_id)
+        return transitions.stage(self, check_model_name(name), Path(savedmodel_dir).expanduser(), run_id, detail)
 
     def promote(self, name: str, version: int, run_id: str | None = None) -> Path:
         """Make staged ``version`` appear in production by one rename; return its production path.
@@ -266,14 +270,16 @@ class ModelStore:
         """
         return transitions.reject(self, check_model_name(name), check_version(version), reason, run_id)
 
-    def rollback(self, name: str, to_version: int | None = None, run_id: str | None = None) -> RollbackResult:
+    def rollback(self, name: str, to_version: int | None = None, run_id: str | None = None,
+                 reason: str | None = None) -> RollbackResult:
         """Make production serve the previous version (or ``to_version``, which must be in production).
 
         Every newer production version moves to ``rejected/`` with the reason
-        "rolled back", newest first, each by one rename, so that production
+        "rolled back" (``"rolled back: <reason>"`` when ``reason`` says why; the
+        history lines keep the same), newest first, each by one rename, so that production
         serves a complete version at every moment. Refused with
         :class:`NothingToRollBackTo` when production has no older version.
         """
         name = check_model_name(name)
         to_version = None if to_version is None else check_version(to_version, what="rollback target")
-        return transitions.rollback(self, name, to_version, run_id)
+        return transitions.rollback(self, name, to_version, run_id, reason)

@@ -153,13 +153,14 @@ def _staging_slot(store: ModelStore, name: str, staging: Path, run_id: str | Non
             slot.marker.release()
 
 
-def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str, run_id: str | None) -> None:
+def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str, run_id: str | None,
+             detail: dict | None = None) -> None:
     """Under the lock: the finished copy appears as ``staging/<name>/<v>`` by one rename, and is recorded."""
     staging = slot.tmp.parent
     with store.lock(name, operation="stage", run_id=run_id):
         final = staging / str(slot.version)
         with _announced(store, name, slot.version, None, STAGING, slot.tmp, operation="stage", reason="staged",
-                        run_id=run_id, started=started, detail={"source": str(src.absolute())}):
+                        run_id=run_id, started=started, detail={**(detail or {}), "source": str(src.absolute())}):
             rename_or_conflict(slot.tmp, final, version_conflict(final))
             slot.tmp = None
             fsutil.fsync_dir(staging)
@@ -168,7 +169,7 @@ def _publish(store: ModelStore, name: str, slot: _Slot, src: Path, started: str,
         slot.marker = None
 
 
-def stage(store: ModelStore, name: str, src: Path, run_id: str | None) -> int:
+def stage(store: ModelStore, name: str, src: Path, run_id: str | None, detail: dict | None = None) -> int:
     """See :meth:`ModelStore.stage`. The copy runs outside the lock, protected by the in-flight marker."""
     store.check_source(src)
     _, needed = fsutil.tree_size(src)
@@ -183,7 +184,7 @@ def stage(store: ModelStore, name: str, src: Path, run_id: str | None) -> int:
             fsutil.copy_tree(src, slot.tmp)
             _check_complete(store, slot.tmp, f"the copy of {src} changed or broke while it was staged")
             fsutil.checkpoint("stage:copied")
-            _publish(store, name, slot, src, started, run_id)
+            _publish(store, name, slot, src, started, run_id, detail)
     return slot.version
 
 
@@ -278,8 +279,8 @@ def _rollback_target(name: str, target: int, current: int, production: list[int]
     hint = f" (it is in {where})" if where else " (the store has no such version)"
     if target > current:
         raise UnknownVersion(f"version {target} of model {name!r}{hint} is newer than version {current} "
-                             "that production serves; rollback only goes back (promote a staged "
-                             "version instead)")
+                             "that production serves; rollback only goes back (a newer version reaches "
+                             "production through `servegate deploy`)")
     if target not in scanned[PRODUCTION]:
         raise UnknownVersion(f"version {target} of model {name!r} is not in production{hint}; versions "
                              f"production can roll back to: {fmt_versions(production[:-1])}")
@@ -305,14 +306,23 @@ def _plan_rollback(store: ModelStore, name: str, to_version: int | None, scanned
     return current, target, [v for v in reversed(production) if v > target]
 
 
-def rollback(store: ModelStore, name: str, to_version: int | None, run_id: str | None) -> RollbackResult:
+def rolled_back_reason(reason: str | None) -> str:
+    """The reason the rolled-back versions keep: "rolled back", with why when the caller said."""
+    reason = (reason or "").strip()
+    if not reason:
+        return ROLLED_BACK
+    return reason if reason.startswith(ROLLED_BACK) else f"{ROLLED_BACK}: {reason}"
+
+
+def rollback(store: ModelStore, name: str, to_version: int | None, run_id: str | None,
+             reason: str | None = None) -> RollbackResult:
     """See :meth:`ModelStore.rollback`."""
     require_model(store, name)
     _plan_rollback(store, name, to_version, reading.scan(store.layout, name))  # refuse before touching anything
     with _changing(store, name, "rollback", run_id) as (started, scanned):
         current, target, to_move = _plan_rollback(store, name, to_version, scanned)
         for version in to_move:
-            to_rejected(store, name, version, scanned[PRODUCTION][version], PRODUCTION, ROLLED_BACK,
+            to_rejected(store, name, version, scanned[PRODUCTION][version], PRODUCTION, rolled_back_reason(reason),
                         operation="rollback", run_id=run_id, started=started,
                         detail={"from_version": current, "to_version": target})
         return RollbackResult(model=name, from_version=current, to_version=target, rejected=to_move,

@@ -3,9 +3,15 @@
 MLflow 3 shows a run's datasets in the runs table ("Dataset" column) and on the
 run page, each with its context; the reference a version was judged on is the
 run's ``evaluation`` dataset. The file itself is not copied: the dataset names
-its source (the file's URI), a digest of its bytes (so two runs judged on the
-same data show the same digest), its columns as an MLflow schema, and a
-profile (rows, bytes, format).
+its source (the file's URI), a digest, its columns as an MLflow schema, and a
+profile (rows, bytes, format, and ``content_sha256``: the bytes' digest, equal
+for two runs judged on the same data wherever the file was).
+
+MLflow keeps one dataset record per experiment, name and digest, and a run
+logging a dataset whose name and digest are known gets the earlier record,
+source included. So the digest covers the file's location as well as its
+bytes: the same bytes at another path (a CI job's fresh checkout) are another
+dataset, whose source is that path.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             sha.update(block)
     return sha.hexdigest()[:16]
+
+
+def dataset_digest(content_digest: str, source_uri: str) -> str:
+    """The dataset record's digest: the bytes' digest and the location (see the module docstring)."""
+    return hashlib.sha256(f"{content_digest}\0{source_uri}".encode()).hexdigest()[:16]
 
 
 def _mlflow_type(arrow_type) -> Any:
@@ -84,8 +95,10 @@ def evaluation_input(path: Path, rows: int | None = None):
         # "can be interpreted in multiple ways" (both are LocalArtifactDatasetSource): noise.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         source = resolve_dataset_source(path.as_uri())
-    meta = MetaDataset(source, name=path.name, digest=file_digest(path), schema=schema)._to_mlflow_entity()
-    profile = {"num_rows": rows, "num_bytes": path.stat().st_size, "format": fmt}
+    content = file_digest(path)
+    meta = MetaDataset(source, name=path.name, digest=dataset_digest(content, path.as_uri()),
+                       schema=schema)._to_mlflow_entity()
+    profile = {"num_rows": rows, "num_bytes": path.stat().st_size, "format": fmt, "content_sha256": content}
     dataset = Dataset(name=meta.name, digest=meta.digest, source_type=meta.source_type, source=meta.source,
                       schema=meta.schema, profile=json.dumps({k: v for k, v in profile.items() if v is not None}))
     return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, EVALUATION)])

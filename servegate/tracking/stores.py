@@ -53,7 +53,7 @@ def check_tracking_server(tracking_uri: str, timeout_s: float = 5.0) -> None:
         raise TrackingError(
             f"MLflow tracking server not reachable at MLFLOW_TRACKING_URI={tracking_uri} "
             f"({type(exc).__name__}: {exc}). Start it with `mlflow server`, or unset MLFLOW_TRACKING_URI "
-            "to track in a local SQLite file"
+            "to track in a local SQLite file", subject=tracking_uri,
         ) from exc
 
 
@@ -65,7 +65,8 @@ def open_client(tracking_uri: str):
             db_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrackingError(
-                f"MLflow tracking store {tracking_uri}: cannot create its folder {db_dir}: {exc}"
+                f"MLflow tracking store {tracking_uri}: cannot create its folder {db_dir}: {exc}",
+                subject=str(db_dir),
             ) from exc
     try:
         from mlflow import MlflowClient
@@ -74,7 +75,8 @@ def open_client(tracking_uri: str):
             return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         return _open_sqlite_stores(MlflowClient, tracking_uri, db_dir)
     except Exception as exc:
-        raise TrackingError(f"MLflow tracking store {tracking_uri} cannot be opened: {exc}") from exc
+        raise TrackingError(f"MLflow tracking store {tracking_uri} cannot be opened: {exc}",
+                            subject=tracking_uri) from exc
 
 
 def _open_sqlite_stores(client_class, tracking_uri: str, db_dir: Path):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from servegate.errors import ConfigError
+from servegate.errors import ConfigError, naming
 from servegate.guardrails.settings import BakeSettings
 from servegate.validation.config_sections import (DistributionCheck, LoadCheck, ContractCheck, OutputSettings,  # noqa: F401
                                                   ParityCheck, QualityCheck, ReferenceColumns, RegressionCheck,
@@ -86,7 +86,13 @@ class ValidationConfig(Section):
 
     def error(self, field: str, message: str) -> "ValidationConfigError":
         """A :class:`ValidationConfigError` naming this config's file and ``field``."""
-        return ValidationConfigError(f"validation config {self._source}: field {field!r}: {message}")
+        return ValidationConfigError(f"validation config {self._source}: field {field!r}: {message}", subject=field)
+
+
+def _first_field(error: ValidationError) -> str | None:
+    """The dotted name of the first field pydantic refused (the error's subject)."""
+    errors = error.errors()
+    return ".".join(str(p) for p in errors[0]["loc"]) or None if errors else None
 
 
 def _describe(error: ValidationError, where: str) -> str:
@@ -106,11 +112,12 @@ def config_from_mapping(data: Mapping[str, Any] | None, where: str = "(mapping)"
     if data is None:
         return ValidationConfig()
     if not isinstance(data, Mapping):
-        raise ValidationConfigError(f"validation config {where}: expected a mapping of fields, got {type(data).__name__}")
+        raise ValidationConfigError(f"validation config {where}: expected a mapping of fields, got {type(data).__name__}",
+                                    subject=where)
     try:
         config = ValidationConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ValidationConfigError(_describe(exc, where)) from None
+        raise ValidationConfigError(_describe(exc, where), subject=_first_field(exc) or where) from None
     config._source = where
     return config
 
@@ -125,6 +132,11 @@ def load_config(source: str | Path | Mapping[str, Any] | ValidationConfig | None
     if isinstance(source, Mapping):
         return config_from_mapping(source)
     path = Path(source)
+    with naming(path):  # the file itself is the subject of what is wrong with it as a whole
+        return _load_file(path)
+
+
+def _load_file(path: Path) -> ValidationConfig:
     if not path.is_file():
         raise ValidationConfigError(f"validation config {path}: no such file")
     try:

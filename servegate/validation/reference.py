@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from servegate.errors import naming
 from servegate.validation.config import ValidationConfig, load_config
 from servegate.validation.outputs import OutputPlan, check_threshold_fits, plan_outputs
 from servegate.validation.reference_io import (ReferenceError, detect_format, dtype_fits, flat_values, is_numeric,
@@ -46,7 +47,7 @@ from servegate.validation.reference_columns import check_every_column
 from servegate.validation.reference_scan import scan
 from servegate.validation.signature import Signature, TensorSpec, parse_signature
 
-__all__ = ["InputColumns", "Reference", "ReferenceError", "load_reference"]
+__all__ = ["InputColumns", "Reference", "ReferenceError", "check_input_rows", "load_reference"]
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,11 @@ def load_reference(path: str | Path, signature: Any, config: ValidationConfig | 
     """
     config = load_config(config)
     path = Path(path)
+    with naming(path):  # a reference error's subject is the file (its message names the column)
+        return _load_reference(path, signature, config)
+
+
+def _load_reference(path: Path, signature: Any, config: ValidationConfig) -> Reference:
     sig = parse_signature(signature, config.signature_name)
     plans = plan_outputs(config, sig) if sig.outputs else []
     fmt, schema = _open(path)
@@ -307,6 +313,18 @@ def load_reference(path: str | Path, signature: Any, config: ValidationConfig | 
     ref = Reference(path, fmt, n_rows, sig, mapped, primary, golden, golden_is_list, labels)
     _check_tasks_from_labels(ref, plans, config)
     return ref
+
+
+def check_input_rows(path: str | Path, signature: Any, config: ValidationConfig | Any = None) -> int:
+    """The checks of :func:`load_reference` that need only the model's inputs: the file opens and has
+    rows, every input maps to columns of the right type, no input value is null or NaN. Returns the
+    row count. The deploy runs it before the export, with inputs read from the model's files."""
+    config = load_config(config)
+    path = Path(path)
+    with naming(path):
+        sig = parse_signature(signature, config.signature_name)
+        fmt, schema = _open(path)
+        return scan(path, fmt, _map_inputs(path, fmt, schema, sig, config), [])
 
 
 def _check_tasks_from_labels(ref: Reference, plans: list[OutputPlan], config: ValidationConfig) -> None:

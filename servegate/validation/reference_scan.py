@@ -23,8 +23,9 @@ def _check_nulls(path: Path, batch: pa.RecordBatch, column: str, first_row: int,
     if bad.any():
         row = first_row + int(np.argmax(bad))
         what = "label column" if column in labels else "input column"
-        raise ReferenceError(f"reference file {path}: {what} {column!r} has {int(bad.sum())} NaN/null "
-                             f"value(s) in rows {first_row}..{first_row + len(batch) - 1} (first at row {row}); "
+        # nan_or_null marks rows (a list cell with one NaN marks its row once): count rows, say rows
+        raise ReferenceError(f"reference file {path}: {what} {column!r} has NaN/null values in {int(bad.sum())} "
+                             f"row(s) of rows {first_row}..{first_row + len(batch) - 1} (first at row {row}); "
                              "expected numbers in every row")
 
 

@@ -158,8 +158,9 @@ def test_nan_in_an_input_names_the_column_and_row(tmp_path, x):
     path = tmp_path / "ref.parquet"
     bad = x.copy()
     bad[523, 2] = np.nan
+    bad[523, 3] = np.nan  # two values, one row: the message counts rows and says so
     _frame(bad).to_parquet(path)
-    _expect(path, r"input column 'features' has 1 NaN/null value\(s\).*first at row 523")
+    _expect(path, r"input column 'features' has NaN/null values in 1 row\(s\) of rows .*first at row 523")
 
 
 def test_nan_in_a_prefix_column(tmp_path, x):
@@ -167,7 +168,7 @@ def test_nan_in_a_prefix_column(tmp_path, x):
     frame = pd.DataFrame({f"features_{i}": x[:, i] for i in range(4)})
     frame.loc[10, "features_3"] = np.nan
     frame.to_csv(path, index=False)
-    _expect(path, "input column 'features_3' has 1 NaN/null")
+    _expect(path, r"input column 'features_3' has NaN/null values in 1 row\(s\)")
 
 
 def test_labels_required_when_quality_is_enabled(tmp_path, x):
@@ -183,7 +184,7 @@ def test_nan_labels(tmp_path, x):
     label = x[:, 0].copy()
     label[3] = np.nan
     _frame(x, label=label).to_parquet(path)
-    _expect(path, "label column 'label' has 1 NaN/null")
+    _expect(path, r"label column 'label' has NaN/null values in 1 row\(s\)")
 
 
 def test_non_numeric_labels(tmp_path, x):

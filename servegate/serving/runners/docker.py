@@ -68,7 +68,8 @@ def connect(base_url: str | None = None, timeout: int = 10):
     except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
         raise DockerUnavailableError(
             f"Docker engine not reachable at {where}: {exc}. Start Docker (or fix DOCKER_HOST), "
-            "or run the canary without Docker: --serving process") from exc
+            "or run the canary without Docker: --serving process",
+            subject=base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock") from exc
     return client
 
 
