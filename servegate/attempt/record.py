@@ -135,6 +135,9 @@ class DeployOutcome:
     registry_version: str | None = None
     prefect_flow_run_id: str | None = None
     report_uri: str | None = None  # the report, Data Docs and plots as MLflow artifacts
+    # The bake, when there was one: verdict "passed" | "alarm" | "inconclusive" (too few requests: not
+    # judged), why it was not judged, and why the window before promotion could not be compared with.
+    bake: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # Seconds since the process that ran the deploy started (the CLI's, or the worker's flow-run process):
     # until the outcome was printed, and until the first step began (interpreter start, imports, set-up).

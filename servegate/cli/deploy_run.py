@@ -132,6 +132,10 @@ def summary(outcome: dict) -> list[str]:
     verdict = outcome["verdict"]
     lines = [f"{outcome['model_name']}: version {outcome['version']} {verdict.replace('_', ' ')}"]
     lines += [f"  - {reason}" for reason in outcome.get("reasons") or []]
+    bake = outcome.get("bake")
+    if bake:
+        said = bake["verdict"] if bake["verdict"] != "inconclusive" else f"inconclusive, not judged: {bake['not_judged']}"
+        lines.append(f"  bake: {said}")
     lines.append(f"  production serves: {outcome.get('production_version')}")
     lines.append(f"  MLflow run: {outcome.get('mlflow_run_id')}  Prefect flow run: {outcome.get('prefect_flow_run_id')}")
     return lines

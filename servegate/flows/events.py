@@ -34,7 +34,8 @@ EVENT_OF_VERDICT = {"promoted": PROMOTED, "rejected": REJECTED, "rolled_back": R
 
 #: Payload keys copied from a deploy outcome (servegate.attempt.record.DeployOutcome).
 _OUTCOME_KEYS = ("version", "production_version", "previous_production_version", "reasons", "figures",
-                 "mlflow_run_id", "mlflow_tracking_uri", "registry_version", "prefect_flow_run_id", "report_uri")
+                 "mlflow_run_id", "mlflow_tracking_uri", "registry_version", "prefect_flow_run_id", "report_uri",
+                 "bake")
 
 
 def model_resource(name: str, version: int | None) -> dict[str, str]:
