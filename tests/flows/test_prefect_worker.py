@@ -175,3 +175,26 @@ def test_prefect_ui_shows_the_runs_and_the_artifacts(stack, runs):
     report = _browse(chromium, f"{ui}/artifacts/artifact/{by_key[f'{MODEL}-validation-report']}",
                      out / "prefect-ui-validation-report.png")
     assert MODEL in report and "PROMOTED" in report.upper()
+
+
+def test_every_outcome_shows_in_the_uis_default_views(stack, runs):
+    """The promoted and the rejected run, each in the Prefect UI's default views as a user opens them: the
+    deployment's Runs tab (which filters by state name), the flow's page, the runs page. A run in a state
+    named outside Prefect's list ("Rejected") was missing from the first. Screenshots in test-artifacts/."""
+    chromium = _chromium()
+    (_, good_id), (_, bad_id) = runs
+    ui = stack.api[: -len("/api")]
+    out = REPO / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    good, bad = _flow_run(stack, good_id), _flow_run(stack, bad_id)
+    assert bad["state"]["message"].startswith("Rejected: "), bad["state"]
+    views = {"deployment-runs-tab": f"{ui}/deployments/deployment/{good['deployment_id']}?tab=Runs",
+             "flow-page": f"{ui}/flows/flow/{good['flow_id']}",
+             "runs-page": f"{ui}/runs"}
+    for view, url in views.items():
+        shot = out / f"prefect-ui-{view}.png"
+        page = _browse(chromium, url, shot)
+        assert good["name"] in page, (view, url, page[:3000])
+        assert bad["name"] in page, (view, url, page[:3000])
+        assert "Completed" in page and "Failed" in page, (view, page[:3000])
+        assert shot.stat().st_size > 10_000

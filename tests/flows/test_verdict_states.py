@@ -25,18 +25,20 @@ from servegate.attempt import steps as declared
 from tests.flows.test_events import _fake_steps
 
 
-def ui_default_state_names() -> list[str]:
-    """The state names the Prefect UI's deployment Runs tab selects by default ("all except Scheduled"),
-    from the UI bundle installed with Prefect."""
+def ui_default_state_names() -> set[str]:
+    """The state names that the "all except Scheduled" filters select (the deployment Runs tab's default
+    in the UI, "Hide scheduled runs"), in every UI bundle installed with Prefect (``ui``; ``ui-v2``,
+    Prefect's default UI from 3.8 on): the names every one of their lists holds."""
     import prefect
 
-    assets = Path(prefect.__file__).parent / "server" / "ui" / "assets"
-    for bundle in sorted(assets.glob("index-*.js")):
-        found = re.search(r'=\["Scheduled","Late",[^\]]*\]', bundle.read_text(errors="replace"))
-        if found:
-            names = re.findall(r'"([A-Za-z]+)"', found.group(0))
-            return [n for n in names if n != "Scheduled"]
-    pytest.fail(f"no list of state names in the Prefect UI bundle under {assets}")
+    lists = []
+    for assets in sorted((Path(prefect.__file__).parent / "server").glob("ui*/assets")):
+        for bundle in sorted(assets.glob("*.js")):
+            for found in re.finditer(r'\[["`]Scheduled["`],["`]Late["`],[^\]]*\]', bundle.read_text(errors="replace")):
+                lists.append(set(re.findall(r'["`]([A-Za-z]+)["`]', found.group(0))) - {"Scheduled"})
+    if not lists:
+        pytest.fail("no list of state names in the Prefect UI bundles")
+    return set.intersection(*lists)
 
 
 def _logs(flow_run_id: str) -> str:
