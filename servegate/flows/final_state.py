@@ -3,9 +3,9 @@
 A rejection (or a rollback after production verification failed or a bake
 alarm) is an expected outcome, not a crash: the run ends Failed, so that
 ``prefect deployment run --watch`` exits non-zero, and its message starts
-with the verdict ("Rejected: <reasons>", "Rolled back: <reasons>"): what the
-Prefect UI's runs lists show beside the state, and what
-:mod:`servegate.flows.engine` exits 0 for. The state keeps Prefect's own name
+with the verdict ("Rejected: <reasons>", "Rolled back: <reasons>"): the
+run's state message (and its log's last line, "Finished in state ..."), and
+what :mod:`servegate.flows.engine` exits 0 for. The state keeps Prefect's own name
 ``Failed``: the UI's default filters (a deployment's Runs tab, the "Hide
 scheduled runs" view) select runs by state *name* from Prefect's fixed list
 of names, and a run in a state named anything else ("Rejected") is hidden
