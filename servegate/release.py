@@ -13,7 +13,13 @@ are one call each on :class:`Release`. In the same call that changes the store
   tag says where its bytes are now;
 - every rollback (also a reject that takes the served version out of
   production) is a finished MLflow run of its own: ``servegate.action=rollback``,
-  from/to versions, the reason, and the run that caused it.
+  from/to versions, the reason, and the run that caused it;
+- every rollback that changed production emits ``servegate.model.rolled_back``
+  (:func:`servegate.flows.events.emit_rollback`) to the Prefect API, whoever
+  called: ``servegate rollback``, the ``rollback-model`` flow. A deploy builds
+  its Release with ``announce=False``: it emits its own verdict's event (the
+  same name, with the alarm and the figures) once its outcome is known, and
+  one change of production is one event.
 
 The store moves first and refuses bad requests before anything changes, so a
 refused request leaves no MLflow run. MLflow's side runs under the model's
@@ -64,6 +70,8 @@ class ReleaseResult:
     champion_registry_version: str | None = None
     changed: bool = True
     production_path: str | None = None
+    event_id: str | None = None       # the servegate.model.rolled_back event emitted (None: none was)
+    event_error: str | None = None    # why it could not be sent (production changed all the same)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +82,7 @@ class Release:
 
     def __init__(self, store_root: Path | str | None = None, tracking_uri: str | None = None, *,
                  store: ModelStore | None = None, tracker: Tracker | None = None,
-                 lock_timeout: float | None = None) -> None:
+                 lock_timeout: float | None = None, announce: bool = True) -> None:
         if store is None:
             from servegate.model_store import ModelStore
             from servegate.settings import resolve_store_root
@@ -84,6 +92,7 @@ class Release:
         self.store = store
         self._tracker = tracker
         self._tracking_uri = tracking_uri if tracker is None else tracker.tracking_uri
+        self.announce = announce
 
     @property
     def tracker(self) -> Tracker:
@@ -125,7 +134,8 @@ class Release:
             if served:
                 result.mlflow_run_id = self._record_rollback(result, run_id, None)
 
-        return self._in_step(name, "reject", before, [] if already else [version], record, reason=reason)
+        result = self._in_step(name, "reject", before, [] if already else [version], record, reason=reason)
+        return self._announce(result, None) if served else result
 
     def rollback(self, name: str, to_version: int | None = None, reason: str = DEFAULT_ROLLBACK_REASON,
                  run_id: str | None = None, flow_run_id: str | None = None) -> ReleaseResult:
@@ -143,7 +153,18 @@ class Release:
             self._mark(name, moved, "rolled_back", reason)
             result.mlflow_run_id = self._record_rollback(result, run_id, flow_run_id)
 
-        return self._in_step(name, "rollback", before, moved, record, reason=reason)
+        return self._announce(self._in_step(name, "rollback", before, moved, record, reason=reason), flow_run_id)
+
+    def _announce(self, result: ReleaseResult, flow_run_id: str | None) -> ReleaseResult:
+        """``servegate.model.rolled_back`` for a change of production (not for one that changed nothing)."""
+        if self.announce and result.changed:
+            from servegate.flows.events import emit_rollback
+
+            try:
+                result.event_id = emit_rollback(result.to_dict(), flow_run_id)
+            except ServegateError as exc:  # production moved and MLflow says so: reported, not undone
+                result.event_error = str(exc)
+        return result
 
     # ------------------------------------------------------------------ MLflow in step
 

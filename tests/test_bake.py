@@ -151,15 +151,55 @@ def test_production_that_stops_answering_fires_after_two_evaluations():
     assert result.alarm["name"] == "production_unreachable"
 
 
-def test_too_few_requests_are_not_judged_and_say_so():
+def test_too_few_requests_are_inconclusive_never_passed():
     result, _ = _bake(Scripted([snap(0, 0, 0)] + [snap(1, 1, 5 * i) for i in range(1, 5)]))
-    assert result.verdict == "passed" and "fewer than bake.min_requests" in result.not_judged
+    assert result.verdict == "inconclusive" and result.alarm is None
+    assert result.not_judged.startswith("2 requests in the bake window, fewer than bake.min_requests (20)")
 
 
-def test_the_window_before_falls_back_to_everything_since_start_when_quiet():
+def test_the_window_before_is_the_window_however_quiet_and_says_it_cannot_judge():
+    from servegate.guardrails.baking import before_not_judged
+
     quiet = Scripted([snap(100, 2, 0), snap(101, 2, 5)])
-    before = measure_before(quiet, 5.0, 20, sleep=lambda s: None)
-    assert before.requests == 104  # since the server started: the 5 s window had 1 request
+    before = measure_before(quiet, 5.0, sleep=lambda s: None)
+    assert before.requests == 1  # the 5 s before promotion, not the server's whole lifetime
+    assert "1 requests in the 5.0 s before promotion" in before_not_judged(before, BakeSettings())
+    assert before_not_judged(stats(100, 0, 2.0), BakeSettings()) is None
+    lifetime = measure_before(Scripted([snap(100, 2, 0)]), 0.0, sleep=lambda s: None)
+    assert lifetime.requests == 103  # bake.baseline_s: 0 asks for everything since the server started
+
+
+def _judged(bake: dict, require_traffic: bool, tmp_path):
+    from servegate.attempt.bake import judge_bake
+    from servegate.attempt.record import AttemptRecord, DeployRequest
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"bake:\n  duration_s: 10\n  require_traffic: {str(require_traffic).lower()}\n")
+    request = DeployRequest(model_path="m.keras", name="m", reference="r.csv", store_root=str(tmp_path),
+                            config=str(config), production_url="http://127.0.0.1:1")
+    judge_bake(AttemptRecord(request=request, work_dir=str(tmp_path), bake=bake))
+
+
+def test_require_traffic_makes_an_inconclusive_bake_a_rollback_and_leaves_a_judged_one_alone(tmp_path):
+    from servegate.attempt.errors import BakeAlarm
+
+    inconclusive = _bake(Scripted([snap(0, 0, 0), snap(0, 0, 5), snap(0, 0, 10)]), duration=10.0)[0].to_dict()
+    passed = _bake(Scripted([snap(0, 0, 0), snap(50, 0, 5), snap(100, 0, 10)]), duration=10.0)[0].to_dict()
+    assert (inconclusive["verdict"], passed["verdict"]) == ("inconclusive", "passed")
+    _judged(inconclusive, False, tmp_path)
+    _judged(passed, True, tmp_path)
+    with pytest.raises(BakeAlarm, match=r"bake inconclusive: 0 requests in the bake window") as caught:
+        _judged(inconclusive, True, tmp_path)
+    assert caught.value.alarm["name"] == "inconclusive" and caught.value.record.bake["alarm"]["name"] == "inconclusive"
+
+
+def test_the_terminal_says_an_inconclusive_bake_was_not_judged():
+    from servegate.cli.deploy_run import summary
+
+    outcome = {"model_name": "m", "verdict": "promoted", "version": 2, "reasons": [], "production_version": 2,
+               "bake": {"verdict": "inconclusive", "not_judged": "0 requests in the bake window, fewer than "
+                        "bake.min_requests (20): the alarms did not judge"}}
+    assert "  bake: inconclusive, not judged: 0 requests in the bake window" in "\n".join(summary(outcome))
 
 
 def test_bake_plot_is_written(tmp_path):
@@ -182,6 +222,10 @@ def test_config_section_defaults_to_no_bake_and_refuses_bad_fields(tmp_path):
     path.write_text("bake:\n  interval_s: 0\n")
     with pytest.raises(ValidationConfigError, match=r"field 'bake.interval_s'"):
         load_config(path)
+    path.write_text("bake:\n  require_traffic: maybe\n")
+    with pytest.raises(ValidationConfigError, match=r"field 'bake.require_traffic'"):
+        load_config(path)
+    assert load_config(None).bake.require_traffic is False
 
 
 def test_a_bake_without_a_production_url_is_refused_up_front(tmp_path):

@@ -36,7 +36,7 @@ def test_no_metrics_page_is_said_and_the_probe_counts_real_answers(server_withou
         MetricsSource(url + "/monitoring/prometheus/metrics", "probed").snapshot()
     good = [{"features": np.full((1, 4), 0.1, dtype="float32")}]
     with Probe(url, "probed", good, rate=50.0) as probe:
-        before = measure_before(probe, 0.6, 1)
+        before = measure_before(probe, 0.6)
     assert before.requests >= 10 and before.errors == 0 and before.p95_ms is not None and before.p95_ms > 0
 
 

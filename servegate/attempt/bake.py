@@ -6,9 +6,10 @@
   ``/monitoring/prometheus/metrics``) or, where production has no metrics,
   from a steady probe of reference rows. No undo: it changes nothing;
 - "bake production", right after "verify production": the same source for
-  the bake's duration; its judge raises :class:`BakeAlarm` when an alarm fired,
-  and the runner's undo of "promote version" rolls production back through
-  the one release path. The report dir gets ``bake/bake.png`` and
+  the bake's duration; its judge raises :class:`BakeAlarm` when an alarm fired
+  (or, with ``bake.require_traffic``, when the bake saw too little traffic to
+  judge: ``inconclusive``), and the runner's undo of "promote version" rolls
+  production back through the one release path. The report dir gets ``bake/bake.png`` and
   ``bake/bake.json``; in a Prefect run the step keeps a progress artifact.
 
 A bake of 0 seconds (the default) makes all three do nothing.
@@ -76,24 +77,24 @@ def snapshot_production(record: AttemptRecord) -> AttemptRecord:
     url = settings.metrics_url_for(record.request.production_url)
     seconds = settings.before_window_s()
     try:
-        before = measure_before(MetricsSource(url, record.name, settings.request_timeout_s), seconds,
-                                settings.min_requests)
+        before = measure_before(MetricsSource(url, record.name, settings.request_timeout_s), seconds)
         mode, source = "metrics", url
     except MetricsUnavailable as exc:
         if settings.metrics_url:  # named by the user: refused, never silently replaced by the probe
             raise ConfigError(f"bake.metrics_url in {record.request.config}: {exc}") from None
         say(f"snapshot production: no metrics ({exc}); a probe of reference rows stands in")
         with _probe(record, settings) as probe:
-            before = measure_before(probe, seconds or settings.interval_s, 1)
+            before = measure_before(probe, seconds or settings.interval_s)
         mode, source = "probe", record.request.production_url
+    span = f"the {before.seconds:.1f} s before promotion" if seconds or mode == "probe" else "since production started"
     say(f"snapshot production ({mode}): {before.requests} requests, error rate {_num(before.error_rate)}, "
-        f"p95 {_num(before.p95_ms)} ms before promotion")
+        f"p95 {_num(before.p95_ms)} ms in {span}")
     return record.but(bake_before={"mode": mode, "source": source, "before": before.to_dict()})
 
 
 def bake_production(record: AttemptRecord) -> AttemptRecord:
     """Watch production for the bake's duration; the record gets the result, the report its plot."""
-    from servegate.guardrails.baking import BakeResult, MetricsSource, run_bake
+    from servegate.guardrails.baking import BakeResult, MetricsSource, before_not_judged, run_bake
     from servegate.guardrails.metrics import WindowStats
 
     settings, duration = settings_of(record)
@@ -102,6 +103,9 @@ def bake_production(record: AttemptRecord) -> AttemptRecord:
     mode, source = record.bake_before["mode"], record.bake_before["source"]
     before = WindowStats.from_dict(record.bake_before["before"])
     result = BakeResult(mode, source, duration, settings.interval_s, time.time())
+    result.before_not_judged = before_not_judged(before, settings)
+    if result.before_not_judged:
+        say(f"bake production: {result.before_not_judged}")
     say(f"bake production: watching {source} ({mode}) for {duration:g} s, judged every {settings.interval_s:g} s")
     _mark_bake(record, IN_PROGRESS)  # left as it is if this process dies: the next deploy marks it interrupted
     progress = _Progress(record.name, duration)
@@ -112,6 +116,8 @@ def bake_production(record: AttemptRecord) -> AttemptRecord:
         with _probe(record, settings) as probe:
             result = run_bake(probe, result, before, settings, on_tick=progress.update)
     progress.update(1.0, result)
+    if result.verdict == "inconclusive" and settings.require_traffic:
+        result.not_judged += "; bake.require_traffic is set: production is rolled back"
     said = result.alarm["message"] if result.alarm else (result.not_judged or "no alarm")
     say(f"bake production: {result.verdict} after {result.ended_at - result.started_at:.1f} s ({said})")
     data = result.to_dict()
@@ -138,7 +144,8 @@ def _mark_bake(record: AttemptRecord, state: str) -> None:
 def bake_figures(result: dict[str, Any]) -> dict[str, float]:
     """``bake.*`` figures for the outcome and MLflow (finite numbers only)."""
     out: dict[str, float] = {"bake.seconds": round(result["ended_at"] - result["started_at"], 3),
-                             "bake.alarm": 1.0 if result["alarm"] else 0.0}
+                             "bake.alarm": 1.0 if result["alarm"] else 0.0,
+                             "bake.inconclusive": 1.0 if result["verdict"] == "inconclusive" else 0.0}
     for prefix, stats in (("bake.", result.get("bake")), ("bake.before_", result.get("before"))):
         for key in ("requests", "errors", "error_rate", "p95_ms"):
             value = (stats or {}).get(key)
@@ -148,11 +155,19 @@ def bake_figures(result: dict[str, Any]) -> dict[str, float]:
 
 
 def judge_bake(record: AttemptRecord) -> None:
-    """Raise :class:`BakeAlarm` (carrying the record) when the bake's alarm fired."""
-    if not record.bake or record.bake["verdict"] != "alarm":
+    """Raise :class:`BakeAlarm` (carrying the record) when the bake's alarm fired, or when it was
+    inconclusive and ``bake.require_traffic`` asks for traffic."""
+    verdict = (record.bake or {}).get("verdict")
+    if verdict == "inconclusive" and settings_of(record)[0].require_traffic:
+        alarm = {"name": "inconclusive", "message": record.bake["not_judged"],
+                 "figures": {"requests": float((record.bake.get("bake") or {}).get("requests", 0))}}
+        exc = BakeAlarm(f"bake inconclusive: {alarm['message']}", alarm)
+        record = record.but(bake={**record.bake, "alarm": alarm})  # the event and the outcome name it
+    elif verdict == "alarm":
+        alarm = record.bake["alarm"]
+        exc = BakeAlarm(f"bake alarm {alarm['name']}: {alarm['message']}", alarm)
+    else:
         return
-    alarm = record.bake["alarm"]
-    exc = BakeAlarm(f"bake alarm {alarm['name']}: {alarm['message']}", alarm)
     exc.record = record
     raise exc
 

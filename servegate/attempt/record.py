@@ -144,6 +144,9 @@ class DeployOutcome:
     task: str | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)
     gates_not_run: list[dict[str, str]] = field(default_factory=list)
+    # The bake, when there was one: verdict "passed" | "alarm" | "inconclusive" (too few requests: not
+    # judged), why it was not judged, and why the window before promotion could not be compared with.
+    bake: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # Seconds since the process that ran the deploy started (the CLI's, or the worker's flow-run process):
     # until the outcome was printed, and until the first step began (interpreter start, imports, set-up).

@@ -77,12 +77,21 @@ def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutc
         prefect_flow_run_id=record.flow_run_id, timings=timings,
         wall_s=process_age_s(), startup_s=record.started_s,
         task=record.task, outputs=list(record.outputs), gates_not_run=list(record.gates_not_run),
+        bake=bake_summary(record.bake),
     )
     try:
         outcome.production_version = resources.store(record.request.store_root).status(record.name).serving_version
     except ServegateError:
         pass
     return outcome
+
+
+def bake_summary(bake: dict | None) -> dict | None:
+    """The bake as the outcome shows it (None: no bake ran)."""
+    if not bake:
+        return None
+    return {"verdict": bake.get("verdict"), "not_judged": bake.get("not_judged"),
+            "before_not_judged": bake.get("before_not_judged"), "alarm": (bake.get("alarm") or {}).get("name")}
 
 
 def store_outcome(record: AttemptRecord, outcome: DeployOutcome, after_error: bool) -> str | None:

@@ -28,10 +28,12 @@ def tracker(uri: str):
 
 
 def release(record: AttemptRecord):
-    """The one release path (store + MLflow) for this attempt's model."""
+    """The one release path (store + MLflow) for this attempt's model. ``announce=False``: the deploy
+    emits its verdict's event itself (servegate.flows.events.emit_deploy_outcome), undo included."""
     from servegate.release import Release
 
-    return Release(store=store(record.request.store_root), tracker=tracker(record.request.tracking_uri))
+    return Release(store=store(record.request.store_root), tracker=tracker(record.request.tracking_uri),
+                   announce=False)
 
 
 def config(record: AttemptRecord):

@@ -138,6 +138,10 @@ def summary(outcome: dict) -> list[str]:
     validated = ", ".join(f"{o['name']} ({o['task']})" for o in outcome.get("outputs") or [])
     if validated:
         lines.append(f"  outputs validated: {validated}")
+    bake = outcome.get("bake")
+    if bake:
+        said = bake["verdict"] if bake["verdict"] != "inconclusive" else f"inconclusive, not judged: {bake['not_judged']}"
+        lines.append(f"  bake: {said}")
     store = f" (store {outcome['store']})" if outcome.get("store") else ""
     lines.append(f"  production serves: {outcome.get('production_version')}{store}")
     lines.append(f"  MLflow run: {outcome.get('mlflow_run_id')}  Prefect flow run: {outcome.get('prefect_flow_run_id')}")

@@ -115,25 +115,30 @@ def rollback_command(
 
     MLflow follows in the same call: champion names the version production serves, the rolled-back
     versions are tagged verdict rolled_back with the reason, and the rollback is a run of its own.
+    With PREFECT_API_URL set, the servegate.model.rolled_back event goes to that Prefect API.
     """
+    from servegate.cli.deploy_run import check_prefect_api
     from servegate.model_store import InvalidVersion, UnknownVersion
     from servegate.model_store.layout import check_version
     from servegate.release import Release
-
     from servegate.settings import resolve_store_root
 
     try:
         # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
         to_version = None if to is None else check_version(to, what="--to version")
-        release = Release(resolve_store_root(store), tracking_uri, lock_timeout=lock_timeout)
+        store_root = resolve_store_root(store)
+        prefect_api = check_prefect_api()  # unreachable: refused before production changes
+        release = Release(store_root, tracking_uri, lock_timeout=lock_timeout)
         result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)
     except (InvalidVersion, UnknownVersion) as exc:
         exc.subject = "--to"  # the version asked for is what is wrong
         raise
     if as_json:
-        # the store's fields as before (model, rejected, ...), then what MLflow recorded
+        # the store's fields as before (model, rejected, ...), then what MLflow and Prefect recorded
         data = {"model": result.model_name, "rejected": result.versions, **result.to_dict()}
         typer.echo(json.dumps(data, sort_keys=True))
+        if result.event_error:
+            typer.echo(f"warning: production changed, but {result.event_error}", err=True)
         return 0
     if result.changed:
         typer.echo(f"model {name}: production now serves version {result.to_version} "
@@ -144,4 +149,14 @@ def rollback_command(
     champion = result.champion_registry_version
     typer.echo(f"MLflow: rollback run {result.mlflow_run_id}; champion -> "
                + (f"registry version {champion}" if champion else "none (that version was never registered)"))
+    if result.changed:
+        typer.echo(_event_line(result, prefect_api))
     return 0
+
+
+def _event_line(result, prefect_api: str | None) -> str:
+    if result.event_id:
+        return f"Prefect: event servegate.model.rolled_back {result.event_id} sent to {prefect_api}"
+    if result.event_error:
+        return f"Prefect: no event: {result.event_error}"
+    return "Prefect: no event (no PREFECT_API_URL set: no Prefect server whose Automations could hear it)"

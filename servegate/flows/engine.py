@@ -7,8 +7,8 @@ traceback, the process exits 1, and the worker reports "Process exited with
 a general error". For a deploy that validation rejected, all three are false
 alarms. This entrypoint runs the flow the same way (Prefect's own
 ``load_flow_run``/``load_flow``/``run_flow`` and signal handling) but asks
-for the final *state*, and exits 0 when the run ended in a verdict state
-(:data:`VERDICT_STATE_NAMES`: Failed, named after the verdict) or Cancelled (a
+for the final *state*, and exits 0 when the run ended in a verdict (Failed, its
+message starting with the verdict: :func:`servegate.flows.final_state.is_verdict`) or Cancelled (a
 signal the deploy undid and recorded: :mod:`servegate.attempt.cancel`), 1 otherwise.
 prefect.yaml sets it as the deployments' ``command`` job variable.
 """
@@ -19,16 +19,14 @@ import os
 import sys
 from uuid import UUID
 
-#: Names of the Failed states a servegate flow ends in when it judged (see servegate.flows.final_state).
-VERDICT_STATE_NAMES = ("Rejected", "RolledBack")
-
-
 def exit_code(state) -> int:
     if state is None:
         return 1
     if state.is_completed() or state.is_cancelled():
         return 0  # a cancelled deploy (SIGTERM from the worker) was undone and recorded: not a crash
-    return 0 if state.is_failed() and state.name in VERDICT_STATE_NAMES else 1
+    from servegate.flows.final_state import is_verdict
+
+    return 0 if is_verdict(state) else 1
 
 
 def quiet_native_logs() -> None:

@@ -1,11 +1,15 @@
-"""How a deploy flow run ends: Completed with the outcome, or Failed with the reasons as its message.
+"""How a deploy flow run ends: Completed with the outcome, or Failed with the verdict and reasons as its message.
 
-A rejection (or a rollback after production verification failed) is an
-expected outcome, not a crash: the run ends Failed with the reasons as its
-message, so that ``prefect deployment run --watch`` exits non-zero; the
-state is named after the verdict ("Rejected", "RolledBack": the name the
-Prefect UI shows, and what :mod:`servegate.flows.engine` exits 0 for). The
-state's data is the verdict exception with the outcome dict as its
+A rejection (or a rollback after production verification failed or a bake
+alarm) is an expected outcome, not a crash: the run ends Failed, so that
+``prefect deployment run --watch`` exits non-zero, and its message starts
+with the verdict ("Rejected: <reasons>", "Rolled back: <reasons>"): the
+run's state message (and its log's last line, "Finished in state ..."), and
+what :mod:`servegate.flows.engine` exits 0 for. The state keeps Prefect's own name
+``Failed``: the UI's default filters (a deployment's Runs tab, the "Hide
+scheduled runs" view) select runs by state *name* from Prefect's fixed list
+of names, and a run in a state named anything else ("Rejected") is hidden
+there. The state's data is the verdict exception with the outcome dict as its
 ``outcome`` attribute, for in-process callers such as the CLI. An error is
 raised as it is.
 """
@@ -18,6 +22,19 @@ from prefect.states import Cancelled, Failed
 
 from servegate.attempt.record import DeployOutcome
 
+#: The first words of a verdict's Failed message, per verdict.
+VERDICT_LABELS = {"rejected": "Rejected", "rolled_back": "Rolled back"}
+
+
+def verdict_message(verdict: str, reasons: list[str]) -> str:
+    return f"{VERDICT_LABELS[verdict]}: " + ("; ".join(reasons) or "no reason recorded")
+
+
+def is_verdict(state: Any) -> bool:
+    """A Failed state that a servegate flow ended in because it judged (not a crash, not an error)."""
+    message = getattr(state, "message", None) or ""
+    return bool(state.is_failed() and any(message.startswith(f"{label}: ") for label in VERDICT_LABELS.values()))
+
 
 def final_state(outcome: DeployOutcome, error: BaseException | None) -> Any:
     if error is None:
@@ -25,8 +42,7 @@ def final_state(outcome: DeployOutcome, error: BaseException | None) -> Any:
     if outcome.verdict == "cancelled":  # a SIGTERM or SIGINT: undone, recorded, not a crash
         error.outcome = outcome.to_dict()
         return Cancelled(message="; ".join(outcome.reasons), data=error)
-    if outcome.verdict in ("rejected", "rolled_back"):
+    if outcome.verdict in VERDICT_LABELS:
         error.outcome = outcome.to_dict()
-        name = "Rejected" if outcome.verdict == "rejected" else "RolledBack"
-        return Failed(name=name, message="; ".join(outcome.reasons), data=error)
+        return Failed(message=verdict_message(outcome.verdict, outcome.reasons), data=error)
     raise error

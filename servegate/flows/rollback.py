@@ -1,7 +1,8 @@
 """``rollback_model``: production back to the previous or a named version, recorded everywhere.
 
 The same code as ``servegate rollback``: one call to
-:meth:`servegate.release.Release.rollback`. The store moves the versions
+:meth:`servegate.release.Release.rollback`, which also emits
+``servegate.model.rolled_back``. The store moves the versions
 (newer ones to ``rejected/``, reason "rolled back"); MLflow moves ``champion``,
 tags the rolled-back versions ``rolled_back`` with the reason and records a
 rollback run (tagged with this flow run's id). The flow run publishes the
@@ -19,7 +20,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from servegate.flows.artifacts import artifact_key, version_table
-from servegate.flows.events import emit_rollback
 from servegate.release import DEFAULT_ROLLBACK_REASON, Release
 
 
@@ -51,8 +51,8 @@ def rollback_model(
     :class:`~servegate.release.ReleaseResult` as a dict. ``run_id``: what caused it (kept in the
     store's history and on the MLflow rollback run)."""
     logger = get_run_logger()
+    # Release emits servegate.model.rolled_back (inside the task: the flow run is a related resource)
     outcome = roll_production_back(name, to_version, reason, run_id, store, tracking_uri)
-    emit_rollback(outcome, str(flow_run.get_id() or "") or None)  # servegate.model.rolled_back
     create_table_artifact(
         version_table(Release(store, tracking_uri).store, name),
         key=artifact_key(name, "versions"),

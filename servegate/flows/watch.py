@@ -104,6 +104,6 @@ def deploy_newest_export(
     )
     if state.is_completed():
         return state.result()
-    # Ends as the deploy ended (a verdict is a named Failed state, not a crash): returning the state itself
+    # Ends as the deploy ended (a verdict is a Failed state whose message names it, not a crash): returning the state itself
     # would end this run "Failed: 1/1 states failed" under another name.
     return Failed(name=state.name, message=state.message, data=state.result(raise_on_failure=False))

@@ -3,10 +3,11 @@
 ::
 
     from servegate.guardrails import BakeSettings, MetricsSource, Probe, measure_before, run_bake
-    before = measure_before(MetricsSource(metrics_url, name), seconds=5, min_requests=20)
+    before = measure_before(MetricsSource(metrics_url, name), seconds=5)
     result = run_bake(MetricsSource(metrics_url, name), BakeResult("metrics", metrics_url, 60, 5, time.time()),
                       before, BakeSettings(duration_s=60))
-    result.verdict            # "passed" | "alarm"; result.alarm = {"name", "message", "figures"}
+    result.verdict            # "passed" | "alarm" | "inconclusive" (too few requests: result.not_judged says)
+    # result.alarm = {"name", "message", "figures"}
 
 Modules: ``settings`` (the config's ``bake:`` section), ``metrics`` (TF
 Serving's Prometheus page -> snapshots -> windows), ``probe`` (reference rows

@@ -8,7 +8,9 @@ one every ``interval_s``, and judges the whole bake window so far and, for
 errors, also the last interval (a failure that starts late is not diluted by
 a healthy start; one interval's p95 is too noisy to judge alone).
 Production that stops answering its metrics page for two evaluations in a row
-fires ``production_unreachable``.
+fires ``production_unreachable``. A bake whose window never held
+``min_requests`` requests was never judged: its verdict is ``inconclusive``
+(Argo Rollouts' word), never ``passed``.
 """
 
 from __future__ import annotations
@@ -48,30 +50,35 @@ class BakeResult:
     interval_s: float
     started_at: float             # epoch seconds
     ended_at: float = 0.0
-    verdict: str = "passed"       # "passed" | "alarm"
+    verdict: str = "passed"       # "passed" | "alarm" | "inconclusive" (too few requests: not judged)
     alarm: dict[str, Any] | None = None
     before: dict[str, Any] | None = None   # WindowStats before promotion
     bake: dict[str, Any] | None = None     # WindowStats of the whole bake (up to the alarm)
     ticks: list[dict[str, Any]] = field(default_factory=list)  # per evaluation: elapsed_s, interval, window
-    not_judged: str | None = None
+    not_judged: str | None = None          # why the verdict is inconclusive
+    before_not_judged: str | None = None   # why the alarms against the window before promotion did not judge
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def measure_before(source: Source, seconds: float, min_requests: int, sleep: Callable[[float], None] = time.sleep
-                   ) -> WindowStats:
-    """The window before promotion: ``seconds`` long; everything since the server started when
-    ``seconds`` is 0 or the window saw fewer than ``min_requests`` requests."""
+def measure_before(source: Source, seconds: float, sleep: Callable[[float], None] = time.sleep) -> WindowStats:
+    """The window before promotion: the ``seconds`` before it, as they were, however quiet (the
+    alarms against it judge only when it holds ``min_requests``); everything since the server started
+    only when ``seconds`` is 0 (``bake.baseline_s: 0``, asked for by name)."""
     first = source.snapshot()
     if seconds > 0:
         sleep(seconds)
-        last = source.snapshot()
-        stats = window(first, last)
-        if stats.requests >= min_requests:
-            return stats
-        first = last
+        return window(first, source.snapshot())
     return window(Snapshot(at=first.at), first)
+
+
+def before_not_judged(before: WindowStats, settings: BakeSettings) -> str | None:
+    """Why the alarms against the window before promotion cannot judge (None: they can)."""
+    if before.requests >= settings.min_requests:
+        return None
+    return (f"{before.requests} requests in the {before.seconds:.1f} s before promotion, fewer than "
+            f"bake.min_requests ({settings.min_requests}): only the absolute limits judge the bake")
 
 
 def _judge(before: WindowStats | None, whole: WindowStats, last: WindowStats, elapsed: float,
@@ -135,6 +142,7 @@ def run_bake(source: Source, result: BakeResult, before: WindowStats | None, set
         seen = result.bake["requests"] if result.bake else 0
         result.not_judged = (f"{seen} requests in the bake window, fewer than bake.min_requests "
                              f"({settings.min_requests}): the alarms did not judge")
+        result.verdict = "inconclusive"
     return _end(result, None)
 
 

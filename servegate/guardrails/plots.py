@@ -63,7 +63,8 @@ def bake_plot(result: dict[str, Any], limits: dict[str, float | None], out_dir: 
     _panel(bottom, xs, [t["interval"]["p95_ms"] for t in ticks], before.get("p95_ms"), before_s,
            limits.get("max_p95_ms"), "p95 latency, ms", alarm_at)
     bottom.set_xlim(-before_s * 1.05, max([result.get("duration_s") or 0.0] + xs) * 1.02)
-    verdict = f"alarm {alarm['name']}: production rolled back" if alarm else "passed"
+    verdict = (f"alarm {alarm['name']}: production rolled back" if alarm
+               else "inconclusive (too few requests to judge)" if result.get("verdict") == "inconclusive" else "passed")
     top.set_title(f"bake ({result.get('mode')}, {result.get('duration_s'):.0f} s): {verdict}")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "bake.png"

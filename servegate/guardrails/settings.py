@@ -17,7 +17,14 @@ Alarms (each can be switched off with ``null``):
 - ``max_p95_ratio``: p95 over the p95 before promotion, once the p95 is above
   ``latency_floor_ms`` (below it the difference is noise, not a cliff).
 
-A window with fewer than ``min_requests`` requests is not judged. Every
+A window with fewer than ``min_requests`` requests is not judged: a bake
+that never saw that many is ``inconclusive``, recorded as such (MLflow, the
+``--json`` outcome), and promoted unless ``require_traffic`` is set, which
+makes it a rollback. The window before promotion is the ``baseline_s``
+(default ``interval_s``) seconds before it, as quiet as it was: with fewer
+than ``min_requests`` requests there, the alarms against it do not judge and
+only the absolute limits do (``baseline_s: 0`` compares with everything
+production counted since it started, asked for by name). Every
 ``interval_s`` the window since the bake started is judged (and, for errors,
 the last interval too); the first alarm ends the bake and production is
 rolled back. The latency alarms are deliberately loose (3x, above 10 ms):
@@ -27,7 +34,7 @@ measured on a busy 2-core host, one healthy version's p95 varied 3x between
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from servegate.validation.config_sections import Section
 
@@ -48,6 +55,8 @@ class BakeSettings(Section):
     probe_rate: float = Field(5.0, gt=0, le=1000, description="requests/s of reference rows when production has no metrics")
     request_timeout_s: float = Field(5.0, gt=0, description="one metrics scrape or probe request")
     min_requests: int = Field(20, ge=1, description="a window with fewer requests is not judged")
+    require_traffic: StrictBool = Field(
+        False, description="a bake that saw fewer than min_requests requests (inconclusive) rolls production back")
     max_error_rate: float | None = Field(0.05, ge=0, le=1, description="absolute limit on the bake window's error rate")
     max_error_rate_increase: float | None = Field(0.01, ge=0, le=1, description="error rate over the one before promotion")
     max_p95_ms: float | None = Field(1000.0, gt=0, description="absolute limit on p95 latency (successful requests)")

@@ -7,8 +7,12 @@ another process. What a task adds is only what Prefect is for:
 - ``cache_policy=NO_CACHE``: a deploy step must run every time it is asked;
 - the step's timeout;
 - a verdict (validation rejected the model, production verification failed)
-  ends the task **Failed** with the reasons as its message and no traceback:
-  the step that judged is the one the timeline shows failed;
+  ends the task **Failed** (named ``Rejected``, ``BakeAlarm``,
+  ``VerificationFailed``) with the reasons as its message and no traceback:
+  the step that judged is the one the timeline shows failed. Prefect logs
+  such a task's end at ERROR with ``exc_info=True`` although no exception is
+  being handled, which would print ``NoneType: None`` under the line;
+  :class:`NoEmptyTraceback` drops that empty traceback (never a real one);
 - an ``on_rollback`` hook for every step with an undo. The flow runs the
   steps inside a Prefect ``transaction``; when a step fails, Prefect runs the
   hooks in reverse order. A hook rebuilds everything from plain values: the
@@ -19,6 +23,7 @@ another process. What a task adds is only what Prefect is for:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import Task, task
@@ -31,6 +36,25 @@ from servegate.attempt.errors import VERDICTS, failure_reason
 from servegate.attempt.record import AttemptRecord
 from servegate.attempt.steps import Step, call_step
 from servegate.tasks import undo_journal
+
+
+class NoEmptyTraceback(logging.Filter):
+    """Clears ``exc_info`` that holds no exception (``(None, None, None)``: a log call with
+    ``exc_info=True`` outside an ``except`` block); a record with a real exception is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+def _quiet_empty_tracebacks(logger_name: str = "prefect.task_runs") -> None:
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, NoEmptyTraceback) for f in logger.filters):
+        logger.addFilter(NoEmptyTraceback())
+
+
+_quiet_empty_tracebacks()
 
 
 def _body(step: Step):

@@ -42,11 +42,6 @@ def fresh_env(home: Path, port: int) -> dict[str, str]:
 
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||database is locked|sqlalchemy\.exc\.")
 _ENTRY_START = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \|")
-# Prefect 3.7.2's server, on SQLite, fails `mark_deployments_ready` (run when a worker polls) with "database
-# is locked": a deferred transaction reads, then writes (PrefectHQ/prefect#23051; fixed by PR #22967,
-# BEGIN IMMEDIATE, in Prefect 3.8). The deployment's "last polled" mark is lost, nothing else. Only
-# this exact failure is tolerated, and only where a worker polls (test_prefect_worker.py).
-WORKER_POLL_LOCK = "mark_deployments_ready(", "database is locked"
 
 
 def _entries(log: str) -> list[str]:
@@ -60,17 +55,9 @@ def _entries(log: str) -> list[str]:
     return ["\n".join(entry) for entry in entries]
 
 
-def problems(log: str, tolerate: tuple[str, ...] | None = None, context: int = 14) -> list[str]:
-    """Each log entry with a traceback or an error (its first lines: what a test failure shows); an entry
-    holding every string of ``tolerate`` is left out."""
-    found = []
-    for entry in _entries(log):
-        if not _TRACEBACK.search(entry):
-            continue
-        if tolerate and all(part in entry for part in tolerate):
-            continue
-        found.append("\n".join(entry.splitlines()[:context]))
-    return found
+def problems(log: str, context: int = 14) -> list[str]:
+    """Each log entry with a traceback or an error (its first lines: what a test failure shows)."""
+    return ["\n".join(entry.splitlines()[:context]) for entry in _entries(log) if _TRACEBACK.search(entry)]
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 30) -> None:

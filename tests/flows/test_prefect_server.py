@@ -87,8 +87,8 @@ def test_prefect_server_stack_is_pinned_exactly():
     import yaml
 
     pins = {r.name.lower(): r for r in _pinned_requirements()}
-    assert str(pins["prefect"].specifier) == "==3.7.2"
-    assert yaml.safe_load((REPO / "prefect.yaml").read_text())["prefect-version"] == "3.7.2"
+    assert str(pins["prefect"].specifier) == "==3.9.1"
+    assert yaml.safe_load((REPO / "prefect.yaml").read_text())["prefect-version"] == "3.9.1"
     sqlalchemy = pins["sqlalchemy"].specifier
     assert not sqlalchemy.contains("2.1.9") and sqlalchemy.contains(metadata.version("sqlalchemy"))
 

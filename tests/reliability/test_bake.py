@@ -295,6 +295,8 @@ def test_a_healthy_model_passes_the_bake_with_zero_failed_requests(workspace, mo
     assert figures["bake.alarm"] == 0.0 and figures["bake.seconds"] >= BAKE_S - 0.5, figures
     assert figures["bake.requests"] >= RATE * BAKE_S * 0.5 and figures["bake.errors"] == 0, figures
     assert figures["bake.before_requests"] > 0
+    assert outcome["bake"]["verdict"] == "passed" and figures["bake.inconclusive"] == 0.0, outcome["bake"]
+    assert _bake_tags(workspace, 2) == ("passed", "passed")
     print(f"\nhealthy bake: {len(records)} requests, {sum(not r[2] for r in records)} failed; bake saw "
           f"{figures['bake.requests']:.0f} requests, p95 {figures.get('bake.p95_ms')} ms (before: "
           f"{figures.get('bake.before_p95_ms')} ms)")
@@ -340,3 +342,51 @@ def test_a_deploy_killed_during_its_bake_leaves_the_version_marked_interrupted(w
     assert run.info.status == "KILLED" and run.data.tags["servegate.bake"] == "interrupted", run.data.tags
     assert tracker.find_version(NAME, 2).tags["bake"] == "interrupted"
     no_traceback(workspace, following)
+
+
+def _quiet_config(models: dict, require_traffic: bool) -> Path:
+    path = models["config"].with_name(f"quiet-{require_traffic}.yaml")
+    path.write_text(f"bake:\n  interval_s: {INTERVAL_S}\n  min_requests: 10\n"
+                    f"  require_traffic: {'true' if require_traffic else 'false'}\n")
+    return path
+
+
+def _bake_tags(workspace, version: int) -> tuple[str, str]:
+    """The bake's state on the deploy's MLflow run and on the registry version."""
+    from servegate.tracking import Tracker
+
+    tracker = Tracker(workspace.tracking_uri)
+    registered = tracker.find_version(NAME, version)
+    return tracker.client.get_run(registered.run_id).data.tags["servegate.bake"], registered.tags["bake"]
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("require_traffic", [False, True])
+def test_a_bake_that_saw_no_traffic_is_inconclusive_never_passed(workspace, models, require_traffic):
+    """Production up, nobody sending requests: the alarms cannot judge. Recorded as ``inconclusive``
+    (MLflow run and registry version, the --json outcome); promoted, or with ``bake.require_traffic``
+    rolled back through the release path (exit 1). Beside it, the healthy bake under traffic above passes."""
+    seed_version_1(workspace, models["v1"])
+    server = start_production(workspace)
+    home = workspace.root / f"fresh-home-{require_traffic}"
+    home.mkdir()
+    result = workspace.deploy(models["healthy"], NAME, models["reference"], production_url=server.rest_url,
+                              config=_quiet_config(models, require_traffic), extra_args=("--bake", "6"),
+                              env={**workspace.env, "HOME": str(home)})
+    outcome = result.outcome
+    assert outcome["bake"]["verdict"] == "inconclusive", outcome.get("bake")
+    assert "requests in the bake window, fewer than bake.min_requests (10)" in outcome["bake"]["not_judged"]
+    assert outcome["figures"]["bake.inconclusive"] == 1.0 and outcome["figures"]["bake.alarm"] == 0.0
+    assert _bake_tags(workspace, 2) == ("inconclusive", "inconclusive")
+    if require_traffic:
+        assert result.returncode == 1, result.describe()
+        assert outcome["verdict"] == "rolled_back" and outcome["production_version"] == 1, outcome
+        assert outcome["reasons"][0].startswith("bake inconclusive: "), outcome["reasons"]
+        assert "bake.require_traffic" in outcome["reasons"][0]
+        assert workspace.model_store().status(NAME).serving_version == 1
+        event = model_event("servegate.model.rolled_back", outcome["prefect_flow_run_id"])
+        assert event.payload["alarm"]["name"] == "inconclusive"
+    else:
+        assert result.returncode == 0, result.describe()
+        assert outcome["verdict"] == "promoted" and outcome["production_version"] == 2, outcome
+    no_traceback(workspace, result)

@@ -239,7 +239,7 @@ def test_two_workers_in_containers_share_one_store(stack, model_files, tmp_path)
     for rid, (model, kind) in runs.items():
         state = _state(finished[rid])
         if kind == "broken":
-            assert state[:2] == ("FAILED", "Rejected") and "quality" in state[2], (model, kind, state)
+            assert state[:2] == ("FAILED", "Failed") and state[2].startswith("Rejected: ") and "quality" in state[2], (model, kind, state)
         else:
             assert state[0] == "COMPLETED" or _LOST_RACE.search(state[2]), (model, kind, state)
     from servegate.model_store import ModelStore

@@ -64,7 +64,7 @@ def without_known_prefect_sqlite_lock(text: str) -> str:
 def tracebacks(text: str) -> list[str]:
     """Each traceback in ``text``, from its first line to the exception line (the first unindented one).
 
-    For worker logs: a rejected deploy's task ends Failed ("Rejected"), which Prefect logs at ERROR by
+    For worker logs: a rejected deploy's task ends Failed (named "Rejected"), which Prefect logs at ERROR by
     design, so only tracebacks count there."""
     lines = text.splitlines()
     found = []

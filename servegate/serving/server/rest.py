@@ -11,13 +11,14 @@ bounded by ``--rest_api_timeout_in_ms``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
 
 import orjson
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -130,13 +131,18 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
         finally:
             metrics.record_request(route["name"], status, route["api"], "REST", time.perf_counter() - started)
 
-    async def shutdown() -> None:
-        executor.shutdown(wait=False, cancel_futures=True)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Starlette's lifespan (its on_shutdown hooks are gone in Starlette 1.0): stop the workers at shutdown.
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
         # Every method reaches `endpoint`, so that anything unknown gets TensorFlow Serving's JSON 404.
         routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])],
-        on_shutdown=[shutdown],
+        lifespan=lifespan,
     )
     app.state.executor = executor
     return app
