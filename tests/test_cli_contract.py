@@ -4,123 +4,20 @@
   ``{"verdict": "error", "error": {"kind", "message", "subject"}}`` for every command;
 - ``error.subject`` names the thing to fix: a path, a config field, a flag, a URL;
 - what can be checked before a run is checked before one: bad input leaves no MLflow
-  database, no Prefect database, no store version, and reference-file problems are
+  run, no Prefect flow run, no store version, and reference-file problems are
   refused before the model is exported.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import sqlite3
-import subprocess
-import sys
-from contextlib import closing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pandas as pd
 import pytest
 
+from tests.cli_support import (assert_nothing_opened, closed_port_url, files, home, hp2, json_of,  # noqa: F401
+                               keras_file, run_cli)
 from tests.model_store.treeutil import read_only_mount
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def home(tmp_path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-def run_cli(home: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m servegate ARGS`` with HOME=home and nothing of servegate's, MLflow's or Prefect's set."""
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SERVEGATE_", "MLFLOW_", "PREFECT_API"))}
-    full.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), PYTHONPATH=str(REPO_ROOT),
-                **(env or {}))
-    return subprocess.run([sys.executable, "-m", "servegate", *args], capture_output=True, text=True,
-                          env=full, cwd=home, timeout=300)
-
-
-def json_of(result: subprocess.CompletedProcess) -> dict:
-    """The one JSON object on stdout (json.loads refuses anything before or after it)."""
-    assert result.stdout.strip(), f"nothing on stdout (exit {result.returncode}); stderr: {result.stderr[-2000:]}"
-    return json.loads(result.stdout)
-
-
-def _rows(database: Path, table: str) -> int:
-    """Rows in ``table`` of a SQLite database (0 when the file or the table is not there)."""
-    if not database.is_file():
-        return 0
-    with closing(sqlite3.connect(database)) as db:
-        if not db.execute("select 1 from sqlite_master where name = ?", (table,)).fetchone():
-            return 0
-        return db.execute(f"select count(*) from {table}").fetchone()[0]
-
-
-def assert_nothing_opened(home: Path, store: Path | None = None) -> None:
-    """No MLflow run, no Prefect flow run, no store version: the error came before any run."""
-    assert _rows(home / ".servegate" / "mlflow.db", "runs") == 0, "an MLflow run was opened"
-    assert _rows(home / ".prefect" / "prefect.db", "flow_run") == 0, "a Prefect flow run was created"
-    store = store or home / ".servegate" / "store"
-    versions = [p for p in store.glob("*/*/*") if p.name.isdigit()] if store.is_dir() else []
-    assert versions == [], versions
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@pytest.fixture(scope="module")
-def hp2(tmp_path_factory, tfs_testdata) -> Path:
-    """TF Serving's half_plus_two SavedModel: input ``x`` float32 [-1, 1], output ``y``."""
-    path = tmp_path_factory.mktemp("hp2") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def keras_file(tmp_path_factory) -> Path:
-    """A real tiny Keras 3 regressor as a .keras file: input ``features`` float32 [-1, 4]."""
-    from tests import modelzoo
-
-    path = tmp_path_factory.mktemp("keras") / "model.keras"
-    modelzoo.regressor().save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    """Reference files, good and bad, for both models."""
-    out = tmp_path_factory.mktemp("refs")
-    x = np.linspace(0, 1, 16, dtype="float32")
-    paths = {name: out / f"{name}" for name in (
-        "hp2.parquet", "hp2-typo.parquet", "hp2-nan.csv", "empty.csv", "header-only.csv", "zero-rows.parquet",
-        "features.parquet", "features-typo.parquet", "features-nan.parquet", "bad.yaml", "unknown.yaml",
-        "broken.yaml", "empty.keras", "text.keras", "notes.txt")}
-    pd.DataFrame({"x": x, "label": 0.5 * x + 2}).to_parquet(paths["hp2.parquet"])
-    pd.DataFrame({"xx": x}).to_parquet(paths["hp2-typo.parquet"])
-    pd.DataFrame({"x": np.where(np.arange(16) == 5, np.nan, x)}).to_csv(paths["hp2-nan.csv"], index=False)
-    paths["empty.csv"].write_bytes(b"")
-    paths["header-only.csv"].write_text("x,label\n")
-    pd.DataFrame({"x": np.array([], dtype="float32")}).to_parquet(paths["zero-rows.parquet"])
-    rows = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
-    pd.DataFrame({"features": list(rows)}).to_parquet(paths["features.parquet"])
-    pd.DataFrame({"featurs": list(rows)}).to_parquet(paths["features-typo.parquet"])
-    rows[3, 1] = np.nan
-    pd.DataFrame({"features": list(rows)}).to_parquet(paths["features-nan.parquet"])
-    paths["bad.yaml"].write_text("parity:\n  atol: -1\n")
-    paths["unknown.yaml"].write_text("quality:\n  max_maee: 1\n")
-    paths["broken.yaml"].write_text("parity: [\n")
-    paths["empty.keras"].write_bytes(b"")
-    paths["text.keras"].write_text("not a model")
-    paths["notes.txt"].write_text("notes")
-    return paths
-
 
 # --------------------------------------------------------------------------- the table
 
@@ -210,16 +107,6 @@ def test_every_error_is_one_json_object_whose_subject_names_the_thing(case, home
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     if args[0] == "deploy" and case.kind != "MissingParameter":
         assert_nothing_opened(home)
-
-
-@pytest.fixture
-def closed_port_url() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 # --------------------------------------------------------------------------- status and rollback
@@ -339,92 +226,3 @@ def test_a_read_only_store_is_refused_before_any_run(home, files, hp2, tmp_path)
         assert "checking the model" not in result.stderr
         assert not (home / ".servegate" / "mlflow.db").exists()
         assert ModelStore(store).status("m").serving_version == 1
-
-
-# --------------------------------------------------------------------------- a re-run creates nothing
-
-
-def _production_from(store: Path, source: Path, digest_of: Path) -> None:
-    """Production serving version 1 staged from ``digest_of`` (as a deploy of that model leaves it)."""
-    from servegate.attempt.unchanged import MODEL_DIGEST, model_digest
-    from servegate.model_store import ModelStore
-
-    s = ModelStore(store)
-    s.promote("m", s.stage("m", source, detail={MODEL_DIGEST: model_digest(digest_of)}))
-
-
-def test_a_rerun_with_the_model_production_serves_creates_nothing(home, files, hp2):
-    store = home / "store"
-    _production_from(store, hp2, hp2)
-    from servegate.model_store import ModelStore
-
-    history = ModelStore(store).layout.history_file("m")
-    before = history.read_bytes()
-    assert before.count(b"\n") == 2  # stage, promote
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                     "--store", str(store), "--json")
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcome = json_of(result)
-    assert (outcome["verdict"], outcome["version"], outcome["production_version"]) == ("unchanged", 1, 1), outcome
-    assert outcome["mlflow_run_id"] is None and outcome["prefect_flow_run_id"] is None
-    assert "checking the model" not in result.stderr
-    assert_nothing_opened(home, store / "staging")
-    assert sorted(p.name for p in (store / "production" / "m").iterdir()) == ["1"]
-    assert history.read_bytes() == before  # no history line either
-    text = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                   "--store", str(store))
-    assert text.returncode == 0 and text.stdout.startswith("m: already serving version 1"), text.stdout
-
-
-@pytest.fixture
-def healthy_api_url():
-    """A URL whose /health answers 200 (all ``deploy`` asks of a Prefect API before the export), so
-    that a deploy that goes past the re-run check reaches the export without starting a Prefect server."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api"
-    server.shutdown()
-
-
-@pytest.mark.parametrize("how", ["another model file", "--force-new-version"])
-def test_another_model_or_the_flag_deploys_anew(how, home, files, hp2, tmp_path, healthy_api_url):
-    """Past the re-run check the deploy goes on: it exports (then a config naming an output the model
-    lacks stops it, still before any run)."""
-    store = home / "store"
-    other = tmp_path / "other"
-    shutil.copytree(hp2, other)
-    (other / "assets.extra").mkdir(exist_ok=True)
-    (other / "assets.extra" / "note.txt").write_text("retrained")  # other bytes: another digest
-    _production_from(store, hp2, other if how == "another model file" else hp2)
-    config = home / "v.yaml"
-    config.write_text("output: nope\n")
-    extra = ["--force-new-version"] if how == "--force-new-version" else []
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                     "--store", str(store), "--config", str(config), "--json", *extra,
-                     env={"PREFECT_API_URL": healthy_api_url})
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert json_of(result)["error"]["subject"] == "output"
-    assert "export:" in result.stderr
-
-
-def test_a_rerun_still_checks_its_prefect_api(home, files, hp2, closed_port_url):
-    """A re-run with a CI job's Prefect API unreachable is that error, not "unchanged"."""
-    store = home / "store"
-    _production_from(store, hp2, hp2)
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                     "--store", str(store), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"})
-    assert result.returncode == 2
-    assert json_of(result)["error"]["kind"] == "OrchestrationError"
