@@ -71,12 +71,12 @@ class DeployProcess:
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
 
-    def last_reached(self) -> str | None:
+    def last_reached(self) -> str:
         """The last line of the deploy's trace: ``<step or store:checkpoint> at <s> s`` after its start."""
         lines = self.trace.read_text().split("\n") if self.trace and self.trace.exists() else []
         lines = [line for line in lines if " " in line]
         if not lines:
-            return None
+            return "no step yet (the command was still starting)"
         when, what = lines[-1].split(" ", 1)
         return f"{what} at {float(when) - self.started_wall:.2f} s"
 

@@ -56,6 +56,9 @@ STEP_BOUNDARIES = (
     "during_verify",                 # production verification polling the production server
 )
 
+#: Each kill test runs 10 to 26 deploys: about 10 minutes on an idle 2-core machine, twice that on a busy one.
+KILL_TEST_TIMEOUT_S = 1800
+
 #: Kills that come before promotion starts: production must be exactly as it was.
 BEFORE_PROMOTION = frozenset(STEP_BOUNDARIES[:5])
 
@@ -118,6 +121,7 @@ def _naming(context: str):
 
 @pytest.mark.reliability
 @pytest.mark.slow
+@pytest.mark.timeout(KILL_TEST_TIMEOUT_S)
 @pytest.mark.docker
 def test_kill_at_every_step_boundary_both_runners(workspace, model_files, local_image):
     """Every step boundary once with the process runner, the canary's two live steps with Docker."""
@@ -128,6 +132,7 @@ def test_kill_at_every_step_boundary_both_runners(workspace, model_files, local_
 
 @pytest.mark.reliability
 @pytest.mark.slow
+@pytest.mark.timeout(KILL_TEST_TIMEOUT_S)
 def test_kill_sweep_process_runner(workspace, model_files):
     """Each boundary twice, then ten random moments (process runner): 24 kills."""
     rng = random.Random(6)
@@ -138,6 +143,7 @@ def test_kill_sweep_process_runner(workspace, model_files):
 
 @pytest.mark.reliability
 @pytest.mark.slow
+@pytest.mark.timeout(KILL_TEST_TIMEOUT_S)
 @pytest.mark.docker
 def test_kill_sweep_docker_runner(workspace, model_files, local_image):
     """Every boundary once and five random moments with the Docker runner: 12 kills."""
@@ -212,12 +218,14 @@ def run_move_kills(ws: Workspace, files, serving: str, docker_image: str | None)
 
 @pytest.mark.reliability
 @pytest.mark.slow
+@pytest.mark.timeout(KILL_TEST_TIMEOUT_S)
 def test_kill_between_each_move_and_its_history_line_process_runner(workspace, model_files):
     run_move_kills(workspace, model_files, "process", None)
 
 
 @pytest.mark.reliability
 @pytest.mark.slow
+@pytest.mark.timeout(KILL_TEST_TIMEOUT_S)
 @pytest.mark.docker
 def test_kill_between_each_move_and_its_history_line_docker_runner(workspace, model_files, local_image):
     run_move_kills(workspace, model_files, "docker", local_image)
