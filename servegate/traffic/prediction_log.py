@@ -59,7 +59,7 @@ class Addressed:
     signature_name: str = ""
 
 
-def _metadata(served: Served) -> logging_pb2.LogMetadata:
+def metadata(served: Served) -> logging_pb2.LogMetadata:
     meta = logging_pb2.LogMetadata(
         timestamp_secs=int(time.time()),
         request_origin=served.origin,
@@ -90,7 +90,7 @@ def _response_spec(spec: model_pb2.ModelSpec, served: Served) -> None:
 def grpc_predict_log(served: Served, request: predict_pb2.PredictRequest,
                      response: predict_pb2.PredictResponse) -> bytes:
     """A gRPC Predict, logged as it was sent and answered."""
-    record = prediction_log_pb2.PredictionLog(log_metadata=_metadata(served))
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
     record.predict_log.request.CopyFrom(request)
     record.predict_log.response.CopyFrom(response)
     return record.SerializeToString()
@@ -101,7 +101,7 @@ def rest_predict_log(served: Served, addressed: Addressed, inputs: Mapping[str, 
     """A REST ``:predict`` (row or columnar), its decoded tensors as a PredictRequest/Response."""
     from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto
 
-    record = prediction_log_pb2.PredictionLog(log_metadata=_metadata(served))
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
     request = record.predict_log.request
     _request_spec(request.model_spec, served.model_name, addressed)
     for name, array in inputs.items():
@@ -122,7 +122,7 @@ def _example_input(serialized: list[bytes]) -> input_pb2.Input:
 
 def rest_classify_log(served: Served, addressed: Addressed, serialized: list[bytes], body: Mapping[str, Any]) -> bytes:
     """A REST ``:classify``: the examples and the ``results`` it answered."""
-    record = prediction_log_pb2.PredictionLog(log_metadata=_metadata(served))
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
     request = record.classify_log.request
     _request_spec(request.model_spec, served.model_name, addressed)
     request.input.CopyFrom(_example_input(serialized))
@@ -137,7 +137,7 @@ def rest_classify_log(served: Served, addressed: Addressed, serialized: list[byt
 
 def rest_regress_log(served: Served, addressed: Addressed, serialized: list[bytes], body: Mapping[str, Any]) -> bytes:
     """A REST ``:regress``: the examples and the ``results`` it answered."""
-    record = prediction_log_pb2.PredictionLog(log_metadata=_metadata(served))
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
     request = record.regress_log.request
     _request_spec(request.model_spec, served.model_name, addressed)
     request.input.CopyFrom(_example_input(serialized))

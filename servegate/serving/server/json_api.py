@@ -101,6 +101,20 @@ def predict_body(body: Any, servable: LoadedVersion, capture: dict | None = None
     return {"outputs": {name: ndarray_to_json(value, name) for name, value in outputs.items()}}
 
 
+def decode_predict_inputs(body: Any, sig) -> tuple[str, dict[str, np.ndarray]]:
+    """(``instances`` or ``inputs``, decoded tensors) of a ``:predict`` body, checked against ``sig``."""
+    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+        raise _invalid("expected a JSON object with exactly one of 'instances' or 'inputs'")
+    if "instances" in body:
+        return "instances", _rows_to_inputs(body["instances"], sig)
+    return "inputs", _columns_to_inputs(body["inputs"], sig)
+
+
+def serialized_examples(body: Any) -> list[bytes]:
+    """The ``tf.Example``s of a ``:classify``/``:regress`` body (each merged with ``context``), serialized."""
+    return _serialized_examples(body)
+
+
 def _decode(name: str, value: Any, sig) -> np.ndarray:
     info = sig.inputs.get(name)
     if info is None:
