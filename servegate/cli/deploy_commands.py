@@ -49,7 +49,7 @@ def _deploy(terminal: Terminal, request, json_output: bool) -> int:
             store=request.store_root, serving=request.serving, config=request.config,
             production_url=request.production_url, docker_image=request.docker_image,
             custom_objects=list(request.custom_objects), unsafe_deserialization=request.unsafe_deserialization,
-            work_dir=record.work_dir, bake_s=request.bake_s,
+            work_dir=record.work_dir, bake_s=request.bake_s, traffic=request.traffic,
         )
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
@@ -116,6 +116,10 @@ def deploy(
         None, "--bake", min=0, metavar="SECONDS",
         help="after promotion, watch production this long and roll back on an alarm (needs --production-url; "
              "default: the config's bake.duration_s, 0 = no bake)"),
+    traffic: Optional[str] = typer.Option(
+        None, "--traffic", metavar="GLOB",
+        help="recorded production traffic (request logs, e.g. '/var/log/serving/mymodel-*.tfrecord') for the "
+             "shadow check; default: the config's traffic.logs"),
     verbose: bool = typer.Option(False, "--verbose", help="library output and tracebacks on the terminal"),
 ) -> None:
     """Export, stage, canary, validate, then promote or reject. Exit 0 promoted, 1 rejected, 2 error."""
@@ -126,7 +130,7 @@ def deploy(
     request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,
                             custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
-                            unsafe_deserialization=unsafe_deserialization, bake_s=bake)
+                            unsafe_deserialization=unsafe_deserialization, bake_s=bake, traffic=traffic)
     try:
         code = _deploy(terminal, request, json_output)
     except ServegateError as exc:
