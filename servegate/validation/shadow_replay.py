@@ -144,3 +144,26 @@ def replay(client: ServingClient, traffic: RecordedTraffic, candidate: str | int
                 result.replayed.append(done)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def write_most_changed(result: ReplayResult, output: str, path, limit: int = 20) -> int:
+    """A CSV of the recorded requests whose answer changed most (production's beside the candidate's)."""
+    import csv
+
+    rows = []
+    for r in result.replayed:
+        if r.candidate.error or r.production.error:
+            continue
+        c, p = r.candidate.outputs.get(output), r.production.outputs.get(output)
+        if c is None or p is None or np.shape(c) != np.shape(p):
+            continue
+        change = float(np.max(np.abs(np.asarray(c, np.float64) - np.asarray(p, np.float64)), initial=0.0))
+        rows.append((change, r, p, c))
+    rows.sort(key=lambda item: -item[0])
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["request", "origin", "output", "production", "candidate", "max_abs_change"])
+        for change, r, p, c in rows[:limit]:
+            writer.writerow([f"{r.request.path.name}#{r.request.index + 1}", r.request.origin, output,
+                             np.asarray(p).tolist(), np.asarray(c).tolist(), change])
+    return min(len(rows), limit)

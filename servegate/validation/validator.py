@@ -193,6 +193,12 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
     began = time.perf_counter()
     artifacts = dict(run.gx_artifacts)
     artifacts.update(draw_plots(outputs, traffic, run.out))
+    if ctx.shadow is not None and ctx.shadow.replayed:
+        from servegate.validation.shadow_replay import write_most_changed
+
+        path = run.out / "shadow_most_changed.csv"
+        write_most_changed(ctx.shadow, outputs[0].name, path)
+        artifacts["shadow_most_changed"] = str(path)
     run.timings["plots_s"] = time.perf_counter() - began
     run.timings["total_s"] = time.perf_counter() - run.started
     primary = outputs[0] if outputs else None

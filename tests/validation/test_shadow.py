@@ -5,7 +5,6 @@ forms clients send (gRPC, REST rows, REST columns)."""
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -117,6 +116,8 @@ def test_a_candidate_that_differs_only_where_production_traffic_goes_is_rejected
     assert figures["flip_rate"].value > 0.1 and not figures["flip_rate"].passed
     assert figures["requests_replayed"].value == 300
     assert "flip_rate" in report.check("shadow").message
+    changed = pd.read_csv(report.artifacts["shadow_most_changed"])
+    assert len(changed) == 20 and changed["max_abs_change"].iloc[0] > 0.5  # the flipped region leads
 
 
 def test_an_honest_retrain_passes_the_shadow_check(canary, reference, tmp_path):
