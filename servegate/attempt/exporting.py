@@ -71,6 +71,11 @@ def check_reference(record: AttemptRecord) -> AttemptRecord:
     check_config_against_signature(cfg, resources.signature(record))
     reference = resources.reference(record, cfg)
     say(f"reference: {reference.n_rows} rows from {record.request.reference}")
+    if cfg.warmup.enabled and cfg.warmup.source == "traffic" and not cfg.traffic.logs:
+        from servegate.errors import ConfigError
+
+        raise ConfigError(f"validation config {cfg.source}: field 'warmup.source' is 'traffic' but no recorded "
+                          "traffic is given (expected traffic.logs in the config, or --traffic)")
     if cfg.traffic.logs:
         _check_traffic(record, cfg)
     return record.but(reference_rows=reference.n_rows)

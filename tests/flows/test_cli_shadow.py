@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import requests
 
+from servegate.traffic.reader import LogReader
 from tests.serving.conftest import launch, wait_available
 
 NAME = "shadow-proof"
@@ -123,9 +124,21 @@ def test_the_shadow_check_rejects_what_only_production_traffic_reveals_and_promo
     assert "shadow" in reasons and "flip_rate" in reasons, outcome["reasons"]
     assert not any(r.startswith(("parity", "quality", "regression", "distribution")) for r in outcome["reasons"])
 
-    code, outcome, stderr = _deploy(env, models["retrain"], reference, "--traffic", traffic)
+    warm_from_traffic = tmp_path / "warmup.yaml"
+    warm_from_traffic.write_text("warmup:\n  source: traffic\n  requests: 50\n")
+    code, outcome, stderr = _deploy(env, models["retrain"], reference, "--traffic", traffic,
+                                    "--config", str(warm_from_traffic))
     assert code == 0, (outcome.get("reasons"), stderr[-3000:])
     assert outcome["verdict"] == "promoted" and outcome["figures"]["shadow.flip_rate"] < 0.05
+    # its warm-up file holds production's recorded requests (x0 beyond the reference's 2.5), not reference rows
+    warmup = (Path(env["SERVEGATE_STORE"]) / "production" / NAME / str(outcome["version"]) / "assets.extra"
+              / "tf_serving_warmup_requests")
+    recorded = list(LogReader().records(warmup))
+    assert len(recorded) == 50
+    import tensorflow as tf
+
+    x0 = [tf.make_ndarray(r.predict_log.request.inputs["features"])[0, 0] for r in recorded]
+    assert max(abs(v) for v in x0) > 2.5
 
 
 @pytest.mark.slow
@@ -146,3 +159,16 @@ def test_traffic_of_another_model_is_refused_before_any_run(env, tmp_path):
     assert code == 2
     assert "recorded traffic of model 'someone-else', but the model deployed is 'shadow-proof'" in outcome["error"]["message"]
     assert outcome.get("mlflow_run_id") is None
+
+
+@pytest.mark.slow
+def test_warm_up_from_traffic_without_recorded_traffic_is_refused_naming_the_field(env, tmp_path):
+    model = _export("production", tmp_path / "m")
+    reference = tmp_path / "reference.parquet"
+    pd.DataFrame({"features": list(np.zeros((4, 4), "float32")), "label": [0, 1, 0, 1]}).to_parquet(reference)
+    config = tmp_path / "config.yaml"
+    config.write_text("warmup:\n  source: traffic\n")
+    code, outcome, stderr = _deploy(env, model, reference, "--config", str(config))
+    assert code == 2
+    assert "field 'warmup.source' is 'traffic' but no recorded traffic is given" in outcome["error"]["message"]
+    assert str(config) in outcome["error"]["message"]
