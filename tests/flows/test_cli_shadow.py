@@ -123,6 +123,19 @@ def test_the_shadow_check_rejects_what_only_production_traffic_reveals_and_promo
     reasons = " ".join(outcome["reasons"])
     assert "shadow" in reasons and "flip_rate" in reasons, outcome["reasons"]
     assert not any(r.startswith(("parity", "quality", "regression", "distribution")) for r in outcome["reasons"])
+    from tests.flows.test_deploy_flow import read_artifacts
+
+    artifacts = read_artifacts(outcome["prefect_flow_run_id"])
+    assert "shadow" in artifacts[f"{NAME}-validation-report"].data
+    table = artifacts[f"{NAME}-shadow-most-changed"].data
+    changed = json.loads(table) if isinstance(table, str) else table
+    assert len(changed) == 20 and float(changed[0]["max_abs_change"]) > 0.5
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    assert mlflow.get_run(outcome["mlflow_run_id"]).data.metrics["shadow.flip_rate"] > 0.05
+    assert "report/shadow_most_changed.csv" in {a.path for a in mlflow.list_artifacts(outcome["mlflow_run_id"],
+                                                                                     "report")}
 
     warm_from_traffic = tmp_path / "warmup.yaml"
     warm_from_traffic.write_text("warmup:\n  source: traffic\n  requests: 50\n")
