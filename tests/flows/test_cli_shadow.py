@@ -136,6 +136,9 @@ def test_the_shadow_check_rejects_what_only_production_traffic_reveals_and_promo
     assert mlflow.get_run(outcome["mlflow_run_id"]).data.metrics["shadow.flip_rate"] > 0.05
     assert "report/shadow_most_changed.csv" in {a.path for a in mlflow.list_artifacts(outcome["mlflow_run_id"],
                                                                                      "report")}
+    datasets = {d.dataset.name: [t.value for t in d.tags]
+                for d in mlflow.get_run(outcome["mlflow_run_id"]).inputs.dataset_inputs}
+    assert datasets["shadow_most_changed.csv"] == ["shadow"] and datasets["reference.parquet"] == ["evaluation"]
 
     warm_from_traffic = tmp_path / "warmup.yaml"
     warm_from_traffic.write_text("warmup:\n  source: traffic\n  requests: 50\n")
