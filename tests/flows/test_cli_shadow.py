@@ -157,6 +157,8 @@ def test_the_shadow_check_rejects_what_only_production_traffic_reveals_and_promo
     assert max(abs(v) for v in x0) > 2.5
 
 
+# ~45 s (TensorFlow's import and an export before the preflight refuses): CI's second step.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_traffic_of_another_model_is_refused_before_any_run(env, tmp_path):
     from servegate.traffic import prediction_log as plog
@@ -177,6 +179,8 @@ def test_traffic_of_another_model_is_refused_before_any_run(env, tmp_path):
     assert outcome.get("mlflow_run_id") is None
 
 
+# ~45 s (TensorFlow's import and an export before the preflight refuses): CI's second step.
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_warm_up_from_traffic_without_recorded_traffic_is_refused_naming_the_field(env, tmp_path):
     model = _export("production", tmp_path / "m")
