@@ -77,6 +77,13 @@ def check_reference(record: AttemptRecord) -> AttemptRecord:
     check_config_against_signature(cfg, resources.signature(record))
     reference = resources.reference(record, cfg)
     say(f"reference: {reference.n_rows} rows from {record.request.reference}")
+    if cfg.warmup.enabled and cfg.warmup.source == "traffic" and not cfg.traffic.logs:
+        from servegate.errors import ConfigError
+
+        raise ConfigError(f"validation config {cfg.source}: field 'warmup.source' is 'traffic' but no recorded "
+                          "traffic is given (expected traffic.logs in the config, or --traffic)")
+    if cfg.traffic.logs:
+        _check_traffic(record, cfg)
     return record.but(reference_rows=reference.n_rows)
 
 
@@ -85,6 +92,15 @@ def _golden_stamp(record: AttemptRecord) -> dict:
     exported = record.work_path / EXPORT_STAMP
     source = json.loads(exported.read_text()).get("fingerprint") if exported.is_file() else None
     return {"export": source, "reference": _fingerprint(Path(record.request.reference))}
+
+
+def _check_traffic(record: AttemptRecord, cfg) -> None:
+    """Recorded traffic of another model or signature is bad input: refused here, before any run opens."""
+    from servegate.validation.shadow_logs import load_traffic
+
+    traffic = load_traffic(cfg.traffic.logs, record.request.name, cfg.signature_name, cfg.traffic.max_requests,
+                           cfg.traffic.max_age_hours)
+    say(f"traffic: {len(traffic.requests)} recorded requests from {len(traffic.files)} files ({cfg.traffic.logs})")
 
 
 def compute_golden(record: AttemptRecord) -> AttemptRecord:

@@ -39,6 +39,7 @@ class DeployRequest:
     custom_objects: tuple[str, ...] = ()  # modules that register the model's custom Keras objects
     unsafe_deserialization: bool = False  # Keras safe_mode=False (Lambda layers): runs code from the file
     bake_s: float | None = None  # --bake: seconds to watch production after promotion (default: config bake.duration_s)
+    traffic: str | None = None  # --traffic: glob of recorded request logs (default: the config's traffic.logs)
 
     def __post_init__(self) -> None:
         self.model_path = str(self.model_path)
@@ -59,6 +60,7 @@ class DeployRequest:
             "config": self.config or "(defaults)",
             "production_url": self.production_url or "(none)",
             "bake_s": "(config)" if self.bake_s is None else self.bake_s,
+            "traffic": "(config)" if self.traffic is None else self.traffic,
         }
 
 

@@ -39,7 +39,10 @@ def release(record: AttemptRecord):
 def config(record: AttemptRecord):
     from servegate.validation import load_config
 
-    return load_config(record.request.config)
+    cfg = load_config(record.request.config)
+    if record.request.traffic:  # --traffic wins over the config's traffic.logs
+        cfg = cfg.model_copy(update={"traffic": cfg.traffic.model_copy(update={"logs": record.request.traffic})})
+    return cfg
 
 
 def signature(record: AttemptRecord):

@@ -66,11 +66,32 @@ def write_warmup(record: AttemptRecord) -> None:
     cfg = resources.config(record)
     if not cfg.warmup.enabled:
         return
+    if cfg.warmup.source == "traffic" and _warmup_from_traffic(record, cfg):
+        return
     rows = next(iter(resources.reference(record, cfg).batches(cfg.warmup.requests)))
     written = write_warmup_requests(Path(record.savedmodel_dir), rows, model_name=record.name,
                                     count=cfg.warmup.requests)
     if written is not None:
         say(f"stage: {cfg.warmup.requests} warm-up requests from the reference rows in {written.parent.name}/")
+
+
+def _warmup_from_traffic(record: AttemptRecord, cfg) -> bool:
+    """Warm-up requests from recorded production traffic (``warmup.source: traffic``); False when none
+    was recorded yet (a first deploy), so that the reference rows are used instead."""
+    from servegate.serving.warmup import write_warmup_from_requests
+    from servegate.validation.shadow_logs import load_traffic
+
+    traffic = load_traffic(cfg.traffic.logs, record.name, cfg.signature_name, cfg.warmup.requests,
+                           cfg.traffic.max_age_hours)
+    if not traffic.requests:
+        say(f"stage: no recorded request in {cfg.traffic.logs}: warm-up requests from the reference rows instead")
+        return False
+    written = write_warmup_from_requests(Path(record.savedmodel_dir),
+                                         [r.record.predict_log.request for r in traffic.requests],
+                                         model_name=record.name)
+    if written is not None:
+        say(f"stage: {len(traffic.requests)} warm-up requests from recorded traffic in {written.parent.name}/")
+    return True
 
 
 def stage_version(record: AttemptRecord) -> AttemptRecord:

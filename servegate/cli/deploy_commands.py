@@ -71,7 +71,7 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
             store=request.store_root, serving=request.serving, config=request.config,
             production_url=request.production_url, docker_image=request.docker_image,
             custom_objects=list(request.custom_objects), unsafe_deserialization=request.unsafe_deserialization,
-            work_dir=record.work_dir, bake_s=request.bake_s,
+            work_dir=record.work_dir, bake_s=request.bake_s, traffic=request.traffic,
         )
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
@@ -155,6 +155,10 @@ def deploy(
         False, "--force-new-version",
         help="deploy as a new version even when production already serves this very model file "
              "(default: exit 0, verdict unchanged, nothing created)"),
+    traffic: Optional[str] = typer.Option(
+        None, "--traffic", metavar="GLOB",
+        help="recorded production traffic (request logs, e.g. '/var/log/serving/mymodel-*.tfrecord') for the "
+             "shadow check; default: the config's traffic.logs"),
     verbose: bool = typer.Option(False, "--verbose", help="library output and tracebacks on the terminal"),
 ) -> None:
     """Export, stage, canary, validate, then promote or reject. Exit 0 promoted (or unchanged: production
@@ -170,7 +174,7 @@ def deploy(
     request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store_root, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,
                             custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
-                            unsafe_deserialization=unsafe_deserialization, bake_s=bake)
+                            unsafe_deserialization=unsafe_deserialization, bake_s=bake, traffic=traffic)
     try:
         with cancel.handlers() as window:  # SIGTERM/SIGINT (CI's cancel): undone, one JSON object, exit 128+N
             code = _deploy(terminal, request, json_output, window, force_new_version)

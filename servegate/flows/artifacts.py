@@ -67,6 +67,16 @@ def publish_deploy_artifacts(record, outcome) -> list[str]:
     store = resources.store(record.request.store_root)
     create_table_artifact(version_table(store, name), key=key, description=f"versions of {name} after this run")
     keys.append(key)
+    changed = report_dir / "shadow_most_changed.csv" if report_dir else None
+    if changed is not None and changed.is_file():
+        import csv
+
+        with open(changed, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        key = artifact_key(name, "shadow-most-changed")
+        create_table_artifact(rows, key=key, description=f"{name}: the recorded production requests answered most "
+                                                         "differently, production's answer beside the candidate's")
+        keys.append(key)
     plots = _plots(report_dir) if report_dir else []
     if plots:
         key = artifact_key(name, "plots")

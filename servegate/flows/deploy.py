@@ -106,13 +106,14 @@ def deploy_model(
     unsafe_deserialization: bool = False,
     work_dir: str | None = None,
     bake_s: float | None = None,
+    traffic: str | None = None,
 ) -> Any:
     """Export, stage, canary, validate, promote or reject, verify production."""
     request = DeployRequest(
         model_path=model_path, name=name, reference=reference, store_root=store, serving=serving, config=config,
         production_url=production_url, tracking_uri=tracking_uri, docker_image=docker_image,
         production_deadline_s=production_deadline_s, custom_objects=tuple(custom_objects or ()),
-        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir, bake_s=bake_s,
+        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir, bake_s=bake_s, traffic=traffic,
     )
     record = new_record(request, str(flow_run.get_id() or "") or None)
     # SIGTERM/SIGINT during the steps: cancelled, undone, recorded (Prefect's own SIGTERM handler would

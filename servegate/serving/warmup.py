@@ -103,6 +103,30 @@ def _write_atomically(target: Path, records: list[bytes]) -> None:
         os.close(fd)
 
 
+def write_warmup_from_requests(savedmodel_dir: Path, requests: list, *, model_name: str) -> Path | None:
+    """Write the warm-up file from recorded ``PredictRequest``s (at most 1000; each addressed to
+    ``model_name`` at whatever version loads it). None, writing nothing, when there are none or the
+    SavedModel already has a warm-up file."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    savedmodel_dir = Path(savedmodel_dir)
+    target = warmup_file(savedmodel_dir)
+    if not requests or target.exists():
+        return None
+    records = []
+    for recorded in requests[:MAX_WARMUP_RECORDS]:
+        request = predict_pb2.PredictRequest()
+        request.CopyFrom(recorded)
+        request.model_spec.Clear()  # the version that loads the file answers it, whatever was addressed then
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = recorded.model_spec.signature_name
+        records.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+    _write_atomically(target, records)
+    log.info("wrote %d warm-up requests from recorded traffic to %s", len(records), target)
+    return target
+
+
 def write_warmup_requests(
     savedmodel_dir: Path,
     inputs: dict[str, np.ndarray],

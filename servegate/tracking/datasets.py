@@ -77,8 +77,9 @@ def _schema_and_format(path: Path) -> tuple[Any, str | None]:
         return None, None
 
 
-def evaluation_input(path: Path, rows: int | None = None):
-    """The :class:`mlflow.entities.DatasetInput` for the reference file, context ``evaluation``."""
+def evaluation_input(path: Path, rows: int | None = None, context: str = EVALUATION):
+    """The :class:`mlflow.entities.DatasetInput` for the reference file (context ``evaluation``), or another
+    file the validation read (the shadow check's sample of recorded traffic: context ``shadow``)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -101,4 +102,4 @@ def evaluation_input(path: Path, rows: int | None = None):
     profile = {"num_rows": rows, "num_bytes": path.stat().st_size, "format": fmt, "content_sha256": content}
     dataset = Dataset(name=meta.name, digest=meta.digest, source_type=meta.source_type, source=meta.source,
                       schema=meta.schema, profile=json.dumps({k: v for k, v in profile.items() if v is not None}))
-    return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, EVALUATION)])
+    return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])

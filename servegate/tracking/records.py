@@ -65,6 +65,9 @@ def record_outcome(tracker: Tracker, run_id: str, outcome: Mapping[str, Any], *,
     tracker.set_run_name(run_id, conventions.run_name(model, version, verdict))
     if reference is not None:
         _log_dataset(tracker, run_id, Path(reference), None if report is None else report.get("rows"))
+    shadow = Path(report_dir) / "shadow_most_changed.csv" if report_dir is not None else None
+    if shadow is not None and shadow.is_file():  # the shadow check's sample of production's requests
+        _log_dataset(tracker, run_id, shadow, None, context="shadow")
     if registry_version is not None:
         tracker.record_verdict(model, registry_version, registry_verdict(outcome, report), outcome.get("reasons") or ())
     report_uri = None
@@ -76,11 +79,12 @@ def record_outcome(tracker: Tracker, run_id: str, outcome: Mapping[str, Any], *,
     return report_uri
 
 
-def _log_dataset(tracker: Tracker, run_id: str, reference: Path, rows: int | None) -> None:
+def _log_dataset(tracker: Tracker, run_id: str, reference: Path, rows: int | None,
+                 context: str = "evaluation") -> None:
     """The reference as the run's evaluation dataset. A reference gone since validation (moved, deleted)
     costs the dataset record, not the rest of the attempt's record: warn and go on."""
     try:
-        tracker.log_evaluation_dataset(run_id, reference, rows=rows)
+        tracker.log_evaluation_dataset(run_id, reference, rows=rows, context=context)
     except (OSError, TrackingError) as exc:
         log.warning("MLflow run %s: reference %s not logged as its evaluation dataset: %s", run_id, reference, exc)
 

@@ -135,11 +135,14 @@ class Tracker:
             self._call("log metrics", self.client.log_batch, run_id, metrics=metrics[start : start + 1000])
         return logged
 
-    def log_evaluation_dataset(self, run_id: str, reference: Path | str, rows: int | None = None) -> None:
-        """The reference file as the run's ``evaluation`` dataset (described, not copied)."""
+    def log_evaluation_dataset(self, run_id: str, reference: Path | str, rows: int | None = None,
+                               context: str = "evaluation") -> None:
+        """The reference file as the run's ``evaluation`` dataset (described, not copied); ``context`` names
+        another role (``shadow``: the most-changed recorded requests)."""
         from servegate.tracking.datasets import evaluation_input
 
-        self._call("log dataset", self.client.log_inputs, run_id, datasets=[evaluation_input(Path(reference), rows)])
+        self._call("log dataset", self.client.log_inputs, run_id,
+                   datasets=[evaluation_input(Path(reference), rows, context)])
 
     def log_artifact(self, run_id: str, path: Path | str, artifact_path: str | None = None) -> None:
         self._call("log artifact", self.client.log_artifact, run_id, str(path), artifact_path)

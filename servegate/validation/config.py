@@ -30,7 +30,10 @@ from servegate.validation.config_sections import (DistributionCheck, LoadCheck, 
                                                   ParityCheck, QualityCheck, ReferenceColumns, RegressionCheck,
                                                   SanityCheck, Section, ServiceLevelCheck, Task, Warmup)
 
-CheckName = Literal["load", "contract", "parity", "quality", "regression", "sanity", "distribution", "service_level"]
+from servegate.validation.shadow_config import ShadowCheck, TrafficSource
+
+CheckName = Literal["load", "contract", "parity", "quality", "regression", "sanity", "distribution", "service_level",
+                    "shadow"]
 
 
 class ValidationConfigError(ConfigError):
@@ -63,6 +66,8 @@ class ValidationConfig(Section):
     distribution: DistributionCheck = Field(default_factory=DistributionCheck)
     service_level: ServiceLevelCheck = Field(default_factory=ServiceLevelCheck)
     warmup: Warmup = Field(default_factory=Warmup)
+    traffic: TrafficSource = Field(default_factory=TrafficSource)  # recorded production traffic (shadow check)
+    shadow: ShadowCheck = Field(default_factory=ShadowCheck)
     bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.guardrails: watch production after promotion
 
     _source: str = PrivateAttr("(defaults: no config file given)")

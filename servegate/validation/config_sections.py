@@ -139,3 +139,5 @@ class Warmup(Section):
 
     enabled: bool = True
     requests: int = Field(100, ge=1, le=1000, description="reference rows written as warm-up requests")
+    source: Literal["reference", "traffic"] = Field(
+        "reference", description="traffic: the newest recorded requests (traffic.logs) instead of reference rows")

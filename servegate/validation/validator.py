@@ -104,6 +104,22 @@ def _send_all(run: _Run, names: list[str], candidate, baseline, progress: RowPro
     return cand, base, traffic
 
 
+def _replay_traffic(run: _Run, candidate, baseline, output_names: list[str]):
+    """Recorded production traffic replayed to both versions (the shadow check's input), or None."""
+    cfg = run.config
+    if not cfg.traffic.logs or baseline is None or cfg.shadow.enabled is False or not output_names:
+        return None
+    from servegate.validation.shadow_logs import load_traffic
+    from servegate.validation.shadow_replay import replay
+
+    traffic = load_traffic(cfg.traffic.logs, run.client.model_name, cfg.signature_name, cfg.traffic.max_requests,
+                           cfg.traffic.max_age_hours)
+    result = replay(run.client, traffic, candidate, baseline, output_names, max(run.remaining(), 0.0),
+                    cfg.concurrency)
+    run.timings["shadow_replay_s"] = result.seconds
+    return result
+
+
 def _apply_require(results: list[CheckResult], required: list[str]) -> list[CheckResult]:
     """A required check that judged nothing fails, saying why it did not run (issue 11: no rubber stamp)."""
     out = []
@@ -172,10 +188,17 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
                        pass_requests=len(cand.outcomes) if cand else 0,
                        pass_failed=sum(not o.ok for o in cand.outcomes) if cand else 0,
                        input_mismatch=mismatch)
+    ctx.shadow = _replay_traffic(run, candidate, baseline, [o.name for o in outputs])
     results = _judge_all(run, ctx)
     began = time.perf_counter()
     artifacts = dict(run.gx_artifacts)
     artifacts.update(draw_plots(outputs, traffic, run.out))
+    if ctx.shadow is not None and ctx.shadow.replayed:
+        from servegate.validation.shadow_replay import write_most_changed
+
+        path = run.out / "shadow_most_changed.csv"
+        write_most_changed(ctx.shadow, outputs[0].name, path)
+        artifacts["shadow_most_changed"] = str(path)
     run.timings["plots_s"] = time.perf_counter() - began
     run.timings["total_s"] = time.perf_counter() - run.started
     primary = outputs[0] if outputs else None

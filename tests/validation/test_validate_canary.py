@@ -40,7 +40,7 @@ def test_a_good_model_passes_with_every_artifact(canary, reference, tmp_path):
     status = {c.name: c.status for c in report.checks}
     assert status == {"load": "passed", "contract": "passed", "parity": "passed", "quality": "passed",
                       "regression": "skipped", "sanity": "passed", "distribution": "passed",
-                      "service_level": "passed"}
+                      "service_level": "passed", "shadow": "skipped"}
     assert "no baseline" in report.check("regression").message
     quality = {m.metric: m for m in report.check("quality").measurements}
     assert quality["mae"].engine == "gx" and 0 < quality["mae"].value < 0.2
@@ -57,7 +57,7 @@ def test_a_good_model_passes_with_every_artifact(canary, reference, tmp_path):
     assert data["verdict"] == "passed"
     assert data["outputs"] == [{"name": "prediction", "task": "regression", "label_column": "label",
                                 "task_reason": "one value per row and labels are not all 0/1"}]
-    assert [g["check"] for g in data["gates_not_run"]] == ["regression"]
+    assert [g["check"] for g in data["gates_not_run"]] == ["regression", "shadow"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
     assert len(html) < 1_000_000

@@ -43,6 +43,10 @@ class ServerFlags:
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 1
     monitoring_config_file: Path | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
+    request_log_queue_size: int = 1024
+    request_log_file_max_bytes: int = 64 << 20
+    request_log_total_max_bytes: int = 1 << 30
 
 
 def _bool(text: str) -> bool:
@@ -89,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--monitoring_config_file", type=Path, default=None,
         help="Text-format MonitoringConfig, e.g. prometheus_config { enable: true path: "
              "\"/monitoring/prometheus/metrics\" } (served on the REST port).")
+    add("--model_config_file_poll_wait_seconds", type=float, default=0.0,
+        help="Seconds between re-reads of --model_config_file (0: read once, the default). The bundled server "
+             "applies each model's logging_config from a re-read file.")
+    add("--request_log_queue_size", type=int, default=1024,
+        help="Requests waiting to be written to the request log; beyond it they are dropped and counted "
+             "(servegate addition). Default 1024.")
+    add("--request_log_file_max_mb", type=float, default=64.0,
+        help="A request log file is rotated before it passes this size (servegate addition). Default 64.")
+    add("--request_log_total_max_mb", type=float, default=1024.0,
+        help="The oldest request log files of a prefix are deleted to keep the total under this size "
+             "(servegate addition). Default 1024.")
     return parser
 
 
@@ -122,6 +137,7 @@ def parse_flags(argv: list[str] | None) -> ServerFlags:
             f"--monitoring_config_file={args.monitoring_config_file}: metrics are served on the REST port, "
             "but --rest_api_port is 0 (expected a REST port)"
         )
+    _check_request_log_flags(args)
     return ServerFlags(
         grpc_port=args.port,
         rest_api_port=args.rest_api_port,
@@ -141,4 +157,20 @@ def parse_flags(argv: list[str] | None) -> ServerFlags:
         # TensorFlow Serving: "This value is used only if > 0" (otherwise the default of 1).
         num_request_iterations_for_warmup=max(1, args.num_request_iterations_for_warmup),
         monitoring_config_file=args.monitoring_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        request_log_queue_size=args.request_log_queue_size,
+        request_log_file_max_bytes=int(args.request_log_file_max_mb * (1 << 20)),
+        request_log_total_max_bytes=int(args.request_log_total_max_mb * (1 << 20)),
     )
+
+
+def _check_request_log_flags(args: argparse.Namespace) -> None:
+    if args.model_config_file_poll_wait_seconds < 0:
+        raise ConfigError("--model_config_file_poll_wait_seconds must be >= 0")
+    if args.request_log_queue_size < 1:
+        raise ConfigError(f"--request_log_queue_size={args.request_log_queue_size}: expected at least 1")
+    if not 0 < args.request_log_file_max_mb <= args.request_log_total_max_mb:
+        raise ConfigError(
+            f"--request_log_file_max_mb={args.request_log_file_max_mb} and --request_log_total_max_mb="
+            f"{args.request_log_total_max_mb}: expected 0 < file max <= total max"
+        )

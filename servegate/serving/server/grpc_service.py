@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
 
 from servegate.serving.server.manager import ServableManager
 from servegate.serving.server.metrics import METRICS, ServingMetrics
+from servegate.serving.server.request_logging import RequestLogging
 from servegate.serving.server.status import CODES, StatusError
 from servegate.serving.server.tensor_codec import CodecError, ndarray_to_tensor_proto, tensor_proto_to_ndarray
 
@@ -60,15 +61,22 @@ def run_predict_request(servable, request: predict_pb2.PredictRequest) -> tuple[
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ServableManager, metrics: ServingMetrics = METRICS) -> None:
+    def __init__(self, manager: ServableManager, metrics: ServingMetrics = METRICS,
+                 request_log: RequestLogging | None = None) -> None:
         self._manager = manager
         self._metrics = metrics
+        self._request_log = request_log
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext):
         started = time.perf_counter()
         status = "OK"
         try:
-            return self._predict(request)
+            response = self._predict(request)
+            if self._request_log is not None:
+                settings = self._request_log.sample(request.model_spec.name)
+                if settings is not None:
+                    self._request_log.log_grpc_predict(settings, request, response)
+            return response
         except StatusError as exc:
             status = exc.code
             context.abort(exc.grpc_code, exc.message)
@@ -139,7 +147,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(manager: ServableManager, address: str, max_threads: int,
-                      metrics: ServingMetrics = METRICS) -> tuple[grpc.Server, int]:
+                      metrics: ServingMetrics = METRICS,
+                      request_log: RequestLogging | None = None) -> tuple[grpc.Server, int]:
     """A gRPC server bound to ``address``, not started yet; returns (server, bound port).
 
     Raises ``RuntimeError`` (from grpc) when the address cannot be bound.
@@ -151,7 +160,7 @@ def build_grpc_server(manager: ServableManager, address: str, max_threads: int,
                  # Bigger HTTP/2 flow-control windows: multi-MB tensors otherwise stall on window updates.
                  ("grpc.http2.lookahead_bytes", 16 << 20)],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager, metrics), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager, metrics, request_log), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     port = server.add_insecure_port(address)
     return server, port

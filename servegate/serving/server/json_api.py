@@ -72,8 +72,12 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
-def predict_body(body: Any, servable: LoadedVersion) -> dict:
-    """``:predict`` in row (``instances``) or columnar (``inputs``) form."""
+def predict_body(body: Any, servable: LoadedVersion, capture: dict | None = None) -> dict:
+    """``:predict`` in row (``instances``) or columnar (``inputs``) form.
+
+    ``capture`` (for the request log) receives the form, the signature key and
+    the decoded input and output tensors.
+    """
     if not isinstance(body, dict):
         raise _invalid("JSON Value: is not an object: the request body must be a JSON object")
     has_rows, has_columns = "instances" in body, "inputs" in body
@@ -87,12 +91,28 @@ def predict_body(body: Any, servable: LoadedVersion) -> dict:
     else:
         inputs = _columns_to_inputs(body["inputs"], sig)
     _, outputs = servable.run(key, inputs)
+    if capture is not None:
+        capture.update(form="instances" if has_rows else "inputs", signature=key, inputs=inputs, outputs=outputs)
     if has_rows:
         return {"predictions": _outputs_to_rows(outputs)}
     if len(outputs) == 1:
         (name, value), = outputs.items()
         return {"outputs": ndarray_to_json(value, name)}
     return {"outputs": {name: ndarray_to_json(value, name) for name, value in outputs.items()}}
+
+
+def decode_predict_inputs(body: Any, sig) -> tuple[str, dict[str, np.ndarray]]:
+    """(``instances`` or ``inputs``, decoded tensors) of a ``:predict`` body, checked against ``sig``."""
+    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+        raise _invalid("expected a JSON object with exactly one of 'instances' or 'inputs'")
+    if "instances" in body:
+        return "instances", _rows_to_inputs(body["instances"], sig)
+    return "inputs", _columns_to_inputs(body["inputs"], sig)
+
+
+def serialized_examples(body: Any) -> list[bytes]:
+    """The ``tf.Example``s of a ``:classify``/``:regress`` body (each merged with ``context``), serialized."""
+    return _serialized_examples(body)
 
 
 def _decode(name: str, value: Any, sig) -> np.ndarray:
@@ -226,14 +246,18 @@ def run_examples(servable: LoadedVersion, signature_name: str, serialized: list[
     return dict(zip(names, arrays))
 
 
-def _run_examples(body: Any, servable: LoadedVersion, method: str, what: str):
+def _run_examples(body: Any, servable: LoadedVersion, method: str, what: str, capture: dict | None):
     serialized = _serialized_examples(body)
-    return run_examples(servable, _signature_name(body), serialized, method, what), len(serialized)
+    outputs = run_examples(servable, _signature_name(body), serialized, method, what)
+    if capture is not None:
+        capture.update(form="examples", signature=servable.signature(_signature_name(body))[0],
+                       examples=serialized)
+    return outputs, len(serialized)
 
 
-def classify_body(body: Any, servable: LoadedVersion) -> dict:
+def classify_body(body: Any, servable: LoadedVersion, capture: dict | None = None) -> dict:
     """``:classify``: ``{"results": [[[label, score], ...] per example]}``."""
-    outputs, count = _run_examples(body, servable, CLASSIFY_METHOD, "classification")
+    outputs, count = _run_examples(body, servable, CLASSIFY_METHOD, "classification", capture)
     classes, scores = outputs.get("classes"), outputs.get("scores")
     if classes is None and scores is None:
         raise _invalid("Expected classification signature outputs to contain 'classes' or 'scores'")
@@ -250,9 +274,9 @@ def classify_body(body: Any, servable: LoadedVersion) -> dict:
     return {"results": _shorten(results)}
 
 
-def regress_body(body: Any, servable: LoadedVersion) -> dict:
+def regress_body(body: Any, servable: LoadedVersion, capture: dict | None = None) -> dict:
     """``:regress``: ``{"results": [value per example]}``."""
-    outputs, count = _run_examples(body, servable, REGRESS_METHOD, "regression")
+    outputs, count = _run_examples(body, servable, REGRESS_METHOD, "regression", capture)
     if "outputs" not in outputs:
         raise _invalid("Expected regression signature outputs to contain 'outputs'")
     values = outputs["outputs"]

@@ -123,19 +123,39 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     if stop.is_set():
         return 0
-    return _serve(manager, flags, monitoring, stop)
+    return _serve(manager, flags, monitoring, stop, models)
 
 
-def _serve(manager, flags: ServerFlags, monitoring: MonitoringSettings, stop: threading.Event) -> int:
+def _request_logging(flags: ServerFlags, models: list[ModelConfig], stop: threading.Event):
+    """The request log of models with a ``logging_config``; the config file re-read when asked to."""
+    if flags.model_config_file is None:
+        return None
+    from servegate.serving.server.request_logging import RequestLogging, watch_config_file
+    from servegate.traffic.recorder import RotationLimits
+
+    request_log = RequestLogging(
+        models, queue_size=flags.request_log_queue_size,
+        limits=RotationLimits(flags.request_log_file_max_bytes, flags.request_log_total_max_bytes))
+    if flags.model_config_file_poll_wait_seconds > 0:
+        threading.Thread(target=watch_config_file, name="config-file-poll", daemon=True,
+                         args=(flags.model_config_file, flags.model_config_file_poll_wait_seconds,
+                               request_log, models, stop)).start()
+    return request_log
+
+
+def _serve(manager, flags: ServerFlags, monitoring: MonitoringSettings, stop: threading.Event,
+           models: list[ModelConfig]) -> int:
     """Open the ports and serve until a signal; the exit status."""
     grpc_server = None
+    request_log = _request_logging(flags, models, stop)
     try:
         if flags.grpc_port:
             from servegate.serving.server.grpc_service import build_grpc_server
 
             address = _fmt(flags.grpc_bind_address, flags.grpc_port)
             try:
-                grpc_server, bound = build_grpc_server(manager, address, flags.grpc_max_threads)
+                grpc_server, bound = build_grpc_server(manager, address, flags.grpc_max_threads,
+                                                       request_log=request_log)
             except RuntimeError as exc:
                 bound = 0
                 log.error("gRPC: %s", exc)
@@ -150,7 +170,7 @@ def _serve(manager, flags: ServerFlags, monitoring: MonitoringSettings, stop: th
             except OSError as exc:
                 log.error("Failed to start server. Error: %s", exc)
                 return 1
-            _serve_rest(manager, flags, sock, monitoring)
+            _serve_rest(manager, flags, sock, monitoring, request_log)
         else:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
@@ -159,18 +179,23 @@ def _serve(manager, flags: ServerFlags, monitoring: MonitoringSettings, stop: th
         if grpc_server is not None:
             grpc_server.stop(grace=2).wait(5)
         manager.stop()
+        stop.set()
+        if request_log is not None:
+            request_log.close()
     log.info("Server stopped")
     return 0
 
 
-def _serve_rest(manager, flags: ServerFlags, sock: socket.socket, monitoring: MonitoringSettings) -> None:
+def _serve_rest(manager, flags: ServerFlags, sock: socket.socket, monitoring: MonitoringSettings,
+                request_log=None) -> None:
     """Serve REST on ``sock`` until uvicorn's SIGINT/SIGTERM handlers end it."""
     import uvicorn
 
     from servegate.serving.server.rest import build_app
 
     metrics_path = monitoring.prometheus_path if monitoring.prometheus_enabled else None
-    app = build_app(manager, flags.rest_api_num_threads, flags.rest_api_timeout_in_ms, metrics_path=metrics_path)
+    app = build_app(manager, flags.rest_api_num_threads, flags.rest_api_timeout_in_ms, metrics_path=metrics_path,
+                    request_log=request_log)
     if metrics_path:
         log.info("Exporting Prometheus metrics at:%s%s", _fmt(flags.rest_api_bind_address, flags.rest_api_port),
                  metrics_path)

@@ -34,6 +34,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 MODEL_WARMUP_LATENCY = ":tensorflow:serving:model_warmup_latency"
+REQUEST_LOG_RECORDS = ":servegate:request_log:records"
+REQUEST_LOG_DROPPED = ":servegate:request_log:dropped"
 
 # monitoring::Buckets::Exponential(10, 1.8, 33): 10 us .. ~24 minutes, then +Inf.
 LATENCY_BUCKETS_US: tuple[float, ...] = tuple(10.0 * 1.8**i for i in range(33)) + (math.inf,)
@@ -54,6 +56,13 @@ class ServingMetrics:
         self._warmup = Histogram(
             MODEL_WARMUP_LATENCY, "Distribution of wall time (in microseconds) for warming up the model.",
             ["model_path", "status"], buckets=LATENCY_BUCKETS_US, registry=self.registry)
+        # servegate's own: the request log (logging_config) written and dropped, per model.
+        self._log_records = Counter(REQUEST_LOG_RECORDS, "Requests written to the request log.", ["model_name"],
+                                    registry=self.registry)
+        self._log_dropped = Counter(
+            REQUEST_LOG_DROPPED,
+            "Sampled requests not written to the request log (reason: queue_full or error).",
+            ["model_name", "reason"], registry=self.registry)
 
     def record_request(self, model_name: str, status: str, api: str, entrypoint: str, seconds: float) -> None:
         """One finished request; its latency counts only when it succeeded (as in TensorFlow Serving)."""
@@ -63,6 +72,12 @@ class ServingMetrics:
 
     def record_warmup(self, model_path: str, status: str, seconds: float) -> None:
         self._warmup.labels(model_path, status).observe(seconds * 1e6)
+
+    def record_log_written(self, model_name: str) -> None:
+        self._log_records.labels(model_name).inc()
+
+    def record_log_dropped(self, model_name: str, reason: str) -> None:
+        self._log_dropped.labels(model_name, reason).inc()
 
     def render(self) -> str:
         """The Prometheus text page, laid out as TensorFlow Serving's PrometheusExporter writes it."""

@@ -49,6 +49,24 @@ class ModelConfig:
     base_path: Path
     policy: VersionPolicy = VersionPolicy()
     labels: dict[str, int] = field(default_factory=dict)
+    logging: LoggingSettings | None = None
+
+
+COLLECTOR_TYPES = ("tfrecord",)
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """A model's ``logging_config``: where its request log goes and which share of requests it holds.
+
+    ``collector`` is the ``log_collector_config.type``; ``tfrecord`` (the only
+    one) writes TFRecord files of ``PredictionLog`` named after
+    ``filename_prefix``.
+    """
+
+    collector: str
+    filename_prefix: str
+    sampling_rate: float
 
 
 def single_model(name: str, base_path: str) -> list[ModelConfig]:
@@ -91,6 +109,7 @@ def parse_model_config_text(text: str, source: str = "<text>") -> list[ModelConf
                 base_path=Path(cfg.base_path),
                 policy=_policy(cfg.model_version_policy, f"{where} ({cfg.name})"),
                 labels=dict(cfg.version_labels),
+                logging=_logging(cfg, f"{where} ({cfg.name})") if cfg.HasField("logging_config") else None,
             )
         )
     if not models:
@@ -111,6 +130,31 @@ def _policy(proto, where: str) -> VersionPolicy:
     if not versions:
         raise ConfigError(f"{where}: model_version_policy specific lists no versions")
     return VersionPolicy("specific", versions=versions)
+
+
+def _logging(cfg, where: str) -> LoggingSettings | None:
+    """The ``logging_config`` of one model; every field either applied or refused, none dropped."""
+    proto = cfg.logging_config
+    where = f"{where}: logging_config"
+    if proto.HasField("custom_logging_config"):
+        raise ConfigError(f"{where}.custom_logging_config is not supported (expected log_collector_config "
+                          "and sampling_config only)")
+    sampling = proto.sampling_config
+    if sampling.per_task_sampling_configs or sampling.attributes:
+        raise ConfigError(f"{where}.sampling_config: per_task_sampling_configs and attributes are not supported "
+                          "(expected sampling_rate only)")
+    rate = sampling.sampling_rate
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{where}.sampling_config.sampling_rate is {rate} (expected a number from 0 to 1)")
+    collector = proto.log_collector_config.type
+    if collector not in COLLECTOR_TYPES:
+        raise ConfigError(f"{where}.log_collector_config.type {collector!r}: cannot find a log collector of "
+                          f"that type (expected one of {', '.join(COLLECTOR_TYPES)})")
+    prefix = proto.log_collector_config.filename_prefix
+    if not prefix:
+        raise ConfigError(f"{where}.log_collector_config.filename_prefix is missing (expected a path prefix "
+                          "for the log files, e.g. /var/log/serving/mymodel)")
+    return LoggingSettings(collector=collector, filename_prefix=prefix, sampling_rate=rate)
 
 
 def load_model_config_file(path: Path) -> list[ModelConfig]:

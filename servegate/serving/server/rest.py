@@ -28,7 +28,9 @@ from starlette.routing import Route
 from servegate.serving.server import json_api
 from servegate.serving.server.manager import ServableManager
 from servegate.serving.server.metrics import CONTENT_TYPE, METRICS, ServingMetrics
+from servegate.serving.server.request_logging import RequestLogging
 from servegate.serving.server.status import StatusError
+from servegate.traffic.prediction_log import Addressed
 
 _GET = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?(?P<metadata>/metadata)?/?$"
@@ -76,18 +78,28 @@ def _metadata_of(manager: ServableManager, name: str, version: int | None, label
 
 
 def _call(manager: ServableManager, verb: str, name: str, version: int | None, label: str | None,
-          raw: bytes) -> dict:
+          raw: bytes, request_log: RequestLogging | None = None) -> dict:
     body = _parse_json(raw)
+    settings = request_log.sample(name) if request_log is not None else None
+    capture: dict | None = {} if settings is not None else None
     with manager.servable(name, version, label) as servable:
-        return _VERBS[verb](body, servable)
+        answer = _VERBS[verb](body, servable, capture)
+        served_version = servable.version
+    if settings is not None:
+        addressed = Addressed(version, label, body.get("signature_name", "") if isinstance(body, dict) else "")
+        request_log.log_rest(settings, verb, name, served_version, addressed, capture, answer)
+    return answer
 
 
 def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int = 30000, *,
-              metrics: ServingMetrics = METRICS, metrics_path: str | None = None) -> Starlette:
+              metrics: ServingMetrics = METRICS, metrics_path: str | None = None,
+              request_log: RequestLogging | None = None) -> Starlette:
     """The Starlette application; ``app.state.executor`` is shut down with the app.
 
     ``metrics_path`` (from ``--monitoring_config_file``) serves the Prometheus
     page there; requests to it are not counted, as in TensorFlow Serving.
+    ``request_log`` logs the answered predict/classify/regress requests of
+    models with a ``logging_config``.
     """
     executor = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="rest")
     timeout_s = timeout_ms / 1000.0
@@ -109,7 +121,7 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
             route.update(name=m["name"], api=m["verb"])
             version = int(m["version"]) if m["version"] else None
             raw = await request.body()
-            return _json(await in_pool(_call, manager, m["verb"], m["name"], version, m["label"], raw))
+            return _json(await in_pool(_call, manager, m["verb"], m["name"], version, m["label"], raw, request_log))
         raise StatusError("NOT_FOUND", f"Malformed request: {request.method} {path}")
 
     async def endpoint(request: Request) -> Response:

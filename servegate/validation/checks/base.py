@@ -66,6 +66,7 @@ class CheckContext:
     pass_failed: int = 0
     rows_left_out: int = 0
     input_mismatch: str | None = None  # the reference's inputs are not the candidate's
+    shadow: Any = None              # shadow_replay.ReplayResult of the recorded traffic, or None
 
     @property
     def several(self) -> bool:

@@ -1,0 +1,153 @@
+"""Build TensorFlow Serving ``PredictionLog`` records from one request and its answer.
+
+Every record carries ``log_metadata``: the model spec as served (name, the
+version that answered, the signature key), the sampling config, the
+``serve`` tag and the time. ``request_origin`` says in which form the request
+arrived, so a replay can send it the same way:
+
+- ``grpc``: a gRPC ``Predict`` (the request proto is logged as sent);
+- ``rest:instances`` / ``rest:inputs``: a REST ``:predict`` in row or columnar
+  form (the decoded tensors are logged as a ``PredictRequest``);
+- ``rest:examples``: a REST ``:classify`` or ``:regress`` (the examples, each
+  merged with the body's ``context``, as a ``ClassificationRequest`` or
+  ``RegressionRequest``).
+
+Only answered requests are logged: a request the server refused has no
+answer to compare a candidate's with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from tensorflow_serving.apis import (
+    input_pb2,
+    logging_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+)
+from tensorflow_serving.config import logging_config_pb2
+
+ORIGIN_GRPC = "grpc"
+ORIGIN_ROWS = "rest:instances"
+ORIGIN_COLUMNS = "rest:inputs"
+ORIGIN_EXAMPLES = "rest:examples"
+ORIGINS = (ORIGIN_GRPC, ORIGIN_ROWS, ORIGIN_COLUMNS, ORIGIN_EXAMPLES)
+
+
+@dataclass(frozen=True)
+class Served:
+    """Who answered: the model, its version, the signature key; how the request came, at what sampling rate."""
+
+    model_name: str
+    version: int
+    signature_name: str
+    origin: str
+    sampling_rate: float
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """What the client asked for besides the name: a version, a label, or neither (latest)."""
+
+    version: int | None = None
+    label: str | None = None
+    signature_name: str = ""
+
+
+def metadata(served: Served) -> logging_pb2.LogMetadata:
+    meta = logging_pb2.LogMetadata(
+        timestamp_secs=int(time.time()),
+        request_origin=served.origin,
+        saved_model_tags=["serve"],
+        sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=served.sampling_rate),
+    )
+    meta.model_spec.name = served.model_name
+    meta.model_spec.version.value = served.version
+    meta.model_spec.signature_name = served.signature_name
+    return meta
+
+
+def _request_spec(spec: model_pb2.ModelSpec, name: str, addressed: Addressed) -> None:
+    spec.name = name
+    spec.signature_name = addressed.signature_name
+    if addressed.version is not None:
+        spec.version.value = addressed.version
+    elif addressed.label is not None:
+        spec.version_label = addressed.label
+
+
+def _response_spec(spec: model_pb2.ModelSpec, served: Served) -> None:
+    spec.name = served.model_name
+    spec.version.value = served.version
+    spec.signature_name = served.signature_name
+
+
+def grpc_predict_log(served: Served, request: predict_pb2.PredictRequest,
+                     response: predict_pb2.PredictResponse) -> bytes:
+    """A gRPC Predict, logged as it was sent and answered."""
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
+    record.predict_log.request.CopyFrom(request)
+    record.predict_log.response.CopyFrom(response)
+    return record.SerializeToString()
+
+
+def rest_predict_log(served: Served, addressed: Addressed, inputs: Mapping[str, np.ndarray],
+                     outputs: Mapping[str, np.ndarray]) -> bytes:
+    """A REST ``:predict`` (row or columnar), its decoded tensors as a PredictRequest/Response."""
+    from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto
+
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
+    request = record.predict_log.request
+    _request_spec(request.model_spec, served.model_name, addressed)
+    for name, array in inputs.items():
+        request.inputs[name].CopyFrom(ndarray_to_tensor_proto(np.asarray(array)))
+    response = record.predict_log.response
+    _response_spec(response.model_spec, served)
+    for name, array in outputs.items():
+        response.outputs[name].CopyFrom(ndarray_to_tensor_proto(np.asarray(array)))
+    return record.SerializeToString()
+
+
+def _example_input(serialized: list[bytes]) -> input_pb2.Input:
+    from tensorflow.core.example import example_pb2
+
+    examples = [example_pb2.Example.FromString(raw) for raw in serialized]
+    return input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples))
+
+
+def rest_classify_log(served: Served, addressed: Addressed, serialized: list[bytes], body: Mapping[str, Any]) -> bytes:
+    """A REST ``:classify``: the examples and the ``results`` it answered."""
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
+    request = record.classify_log.request
+    _request_spec(request.model_spec, served.model_name, addressed)
+    request.input.CopyFrom(_example_input(serialized))
+    response = record.classify_log.response
+    _response_spec(response.model_spec, served)
+    for row in body["results"]:
+        classifications = response.result.classifications.add()
+        for item in row:
+            classifications.classes.add(label=str(item[0]), score=float(item[1]) if len(item) > 1 else 0.0)
+    return record.SerializeToString()
+
+
+def rest_regress_log(served: Served, addressed: Addressed, serialized: list[bytes], body: Mapping[str, Any]) -> bytes:
+    """A REST ``:regress``: the examples and the ``results`` it answered."""
+    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
+    request = record.regress_log.request
+    _request_spec(request.model_spec, served.model_name, addressed)
+    request.input.CopyFrom(_example_input(serialized))
+    response = record.regress_log.response
+    _response_spec(response.model_spec, served)
+    for value in body["results"]:
+        response.result.regressions.add(value=float(value))
+    return record.SerializeToString()
+
+
+def parse(raw: bytes) -> prediction_log_pb2.PredictionLog:
+    return prediction_log_pb2.PredictionLog.FromString(raw)
+
