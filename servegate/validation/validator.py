@@ -150,6 +150,19 @@ def _judge_all(run: _Run, ctx: CheckContext) -> list[CheckResult]:
     return _apply_require([judge(plan, outcome, index) for plan in plans], run.config.require)
 
 
+def _artifacts(run: _Run, ctx: CheckContext, outputs: list, traffic: Any) -> dict[str, str]:
+    """GX results, the plots and, after a shadow replay, its most-changed requests: name -> path."""
+    artifacts = dict(run.gx_artifacts)
+    artifacts.update(draw_plots(outputs, traffic, run.out))
+    if ctx.shadow is not None and ctx.shadow.replayed:
+        from servegate.validation.shadow_replay import write_most_changed
+
+        path = run.out / "shadow_most_changed.csv"
+        write_most_changed(ctx.shadow, outputs[0].name, path)
+        artifacts["shadow_most_changed"] = str(path)
+    return artifacts
+
+
 def validate(endpoint: Any, reference: Reference | str | Path, config: ValidationConfig | str | Path | Mapping | None = None,
              *, candidate: str | int = "canary", baseline: str | int | None = None, golden: Any = None,
              production_signature: Any = None, out_dir: str | Path, load_seconds: float | None = None,
@@ -191,14 +204,7 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: Validatio
     ctx.shadow = _replay_traffic(run, candidate, baseline, [o.name for o in outputs])
     results = _judge_all(run, ctx)
     began = time.perf_counter()
-    artifacts = dict(run.gx_artifacts)
-    artifacts.update(draw_plots(outputs, traffic, run.out))
-    if ctx.shadow is not None and ctx.shadow.replayed:
-        from servegate.validation.shadow_replay import write_most_changed
-
-        path = run.out / "shadow_most_changed.csv"
-        write_most_changed(ctx.shadow, outputs[0].name, path)
-        artifacts["shadow_most_changed"] = str(path)
+    artifacts = _artifacts(run, ctx, outputs, traffic)
     run.timings["plots_s"] = time.perf_counter() - began
     run.timings["total_s"] = time.perf_counter() - run.started
     primary = outputs[0] if outputs else None
