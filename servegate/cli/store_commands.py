@@ -78,8 +78,14 @@ def status_command(
 ) -> int:
     """Versions per area, the version production serves, and recent history."""
     from servegate.model_store import UnknownModel
+    from servegate.settings import resolve_store_root
 
-    model_store = _store(store)
+    location = resolve_store_root(store, object_store=True)
+    if not isinstance(location, Path):  # s3://BUCKET/PREFIX
+        from servegate.cli.object_commands import object_status
+
+        return object_status(location, name, as_json, history)
+    model_store = _store(location)
     status = model_store.status(name, history_limit=history)
     if not status.exists:
         raise UnknownModel(f"the store {model_store.root} holds no model named {name!r}"

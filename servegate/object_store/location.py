@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ from servegate.object_store.errors import BadStoreURI
 # S3's bucket naming rules (lowercase letters, digits, dots, hyphens; 3-63 characters).
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SCHEME = "s3://"
+#: The commands that take an s3:// store root (the others need a directory and refuse it by name).
+OBJECT_STORE_COMMANDS = "servegate status and servegate rollback"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ class S3Location:
 
     def __str__(self) -> str:
         return self.uri
+
+
+def as_s3_uri(location: str | os.PathLike[str]) -> str | None:
+    """``location`` as an ``s3://`` URI when it is one, also after ``Path()`` folded its ``//`` (a
+    command-line option typed as a path turns ``s3://b/p`` into ``s3:/b/p``); else None."""
+    text = os.fspath(location)
+    match = re.match(r"(?i)s3:/+", text)
+    return SCHEME + text[match.end():] if match else None
 
 
 def parse_s3_uri(text: str, source: str = "--store") -> S3Location:

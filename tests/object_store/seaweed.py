@@ -82,10 +82,13 @@ def start_seaweed(workdir: Path, buckets: str = "servegate") -> Seaweed:
             f"-volume.port.grpc={volume_g}", f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",
             f"-s3.port={s3}", f"-s3.port.grpc={s3_g}", f"-admin.port={admin}", f"-admin.port.grpc={admin_g}",
             f"-webdav.port={webdav}", f"-debug.port={debug}", "-admin.ui=false", "-webdav=false",
-            f"-s3.config={config}", f"-bucket={buckets}"]
+            f"-s3.config={config}", f"-bucket={buckets}", f"-s3.localSocket={workdir / 's3.sock'}",
+            f"-filer.localSocket={workdir / 'filer.sock'}"]
     (workdir / "data").mkdir(exist_ok=True)
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+        # TMPDIR: weed puts its gRPC sockets in the temp dir; keep them in the work dir
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+                                   env={**os.environ, "TMPDIR": str(workdir)})
     server = Seaweed(f"http://127.0.0.1:{s3}", process, log)
     _wait_ready(server, buckets.split(",")[0])
     return server
