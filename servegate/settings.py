@@ -47,6 +47,8 @@ def resolve_store_root(flag: str | os.PathLike[str] | None = None, flag_name: st
     crash-safe store. ``s3://BUCKET/PREFIX`` is an :class:`S3Location` where the caller takes one
     (``object_store=True``), else refused by name (no network here: see
     :meth:`servegate.object_store.ObjectModelStore.open`)."""
+    if flag is not None and not isinstance(flag, (str, os.PathLike)):
+        flag = str(flag)  # an S3Location resolved earlier: its URI
     if flag is not None and os.fspath(flag) != "":
         source, location = flag_name, flag
     elif os.environ.get("SERVEGATE_STORE"):

@@ -132,7 +132,7 @@ def rollback_command(
     try:
         # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
         to_version = None if to is None else check_version(to, what="--to version")
-        store_root = resolve_store_root(store)
+        store_root = resolve_store_root(store, object_store=True)
         prefect_api = check_prefect_api()  # unreachable: refused before production changes
         release = Release(store_root, tracking_uri, lock_timeout=lock_timeout)
         result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)

@@ -118,3 +118,19 @@ def rollback(client: Any, location: S3Location, name: str, *, to_version: int | 
 
     state = change(client, location, name, decide)
     return state, outcome["before"], outcome["gone"]
+
+
+def reject(client: Any, location: S3Location, name: str, version: int, reason: str, *,
+           run_id: str | None = None) -> Production:
+    """``version`` out of production (when it is there) and into the rejected set with ``reason``."""
+
+    def decide(state: Production) -> Production | None:
+        if str(version) in state.rejected and version not in state.served:
+            return None
+        before = state.serving
+        state.served = [v for v in state.served if v != version]
+        state.rejected[str(version)] = reason
+        state.record(_entry("reject", version, before, run_id, reason))
+        return state
+
+    return change(client, location, name, decide)
