@@ -86,7 +86,7 @@ def test_sigkill_mid_download_never_lists_a_partial_version(seaweed, s3_store, t
     source = tmp_path / "big"
     (source / "variables").mkdir(parents=True)
     for i in range(6):
-        (source / "variables" / f"shard-{i}").write_bytes(os.urandom(4 << 20))
+        (source / "variables" / f"shard-{i}").write_bytes(os.urandom(8 << 20))
     (source / "saved_model.pb").write_bytes(os.urandom(1024))
     s3_store.promote("big", s3_store.stage("big", source).version)
     base = tmp_path / "base"
@@ -97,8 +97,11 @@ def test_sigkill_mid_download_never_lists_a_partial_version(seaweed, s3_store, t
     watcher = threading.Thread(target=_watch_for_partial, args=(s3_store, base, stop, pause, seen))
     watcher.start()
     try:
-        for delay in (0.9, 1.2, 1.5, 1.8):  # the CLI starts in about a second
+        for delay in (0.0, 0.02, 0.05, 0.1):  # after the download's temp dir appears
             process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while not list(base.glob(".servegate-tmp-*")) and time.monotonic() < deadline:
+                time.sleep(0.002)
             time.sleep(delay)
             process.send_signal(signal.SIGKILL)
             process.wait()
