@@ -13,6 +13,7 @@ import typer
 
 from servegate.model_store import UnknownModel
 from servegate.object_store import ObjectModelStore, ObjectStoreStatus, S3Location
+from servegate.object_store.fleet import NodeView, fleet
 
 
 def _versions(versions: list[int]) -> str:
@@ -47,5 +48,20 @@ def object_status(location: S3Location, name: str, as_json: bool, history: int) 
         models = store.models()
         raise UnknownModel(f"the store {store.root} holds no model named {name!r}"
                            + (f"; models there: {', '.join(models[:20])}" if models else "; it is empty"))
-    typer.echo(json.dumps(status.to_dict(), sort_keys=True) if as_json else format_object_status(status))
+    nodes = fleet(store.client, location, name)
+    if as_json:
+        typer.echo(json.dumps({**status.to_dict(), "fleet": [n.to_dict() for n in nodes]}, sort_keys=True))
+    else:
+        typer.echo(format_object_status(status) + "\n" + format_fleet(nodes))
     return 0
+
+
+def format_fleet(nodes: list[NodeView]) -> str:
+    if not nodes:
+        return "fleet: no node has reported (no servegate sync heartbeat for this model)"
+    lines = ["fleet:  node                 serves   wants    lag      last seen"]
+    for n in nodes:
+        lines.append(f"  {n.node:<24} {str(n.serving or '-'):<8} {str(n.wanted or '-'):<8} {n.lag_s:<8.1f} "
+                     f"{n.last_seen_s:.0f} s ago" + ("" if n.live else " (not live)")
+                     + (f"  error: {n.last_error}" if n.last_error else ""))
+    return "\n".join(lines)

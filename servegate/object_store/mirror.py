@@ -110,6 +110,12 @@ class MirroredStore:
         with lock.hold(self.objects.client, self.location, name, operation=operation, timeout=self.lock_timeout):
             yield
 
+    def wait_for_fleet(self, name: str, version: int, deadline_s: float) -> list[str]:
+        """Every live node (by heartbeat) serves ``version``; raises naming the ones that do not."""
+        from servegate.object_store.fleet import wait_for_fleet
+
+        return wait_for_fleet(self.objects.client, self.location, name, version, deadline_s)
+
     def recover(self, name: str) -> None:
         """Retire the uploads of dead workers (lease expired)."""
         list_versions(self.objects.client, self.location, name, clean=True)
