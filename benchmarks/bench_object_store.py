@@ -5,7 +5,9 @@
 - download: ``download_version`` (temp dir, sha256 check, fsync, rename) against a plain boto3
   ``download_file`` of the same files; goal >= 0.8x;
 - promotion to every node: seconds from the compare-and-swap of production.json until two sync
-  nodes (a pass every 0.2 s each, in threads) both have the version in place; goal <= 5 s.
+  nodes (a pass every 0.2 s each, in threads) both have the version in place; goal <= 5 s;
+- deploy wall time: ``servegate deploy`` (a subprocess, a fresh HOME, TF Serving's half_plus_two) with
+  ``--store s3://...`` against a local store; goal <= 1.3x.
 """
 
 from __future__ import annotations
@@ -71,6 +73,32 @@ def _until_every_node(store, name: str, version: int, root: Path, nodes: int = 2
     return max(done.values()) - started if len(done) == nodes else float("inf")
 
 
+def _deploy_wall(root: Path, store: str, env: dict[str, str]) -> float:
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    repo = Path(__file__).resolve().parents[1]
+    model = repo.parent / "shared" / "tfs-testdata" / "saved_model_half_plus_two_cpu" / "00000123"
+    home = root / ("home-s3" if store.startswith("s3://") else "home-local")
+    home.mkdir()
+    reference = root / "hp2.parquet"
+    x = np.linspace(0, 1, 16, dtype="float32")
+    pd.DataFrame({"x": x, "label": 0.5 * x + 2}).to_parquet(reference)
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("SERVEGATE_", "MLFLOW_", "PREFECT_API"))}
+    full.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), PYTHONPATH=str(repo), **env)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "servegate", "deploy", "--model", str(model), "--name", "hp2",
+                           "--reference", str(reference), "--store", store, "--json"], env=full,
+                          capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"deploy to {store} exited {done.returncode}: {done.stderr[-2000:]}")
+    return elapsed
+
+
 def run(quick: bool = False) -> list[Figure]:
     from servegate.object_store import ObjectModelStore, S3Location
     from servegate.object_store.download import download_version
@@ -93,6 +121,8 @@ def run(quick: bool = False) -> list[Figure]:
         ours_down = time.perf_counter() - started
         total = manifest.total_bytes
         to_fleet = _until_every_node(store, "m", manifest.version, root / "nodes")
+        local_s = _deploy_wall(root, str(root / "local-store"), {})
+        s3_s = _deploy_wall(root, "s3://bench/deploy-store", server.env())
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -104,4 +134,6 @@ def run(quick: bool = False) -> list[Figure]:
                True, {"ours_s": round(ours_down, 3), "plain_s": round(plain_down, 3)}),
         Figure("promotion to every node (2 syncs, 0.2 s passes), seconds", to_fleet, 5.0, False,
                {"seconds": round(to_fleet, 3)}),
+        Figure("deploy wall time: s3:// store vs local store", s3_s / local_s, 1.3, False,
+               {"s3_s": round(s3_s, 1), "local_s": round(local_s, 1)}),
     ]
