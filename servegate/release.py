@@ -84,11 +84,11 @@ class Release:
                  store: ModelStore | None = None, tracker: Tracker | None = None,
                  lock_timeout: float | None = None, announce: bool = True) -> None:
         if store is None:
-            from servegate.model_store import ModelStore
+            from servegate.object_store.mirror import open_model_store
             from servegate.settings import resolve_store_root
 
             options = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
-            store = ModelStore(resolve_store_root(store_root, "store"), **options)
+            store = open_model_store(resolve_store_root(store_root, "store", object_store=True), **options)
         self.store = store
         self._tracker = tracker
         self._tracking_uri = tracking_uri if tracker is None else tracker.tracking_uri

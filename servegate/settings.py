@@ -9,15 +9,20 @@
 
 A command-line flag beats the environment, which beats the default. Every
 command takes its store through :func:`resolve_store_root`: one order, one
-check (an object store or another URI is refused before anything is written,
+check (a URI or object-store mount is refused before anything is written,
 naming where the location came from), and one form (an absolute path, a
-relative one taken against the current directory).
+relative one taken against the current directory; ``s3://BUCKET/PREFIX`` as an
+:class:`~servegate.object_store.S3Location` for the commands that take one).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servegate.object_store.location import S3Location
 
 
 def resolve_location(source: str, location: str | os.PathLike[str]) -> Path:
@@ -34,17 +39,34 @@ def servegate_home() -> Path:
     return resolve_location("SERVEGATE_HOME", env) if env else Path.home() / ".servegate"
 
 
-def resolve_store_root(flag: str | os.PathLike[str] | None = None, flag_name: str = "--store") -> Path:
+def resolve_store_root(flag: str | os.PathLike[str] | None = None, flag_name: str = "--store", *,
+                       object_store: bool = False) -> Path | S3Location:
     """The store root: ``flag`` (a command's ``--store``, a flow's ``store``), else ``$SERVEGATE_STORE``,
     else ``$SERVEGATE_HOME/store``, else ``~/.servegate/store``; absolute, and refused with
     ``UnsafeStoreLocation`` (exit 2) naming ``flag_name`` or the variable when it cannot hold a
-    crash-safe store."""
+    crash-safe store. ``s3://BUCKET/PREFIX`` is an :class:`S3Location` where the caller takes one
+    (``object_store=True``), else refused by name (no network here: see
+    :meth:`servegate.object_store.ObjectModelStore.open`)."""
+    if flag is not None and not isinstance(flag, (str, os.PathLike)):
+        flag = str(flag)  # an S3Location resolved earlier: its URI
     if flag is not None and os.fspath(flag) != "":
-        return resolve_location(flag_name, flag)
-    env = os.environ.get("SERVEGATE_STORE")
-    if env:
-        return resolve_location("SERVEGATE_STORE", env)
-    return servegate_home() / "store"
+        source, location = flag_name, flag
+    elif os.environ.get("SERVEGATE_STORE"):
+        source, location = "SERVEGATE_STORE", os.environ["SERVEGATE_STORE"]
+    else:
+        return servegate_home() / "store"
+    from servegate.object_store.location import OBJECT_STORE_COMMANDS, as_s3_uri, parse_s3_uri
+
+    uri = as_s3_uri(location)
+    if uri is not None and object_store:
+        return parse_s3_uri(uri, source)
+    if uri is not None:
+        from servegate.object_store.errors import BadStoreURI
+
+        raise BadStoreURI(f"{source} {uri!r} is an object store (s3://): this command works on a directory "
+                          "(object stores have no atomic rename). s3:// store roots work with "
+                          f"{OBJECT_STORE_COMMANDS}; see docs/scaling.md", subject=uri)
+    return resolve_location(source, location)
 
 
 def default_store_root() -> Path:

@@ -79,8 +79,13 @@ def _assert_refused(result: subprocess.CompletedProcess, location: str, what: st
         assert list(place.iterdir()) == [], f"{place}: {list(place.rglob('*'))}"
 
 
-@pytest.mark.parametrize("location", OBJECT_STORES)
-@pytest.mark.parametrize("command", ["deploy", "status", "rollback", "serve", "demo"])
+# deploy, status and rollback take s3:// store roots (tests/object_store); gs:// they refuse like the rest.
+_TAKE_S3 = ("deploy", "status", "rollback")
+_REFUSING = [(command, location) for command in ["deploy", "status", "rollback", "serve", "demo"]
+             for location in OBJECT_STORES if not (command in _TAKE_S3 and location.startswith("s3://"))]
+
+
+@pytest.mark.parametrize("command, location", _REFUSING)
 def test_object_store_flag_is_refused_and_nothing_is_created(command, location, places, model_files):
     result = cli(*places, *_command(command, location, model_files))
     _assert_refused(result, location, "--work-dir" if command == "demo" else "--store", places)
@@ -89,9 +94,10 @@ def test_object_store_flag_is_refused_and_nothing_is_created(command, location, 
         assert location in error["message"] and error["subject"] == location, error
 
 
-@pytest.mark.parametrize("variable,location", [("SERVEGATE_STORE", "s3://bucket/store"),
-                                               ("SERVEGATE_HOME", "gs://bucket/home")])
-@pytest.mark.parametrize("command", ["deploy", "status", "rollback", "serve"])
+@pytest.mark.parametrize("command, variable, location", [
+    (command, variable, location) for command in ["deploy", "status", "rollback", "serve"]
+    for variable, location in [("SERVEGATE_STORE", "s3://bucket/store"), ("SERVEGATE_HOME", "gs://bucket/home")]
+    if not (command in _TAKE_S3 and variable == "SERVEGATE_STORE")])
 def test_object_store_in_the_environment_is_refused(command, variable, location, places, model_files):
     args = [a for a in _command(command, "unused", model_files)]
     at = args.index("--store")

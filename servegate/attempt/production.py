@@ -76,7 +76,13 @@ def verify_served_version(url: str, name: str, version: int, inputs: dict[str, n
 
 
 def verify_production(record: AttemptRecord) -> AttemptRecord:
-    """With a production server URL: it serves the new version and answers like the canary did."""
+    """With a production server URL: it serves the new version and answers like the canary did. With an
+    s3:// store: every live node of the fleet (its sync's heartbeats) serves it first."""
+    fleet_wait = getattr(resources.store(record.request.store_root), "wait_for_fleet", None)
+    if fleet_wait is not None:
+        nodes = fleet_wait(record.name, record.version, record.request.production_deadline_s)
+        say(f"verify production: {len(nodes)} live node(s) serve version {record.version}"
+            + (f" ({', '.join(nodes)})" if nodes else ""))
     url = record.request.production_url
     if not url:
         say("verify production: skipped (no production server configured)")

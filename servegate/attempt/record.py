@@ -44,7 +44,7 @@ class DeployRequest:
     def __post_init__(self) -> None:
         self.model_path = str(self.model_path)
         self.reference = str(self.reference)
-        self.store_root = str(resolve_store_root(self.store_root, "store"))  # the flow's parameter name
+        self.store_root = str(resolve_store_root(self.store_root, "store", object_store=True))  # flow parameter
         self.config = str(self.config) if self.config else None
         self.tracking_uri = self.tracking_uri or default_tracking_uri()
         self.work_dir = str(self.work_dir) if self.work_dir else None

@@ -15,9 +15,10 @@ from servegate.attempt.record import AttemptRecord
 
 @functools.lru_cache(maxsize=8)
 def store(root: str):
-    from servegate.model_store import ModelStore
+    from servegate.object_store.mirror import open_model_store
+    from servegate.settings import resolve_store_root
 
-    return ModelStore(root)
+    return open_model_store(resolve_store_root(root, "store", object_store=True))  # a path or s3://
 
 
 @functools.lru_cache(maxsize=8)

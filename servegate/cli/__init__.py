@@ -24,7 +24,7 @@ from servegate.errors import ServegateError, json_error
 # Each module registers its commands on `app` when imported. Heavy libraries
 # (TensorFlow, Prefect, MLflow) are imported inside the commands, so that
 # `servegate status` stays quick.
-_COMMAND_MODULES = ("store_commands", "serve_command", "deploy_commands", "tap_command")
+_COMMAND_MODULES = ("store_commands", "serve_command", "deploy_commands", "tap_command", "sync_command")
 
 # Typer >= 0.20 ships its own copy of click (typer._click) and raises that
 # copy's exceptions; catch both families so a usage error never leaks a traceback.

@@ -165,7 +165,11 @@ def deploy(
     already serves this model), 1 rejected, 2 error."""
     deploy_run.library_settings(verbose)
     try:
-        store_root = resolve_store_root(store)  # before the log file: SERVEGATE_HOME is checked too
+        store_root = resolve_store_root(store, object_store=True)  # before the log file (SERVEGATE_HOME too)
+        if not isinstance(store_root, Path):  # s3://: every up-front check of the bucket, before any run
+            from servegate.object_store import ObjectModelStore
+
+            ObjectModelStore.open(store_root)
     except ServegateError as exc:
         _finish(Terminal(sys.stdout, sys.stderr), _report_error(Terminal(sys.stdout, sys.stderr), exc, json_output))
     terminal = open_terminal("deploy", name, verbose, deploy_run.is_servegate_process())

@@ -78,8 +78,14 @@ def status_command(
 ) -> int:
     """Versions per area, the version production serves, and recent history."""
     from servegate.model_store import UnknownModel
+    from servegate.settings import resolve_store_root
 
-    model_store = _store(store)
+    location = resolve_store_root(store, object_store=True)
+    if not isinstance(location, Path):  # s3://BUCKET/PREFIX
+        from servegate.cli.object_commands import object_status
+
+        return object_status(location, name, as_json, history)
+    model_store = _store(location)
     status = model_store.status(name, history_limit=history)
     if not status.exists:
         raise UnknownModel(f"the store {model_store.root} holds no model named {name!r}"
@@ -126,7 +132,7 @@ def rollback_command(
     try:
         # Parsed here, not by the option type, so that a bad value is a named store error (exit 2).
         to_version = None if to is None else check_version(to, what="--to version")
-        store_root = resolve_store_root(store)
+        store_root = resolve_store_root(store, object_store=True)
         prefect_api = check_prefect_api()  # unreachable: refused before production changes
         release = Release(store_root, tracking_uri, lock_timeout=lock_timeout)
         result = release.rollback(name, to_version=to_version, reason=reason, run_id=run_id)

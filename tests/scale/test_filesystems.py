@@ -118,7 +118,8 @@ def test_a_missing_mountinfo_checks_nothing(tmp_path):
 def test_the_cli_refuses_an_s3_store_with_the_reason_on_its_last_line(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
     env.pop("SERVEGATE_STORE", None)
-    done = subprocess.run([sys.executable, "-m", "servegate", "status", "--store", "s3://bucket/models", "--name", "m"],
+    # serve works on a directory TF Serving polls (status takes s3:// roots: tests/object_store)
+    done = subprocess.run([sys.executable, "-m", "servegate", "serve", "--store", "s3://bucket/models", "--name", "m"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
