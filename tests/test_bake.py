@@ -181,7 +181,7 @@ def _judged(bake: dict, require_traffic: bool, tmp_path):
 
 
 def test_require_traffic_makes_an_inconclusive_bake_a_rollback_and_leaves_a_judged_one_alone(tmp_path):
-    from servegate.attempt.errors import BakeAlarm
+    from servegate.attempt.verdict import BakeAlarm
 
     inconclusive = _bake(Scripted([snap(0, 0, 0), snap(0, 0, 5), snap(0, 0, 10)]), duration=10.0)[0].to_dict()
     passed = _bake(Scripted([snap(0, 0, 0), snap(50, 0, 5), snap(100, 0, 10)]), duration=10.0)[0].to_dict()

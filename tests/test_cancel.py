@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = r'''
 import json, os, signal, time
 from servegate.attempt import cancel
-from servegate.attempt.errors import failure_reason
+from servegate.attempt.verdict import failure_reason
 
 seen = {"before": failure_reason(ValueError("SavedModel production/bc/10 cannot be loaded"))}
 try:

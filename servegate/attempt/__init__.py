@@ -12,7 +12,7 @@ without Prefect), one module per domain (``inputs``, ``exporting``,
 ``staging``, ``canary``, ``production``, ``recording``).
 """
 
-from servegate.attempt.errors import ModelRejected, ProductionVerificationError
+from servegate.attempt.verdict import ModelRejected, ProductionVerificationError
 from servegate.attempt.inputs import check_request
 from servegate.attempt.plain import preflight, run_deploy
 from servegate.attempt.production import verify_served_version

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from servegate.attempt import resources
-from servegate.attempt.errors import BakeAlarm
+from servegate.attempt.verdict import BakeAlarm
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
 from servegate.errors import ConfigError

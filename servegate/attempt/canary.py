@@ -5,7 +5,7 @@ carry): it serves the staged candidate under the label ``canary`` and, when
 production serves a version, that version under ``stable`` — the baseline the
 checks compare against, on the same rows in the same server. A failed
 verdict is recorded in the returned record; the step runner turns it into
-:class:`~servegate.attempt.errors.ModelRejected`.
+:class:`~servegate.attempt.verdict.ModelRejected`.
 
 The canary's graceful shutdown (about a second) overlaps the next steps;
 :func:`wait_for_stopped` (called when the attempt ends) waits for it.

@@ -15,7 +15,7 @@ import shutil
 from typing import Iterable
 
 from servegate.attempt import canary, recording
-from servegate.attempt.errors import failure_reason
+from servegate.attempt.verdict import failure_reason
 from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.attempt import steps as declared
 from servegate.attempt.steps import Step, call_step, undo_steps

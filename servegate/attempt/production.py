@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from servegate.attempt import resources
-from servegate.attempt.errors import ProductionVerificationError
+from servegate.attempt.verdict import ProductionVerificationError
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
 

@@ -13,7 +13,7 @@ import logging
 
 from servegate.attempt import cancel, resources
 from servegate.attempt.clock import process_age_s
-from servegate.attempt.errors import ModelRejected, ProductionVerificationError, failure_reason
+from servegate.attempt.verdict import ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord, DeployOutcome
 from servegate.errors import ServegateError
 

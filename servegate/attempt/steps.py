@@ -30,7 +30,7 @@ from typing import Callable
 
 from servegate.attempt import bake, canary, cancel, exporting, inputs, production, recording, staging
 from servegate.attempt.clock import process_age_s
-from servegate.attempt.errors import ModelRejected
+from servegate.attempt.verdict import ModelRejected
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
 

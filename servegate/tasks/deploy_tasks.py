@@ -32,7 +32,7 @@ from prefect.states import Failed
 from prefect.transactions import Transaction, get_transaction
 
 from servegate.attempt import cancel
-from servegate.attempt.errors import VERDICTS, failure_reason
+from servegate.attempt.verdict import VERDICTS, failure_reason
 from servegate.attempt.record import AttemptRecord
 from servegate.attempt.steps import Step, call_step
 from servegate.tasks import undo_journal

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from servegate.attempt import cancel
-from servegate.attempt.errors import BakeAlarm, ModelRejected, ProductionVerificationError, failure_reason
+from servegate.attempt.verdict import BakeAlarm, ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord
 
 FAILURE_FILE = "failure.txt"

@@ -41,7 +41,7 @@ def read_model_events(name: str, want: int, timeout_s: float = 30.0) -> list:
 def _fake_steps(verdict: str) -> tuple[declared.Step, ...]:
     """The declared steps, each a pass-through except what makes ``verdict`` happen."""
     from servegate.attempt.bake import judge_bake
-    from servegate.attempt.errors import ModelRejected
+    from servegate.attempt.verdict import ModelRejected
 
     def run(step: declared.Step):
         def _run(record: AttemptRecord) -> AttemptRecord:

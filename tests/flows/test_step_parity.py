@@ -14,7 +14,7 @@ from servegate.attempt.record import AttemptRecord, DeployRequest
 
 
 def _recording_steps(journal: list[str], fail_at: str | None, verdict: bool) -> tuple[declared.Step, ...]:
-    from servegate.attempt.errors import ModelRejected
+    from servegate.attempt.verdict import ModelRejected
 
     def run(step: declared.Step):
         def _run(record: AttemptRecord) -> AttemptRecord:
