@@ -16,9 +16,10 @@ from servegate.attempt.verdict import ModelRejected, ProductionVerificationError
 from servegate.attempt.inputs import check_request
 from servegate.attempt.plain import preflight, run_deploy
 from servegate.attempt.production import verify_served_version
-from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest, exit_code_for
+from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.attempt.verdict import Verdict, exit_code_for
 
 __all__ = [
-    "AttemptRecord", "DeployOutcome", "DeployRequest", "ModelRejected", "ProductionVerificationError",
+    "AttemptRecord", "DeployOutcome", "DeployRequest", "ModelRejected", "ProductionVerificationError", "Verdict",
     "check_request", "exit_code_for", "preflight", "run_deploy", "verify_served_version",
 ]

@@ -161,15 +161,11 @@ def judge_bake(record: AttemptRecord) -> None:
     if verdict == "inconclusive" and settings_of(record)[0].require_traffic:
         alarm = {"name": "inconclusive", "message": record.bake["not_judged"],
                  "figures": {"requests": float((record.bake.get("bake") or {}).get("requests", 0))}}
-        exc = BakeAlarm(f"bake inconclusive: {alarm['message']}", alarm)
         record = record.but(bake={**record.bake, "alarm": alarm})  # the event and the outcome name it
+        raise BakeAlarm(f"bake inconclusive: {alarm['message']}", alarm, record=record)
     elif verdict == "alarm":
         alarm = record.bake["alarm"]
-        exc = BakeAlarm(f"bake alarm {alarm['name']}: {alarm['message']}", alarm)
-    else:
-        return
-    exc.record = record
-    raise exc
+        raise BakeAlarm(f"bake alarm {alarm['name']}: {alarm['message']}", alarm, record=record)
 
 
 def _write_report(record: AttemptRecord, data: dict[str, Any], settings) -> None:

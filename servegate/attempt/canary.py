@@ -4,8 +4,8 @@ The canary lives inside this one step (a server is not a value a record can
 carry): it serves the staged candidate under the label ``canary`` and, when
 production serves a version, that version under ``stable`` — the baseline the
 checks compare against, on the same rows in the same server. A failed
-verdict is recorded in the returned record; the step runner turns it into
-:class:`~servegate.attempt.verdict.ModelRejected`.
+verdict is recorded in the returned record; :func:`judge_validation` (the
+step's judge) raises it as :class:`~servegate.attempt.verdict.ModelRejected`.
 
 The canary's graceful shutdown (about a second) overlaps the next steps;
 :func:`wait_for_stopped` (called when the attempt ends) waits for it.
@@ -166,3 +166,12 @@ def wait_for_stopped() -> None:
     """Wait until every canary this process started has stopped."""
     while _stopping:
         _stopping.pop().join()
+
+
+def judge_validation(record: AttemptRecord) -> None:
+    """Raise :class:`ModelRejected` carrying ``record`` when validation failed the candidate."""
+    from servegate.attempt.verdict import ModelRejected
+
+    if record.validation_verdict != "passed":
+        message = f"model {record.name!r} version {record.version} rejected: " + "; ".join(record.reasons)
+        raise ModelRejected(message, record.reasons, record=record)

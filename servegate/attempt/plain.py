@@ -15,7 +15,7 @@ import shutil
 from typing import Iterable
 
 from servegate.attempt import canary, recording
-from servegate.attempt.verdict import failure_reason
+from servegate.attempt.verdict import Verdict, failure_reason, judged_record
 from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.attempt import steps as declared
 from servegate.attempt.steps import Step, call_step, undo_steps
@@ -38,7 +38,7 @@ def run_steps(record: AttemptRecord, steps: Iterable[Step] | None = None) -> tup
             record = call_step(step, record)
             done.append(step)
     except BaseException as exc:
-        record = getattr(exc, "record", record)  # a rejection carries the judging step's record
+        record = judged_record(exc, record)  # a verdict carries the judging step's record
         return undo_steps(done, record, failure_reason(exc)), exc
     return record, None
 
@@ -73,7 +73,7 @@ def run_deploy(request: DeployRequest, flow_run_id: str | None = None) -> Deploy
     try:
         record, error = run_steps(record)
         outcome = recording.record_outcome(record, error)
-        if error is not None and outcome.verdict == "error":
+        if error is not None and outcome.verdict == Verdict.ERROR:
             raise error
         return outcome
     finally:

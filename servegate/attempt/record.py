@@ -122,9 +122,7 @@ class AttemptRecord:
 class DeployOutcome:
     """The result of one attempt, as the CLI prints it with ``--json``.
 
-    ``verdict``: ``promoted`` (exit 0), ``rejected`` (validation failed, exit
-    1), ``rolled_back`` (promoted, then production verification failed and
-    production went back; exit 1), ``error`` (exit 2).
+    ``verdict``: a :class:`servegate.attempt.verdict.Verdict` value (its exit code, final state, event).
     """
 
     model_name: str
@@ -155,6 +153,8 @@ class DeployOutcome:
 
     @property
     def exit_code(self) -> int:
+        from servegate.attempt.verdict import exit_code_for
+
         return exit_code_for(self.verdict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,7 +163,3 @@ class DeployOutcome:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
-
-def exit_code_for(verdict: str) -> int:
-    # unchanged: production already serves this very model (a re-run); nothing was created
-    return {"promoted": 0, "unchanged": 0, "rejected": 1, "rolled_back": 1}.get(verdict, 2)

@@ -13,7 +13,7 @@ import logging
 
 from servegate.attempt import cancel, resources
 from servegate.attempt.clock import process_age_s
-from servegate.attempt.verdict import ModelRejected, ProductionVerificationError, failure_reason
+from servegate.attempt.verdict import ModelRejected, Verdict, failure_reason
 from servegate.attempt.record import AttemptRecord, DeployOutcome
 from servegate.errors import ServegateError
 
@@ -34,18 +34,6 @@ def open_mlflow_run(record: AttemptRecord) -> AttemptRecord:
     run_id = resources.tracker(record.request.tracking_uri).start_run(
         record.name, params=record.request.params(), tags=tags, run_name=f"{record.name} deploy")
     return record.but(run_id=run_id)
-
-
-def verdict_of(record: AttemptRecord, error: BaseException | None) -> str:
-    if error is None:
-        return "promoted"
-    if cancel.received() is not None:
-        return "cancelled"  # whatever the interrupted code raised: the signal stopped it
-    if isinstance(error, ModelRejected):
-        return "rejected"
-    if isinstance(error, ProductionVerificationError) and record.rolled_back:
-        return "rolled_back"
-    return "error"
 
 
 def attempt_timings(record: AttemptRecord) -> dict[str, float]:
@@ -71,7 +59,7 @@ def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutc
     figures = dict(record.figures)
     figures.update({f"time.{step}_s": seconds for step, seconds in timings.items()})
     outcome = DeployOutcome(
-        model_name=record.name, verdict=verdict_of(record, error), version=record.version, reasons=reasons,
+        model_name=record.name, verdict=Verdict.of(error, record.rolled_back).value, version=record.version, reasons=reasons,
         figures=figures, previous_production_version=record.previous_production, mlflow_run_id=record.run_id,
         mlflow_tracking_uri=record.request.tracking_uri, registry_version=record.registry_version,
         prefect_flow_run_id=record.flow_run_id, timings=timings,

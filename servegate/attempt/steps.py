@@ -30,7 +30,6 @@ from typing import Callable
 
 from servegate.attempt import bake, canary, cancel, exporting, inputs, production, recording, staging
 from servegate.attempt.clock import process_age_s
-from servegate.attempt.verdict import ModelRejected
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
 
@@ -74,7 +73,7 @@ STEPS: tuple[Step, ...] = (
     Step("stage version", staging.stage_version, undo=staging.reject_staged, timeout_s=600),
     Step("register in MLflow", staging.register_version, timeout_s=300),
     Step("validate on canary", canary.validate_on_canary, retry_on=_retryable_boot_errors, attempts=3,
-         timeout_s=1800, judge=lambda record: _judge_validation(record)),
+         timeout_s=1800, judge=canary.judge_validation),
     Step("snapshot production", bake.snapshot_production, timeout_s=3900),  # the window before promotion
     Step("promote version", production.promote_version, undo=production.roll_production_back, timeout_s=600),
     Step("verify production", production.verify_production, timeout_s=600),
@@ -104,19 +103,6 @@ def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
         step_.judge(result)
     return result
 
-
-def _judge_validation(record: AttemptRecord) -> None:
-    if record.validation_verdict != "passed":
-        raise Rejection(record)
-
-
-class Rejection(ModelRejected):
-    """:class:`ModelRejected` carrying the record the judging step produced (verdict, reasons, report)."""
-
-    def __init__(self, record: AttemptRecord) -> None:
-        message = f"model {record.name!r} version {record.version} rejected: " + "; ".join(record.reasons)
-        super().__init__(message, record.reasons)
-        self.record = record
 
 
 def undo_steps(done: list[Step], record: AttemptRecord, reason: str) -> AttemptRecord:

@@ -18,6 +18,7 @@ import hashlib
 from pathlib import Path
 
 from servegate.attempt.record import DeployOutcome, DeployRequest
+from servegate.attempt.verdict import Verdict
 
 #: the stage history line's detail field holding the source's digest
 MODEL_DIGEST = "model_digest"
@@ -62,6 +63,6 @@ def already_serving(request: DeployRequest) -> int | None:
 
 def unchanged_outcome(request: DeployRequest, version: int) -> DeployOutcome:
     """The outcome of a re-run: production already serves this model as ``version``; nothing created."""
-    return DeployOutcome(model_name=request.name, verdict="unchanged", version=version,
+    return DeployOutcome(model_name=request.name, verdict=Verdict.UNCHANGED.value, version=version,
                          production_version=version, previous_production_version=version,
                          mlflow_tracking_uri=request.tracking_uri)

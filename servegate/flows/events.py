@@ -27,10 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
-PROMOTED = "servegate.model.promoted"
-REJECTED = "servegate.model.rejected"
-ROLLED_BACK = "servegate.model.rolled_back"
-EVENT_OF_VERDICT = {"promoted": PROMOTED, "rejected": REJECTED, "rolled_back": ROLLED_BACK}
+from servegate.attempt.verdict import Verdict
+
+PROMOTED = Verdict.PROMOTED.event
+REJECTED = Verdict.REJECTED.event
+ROLLED_BACK = Verdict.ROLLED_BACK.event
 
 #: Payload keys copied from a deploy outcome (servegate.attempt.record.DeployOutcome).
 _OUTCOME_KEYS = ("version", "production_version", "previous_production_version", "reasons", "figures",
@@ -86,7 +87,7 @@ def _send_now(event, url: str) -> None:
 
 def emit_deploy_outcome(outcome, alarm: dict[str, Any] | None = None) -> str | None:
     """The event of a deploy's verdict (``outcome``: a DeployOutcome); None for an error outcome."""
-    event = EVENT_OF_VERDICT.get(outcome.verdict)
+    event = Verdict(outcome.verdict).event
     if event is None:
         return None
     data = outcome.to_dict()
@@ -101,7 +102,7 @@ def emit_rollback(result: dict[str, Any], flow_run_id: str | None = None) -> str
     is emitted when production did not change."""
     if not result.get("changed", True):
         return None
-    payload = {"model_name": result["model_name"], "verdict": "rolled_back", "action": "rollback",
+    payload = {"model_name": result["model_name"], "verdict": Verdict.ROLLED_BACK.value, "action": "rollback",
                "version": result.get("from_version"), "production_version": result.get("to_version"),
                "previous_production_version": result.get("from_version"), "versions": result.get("versions"),
                "reasons": [result["reason"]] if result.get("reason") else [], "figures": {},
