@@ -31,8 +31,8 @@ from servegate.errors import OrchestrationError
 from servegate.flows.artifacts import publish_deploy_artifacts
 from servegate.flows.events import emit_deploy_outcome
 from servegate.flows.final_state import final_state
-from servegate.tasks import undo_journal
-from servegate.tasks.deploy_tasks import task_for
+from servegate.flows import journal as undo_journal
+from servegate.flows.step_tasks import task_for
 
 
 def _run_name() -> str:

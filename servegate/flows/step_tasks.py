@@ -17,7 +17,7 @@ another process. What a task adds is only what Prefect is for:
   steps inside a Prefect ``transaction``; when a step fails, Prefect runs the
   hooks in reverse order. A hook rebuilds everything from plain values: the
   record its task returned (a transaction value) and the failure noted in the
-  work dir (:mod:`servegate.tasks.undo_journal`), where it also leaves what
+  work dir (:mod:`servegate.flows.journal`), where it also leaves what
   its undo changed, for the flow to read back.
 """
 
@@ -35,7 +35,7 @@ from servegate.attempt import cancel
 from servegate.attempt.verdict import VERDICTS, failure_reason
 from servegate.attempt.record import AttemptRecord
 from servegate.attempt.steps import Step, call_step
-from servegate.tasks import undo_journal
+from servegate.flows import journal as undo_journal
 
 
 class NoEmptyTraceback(logging.Filter):
