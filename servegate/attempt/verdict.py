@@ -94,11 +94,13 @@ class _Judged:
     #: the name of the judging task's Failed state in the Prefect UI
     state_name = "Judged"
 
-    def payload(self) -> dict[str, Any]:
-        """The verdict as plain values (kept in the flow's journal between a task and the flow)."""
+    def payload(self, default: "AttemptRecord") -> dict[str, Any]:
+        """The verdict as plain values (kept in the flow's journal between a task and the flow), with the
+        record it carries (``default`` when it carries none)."""
+        record = self.record if self.record is not None else default
         return {"kind": type(self).__name__, "message": failure_reason(self),
                 "reasons": list(getattr(self, "reasons", [])), "alarm": getattr(self, "alarm", None),
-                "record": self.record.to_dict() if self.record is not None else None}
+                "record": record.to_dict()}
 
 
 class ModelRejected(_Judged, ServegateError):
@@ -151,7 +153,7 @@ def from_payload(payload: dict[str, Any]) -> _Judged:
     """The verdict exception :meth:`_Judged.payload` described, with its record."""
     from servegate.attempt.record import AttemptRecord
 
-    record = AttemptRecord.from_dict(payload["record"]) if payload.get("record") else None
+    record = AttemptRecord.from_dict(payload["record"])
     if payload["kind"] == "ModelRejected":
         return ModelRejected(payload["message"], payload["reasons"], record=record)
     if payload["kind"] == "BakeAlarm":

@@ -14,24 +14,26 @@ rolled-back run ends Failed with the reasons as its message (see
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.transactions import BaseTransaction, transaction
+from prefect.transactions import transaction
 
 from servegate.attempt import cancel, recording
 from servegate.attempt.plain import cleanup, new_record
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.attempt import steps
+from servegate.attempt.verdict import judged_record
 from servegate.errors import OrchestrationError
 from servegate.flows.artifacts import publish_deploy_artifacts
 from servegate.flows.events import emit_deploy_outcome
 from servegate.flows.final_state import final_state
-from servegate.flows import journal as undo_journal
+from servegate.flows.prefect_internals import outside_transaction
+from servegate.flows import journal
 from servegate.flows.step_tasks import task_for
 
 
@@ -43,29 +45,15 @@ def _run_name() -> str:
     return f"deploy-{params.get('name', 'model')}-{stamp}"
 
 
-@contextmanager
-def _outside_transaction():
-    """Run a task as if no transaction were open: only steps with an undo join the deploy's
-    transaction. Prefect marks every task of a rolled-back transaction "RolledBack"
-    (Completed), which would hide the step that judged, and undo nothing for the others."""
-    token = BaseTransaction.__var__.set(None)  # the context variable get_transaction() reads
-    try:
-        yield
-    finally:
-        BaseTransaction.__var__.reset(token)
-
-
 def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step's task; a verdict or an error comes back as the exception the plain runner would see."""
-    with nullcontext() if step.undo is not None else _outside_transaction():
+    with nullcontext() if step.undo is not None else outside_transaction():
         state = task_for(step)(record.to_dict(), return_state=True)
     if not state.is_failed():
         return AttemptRecord.from_dict(state.result())
-    verdict = undo_journal.read_verdict(record.work_dir)
+    verdict = journal.take_verdict(record.work_dir)
     if verdict is not None:
-        exc, judged = verdict
-        exc.record = judged  # what the judging step produced (verdict, reasons, report)
-        raise exc
+        raise verdict  # carrying what the judging step produced (verdict, reasons, report)
     data = state.result(raise_on_failure=False)
     if isinstance(data, BaseException):
         raise data
@@ -80,7 +68,7 @@ def run_steps(record: AttemptRecord) -> tuple[AttemptRecord, BaseException | Non
             for step in steps.STEPS:
                 record = _call(step, record)
     except BaseException as exc:
-        return undo_journal.apply_undone(getattr(exc, "record", record)), exc
+        return journal.apply_undone(judged_record(exc, record)), exc
     return record, None
 
 

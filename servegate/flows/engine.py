@@ -43,12 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.engine import handle_engine_signals
     from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
 
-    try:  # the runner's control channel (cancellation); private in Prefect 3.7, so optional
-        from prefect._internal.control_listener import configure_from_env
-    except ImportError:  # pragma: no cover - other Prefect versions
-        configure_from_env = None
-    if configure_from_env is not None:
-        configure_from_env()
+    from servegate.flows.prefect_internals import listen_for_runner_control
+
+    listen_for_runner_control()
     with handle_engine_signals(flow_run_id):
         flow_run = load_flow_run(flow_run_id=flow_run_id)
         flow = load_flow(flow_run)

@@ -1,10 +1,12 @@
-"""What the deploy flow's rollback hooks need beside the transaction's values, kept in the work dir.
+"""The deploy flow's journal: one file in the work dir for what its tasks and rollback hooks tell the flow.
 
 Prefect runs a transaction's ``on_rollback`` hooks the moment a task in it
 fails, before the flow sees the failure, and it copies transaction values.
-So the failing task notes its reason here first (``failure.txt``), each hook
-reads it, and notes what its undo changed in the record (``undone.json``)
-for the flow to fold into the outcome (e.g. ``rolled_back``). Plain files:
+So the failing task notes its reason here first (``failure``), each hook
+reads it and notes what its undo changed in the record (``undone``, e.g.
+``rolled_back``), and a judging task leaves its verdict with the record it
+judged (``verdict``) rather than in its state's data, which Prefect's log
+line would print whole. The flow reads all three back. A plain JSON file:
 nothing lives in a process-global table.
 """
 
@@ -15,77 +17,58 @@ from pathlib import Path
 from typing import Any
 
 from servegate.attempt import cancel
-from servegate.attempt.verdict import BakeAlarm, ModelRejected, ProductionVerificationError, failure_reason
 from servegate.attempt.record import AttemptRecord
+from servegate.attempt.verdict import VERDICTS, failure_reason, from_payload
 
-FAILURE_FILE = "failure.txt"
-UNDONE_FILE = "undone.json"
+JOURNAL_FILE = "journal.json"
+
+
+def _read(work_dir: str) -> dict[str, Any]:
+    path = Path(work_dir, JOURNAL_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write(work_dir: str, **entries: Any) -> None:
+    Path(work_dir, JOURNAL_FILE).write_text(json.dumps({**_read(work_dir), **entries}))
 
 
 def note_failure(work_dir: str, exc: BaseException) -> None:
-    Path(work_dir, FAILURE_FILE).write_text(failure_reason(exc))
+    _write(work_dir, failure=failure_reason(exc))
 
 
 def failure(work_dir: str) -> str:
     cancelled = cancel.reason()  # a signal is the reason, whatever failed when it landed
     if cancelled is not None:
         return cancelled
-    path = Path(work_dir, FAILURE_FILE)
-    return path.read_text() if path.exists() else "deploy failed"
+    return _read(work_dir).get("failure") or "deploy failed"
 
 
 def note_undo(before: AttemptRecord, after: AttemptRecord) -> None:
     """Keep the fields ``after`` changed (merged with earlier undos of this attempt)."""
-    path = Path(before.work_dir, UNDONE_FILE)
-    changes = json.loads(path.read_text()) if path.exists() else {}
     old, new = before.to_dict(), after.to_dict()
-    changes.update({k: v for k, v in new.items() if old.get(k) != v})
-    path.write_text(json.dumps(changes))
+    undone = _read(before.work_dir).get("undone", {})
+    undone.update({k: v for k, v in new.items() if old.get(k) != v})
+    _write(before.work_dir, undone=undone)
 
 
 def apply_undone(record: AttemptRecord) -> AttemptRecord:
     """``record`` with what the rollback hooks changed."""
-    path = Path(record.work_dir, UNDONE_FILE)
-    if not path.exists():
-        return record
-    return AttemptRecord.from_dict({**record.to_dict(), **json.loads(path.read_text())})
+    undone = _read(record.work_dir).get("undone")
+    return AttemptRecord.from_dict({**record.to_dict(), **undone}) if undone else record
 
 
-VERDICT_FILE = "verdict.json"
+def note_verdict(exc: VERDICTS, current: AttemptRecord) -> str:
+    """Keep a judged step's verdict (``exc`` and the record it carries; ``current`` when it carries
+    none) for the flow; returns the name of the task's Failed state."""
+    _write(current.work_dir, verdict=exc.payload(current))
+    return exc.state_name
 
 
-def note_verdict(exc: BaseException, record: AttemptRecord) -> str:
-    """Keep a judged step's verdict in the work dir (the flow turns it back into the exception);
-    returns the name of the task's Failed state. Kept out of the state's data, which Prefect's
-    log line would print whole."""
-    payload = verdict_payload(exc, record)
-    Path(record.work_dir, VERDICT_FILE).write_text(json.dumps(payload))
-    return payload["state_name"]
-
-
-def read_verdict(work_dir: str) -> tuple[BaseException, AttemptRecord] | None:
-    path = Path(work_dir, VERDICT_FILE)
-    if not path.exists():
+def take_verdict(work_dir: str) -> BaseException | None:
+    """The verdict a judging task noted, as its exception carrying the judged record; None when none was."""
+    entries = _read(work_dir)
+    payload = entries.pop("verdict", None)
+    if payload is None:
         return None
-    exc, judged = verdict_from_payload(json.loads(path.read_text()))
-    path.unlink()
-    return exc, judged
-
-
-def verdict_payload(exc: BaseException, record: AttemptRecord) -> dict[str, Any]:
-    """A judged step's verdict as plain values."""
-    kind = "rejected" if isinstance(exc, ModelRejected) else "bake" if isinstance(exc, BakeAlarm) else "production"
-    state_name = {"rejected": "Rejected", "bake": "BakeAlarm"}.get(kind, "VerificationFailed")
-    return {"verdict": kind, "state_name": state_name, "message": failure_reason(exc),
-            "reasons": list(getattr(exc, "reasons", [])), "alarm": getattr(exc, "alarm", None),
-            "record": record.to_dict()}
-
-
-def verdict_from_payload(payload: dict[str, Any]) -> tuple[BaseException, AttemptRecord]:
-    if payload["verdict"] == "rejected":
-        exc: BaseException = ModelRejected(payload["message"], payload["reasons"])
-    elif payload["verdict"] == "bake":
-        exc = BakeAlarm(payload["message"], payload.get("alarm"))
-    else:
-        exc = ProductionVerificationError(payload["message"])
-    return exc, AttemptRecord.from_dict(payload["record"])
+    Path(work_dir, JOURNAL_FILE).write_text(json.dumps(entries))
+    return from_payload(payload)

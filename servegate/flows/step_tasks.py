@@ -35,7 +35,7 @@ from servegate.attempt import cancel
 from servegate.attempt.verdict import VERDICTS, failure_reason
 from servegate.attempt.record import AttemptRecord
 from servegate.attempt.steps import Step, call_step
-from servegate.flows import journal as undo_journal
+from servegate.flows import journal
 
 
 class NoEmptyTraceback(logging.Filter):
@@ -63,11 +63,10 @@ def _body(step: Step):
         try:
             result = call_step(step, current)
         except VERDICTS as exc:
-            judged = getattr(exc, "record", current)
-            undo_journal.note_failure(current.work_dir, exc)
-            return Failed(name=undo_journal.note_verdict(exc, judged), message=failure_reason(exc))
+            journal.note_failure(current.work_dir, exc)
+            return Failed(name=journal.note_verdict(exc, current), message=failure_reason(exc))
         except BaseException as exc:
-            undo_journal.note_failure(current.work_dir, exc)
+            journal.note_failure(current.work_dir, exc)
             raise
         if step.undo is not None:
             get_transaction().set("record", result.to_dict())
@@ -82,8 +81,8 @@ def _undo_hook(step: Step):
     def undo(txn: Transaction) -> None:
         record = AttemptRecord.from_dict(txn.get("record"))
         with cancel.handlers(raising=False):  # a signal meanwhile is only noted: an undo is never cut short
-            undone = step.undo(record, undo_journal.failure(record.work_dir))
-        undo_journal.note_undo(record, undone)
+            undone = step.undo(record, journal.failure(record.work_dir))
+        journal.note_undo(record, undone)
 
     undo.__name__ = f"undo_{step.key}"
     return undo
