@@ -10,7 +10,8 @@ from pathlib import Path
 
 from servegate.attempt import resources
 from servegate.attempt.progress import say
-from servegate.attempt.record import SERVING_KINDS, AttemptRecord, DeployRequest
+from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.serving import RUNNER_KINDS
 from servegate.errors import ConfigError
 
 
@@ -22,8 +23,8 @@ def check_request(request: DeployRequest):
     from servegate.tracking import check_tracking_server
     from servegate.validation.config import load_config
 
-    if request.serving not in SERVING_KINDS:
-        raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(SERVING_KINDS)}",
+    if request.serving not in RUNNER_KINDS:
+        raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(RUNNER_KINDS)}",
                           subject="--serving")
     check_model_name(request.name)  # a name that could leave the store is refused before anything exists
     export.check_load_options(Path(request.model_path), request.custom_objects, request.unsafe_deserialization)
@@ -66,8 +67,10 @@ def check_store_writable(root: str) -> None:
 
 
 def check_inputs(record: AttemptRecord) -> AttemptRecord:
-    """Check the request; read what production serves now (the store proves its root usable)."""
-    check_request(record.request)
-    status = resources.store(record.request.store_root).status(record.name)
+    """Check the request (unless the CLI already did); read what production serves now (the store
+    proves its root usable)."""
+    if not record.inputs_checked:
+        check_request(record.request)
+    status = resources.store(record).status(record.name)
     say(f"inputs checked; production serves {status.serving_version or 'nothing yet'}")
     return record.but(previous_production=status.serving_version)

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Iterable
 
-from servegate.attempt import canary, recording
+from servegate.attempt import canary, recording, startup
 from servegate.attempt.verdict import Verdict, failure_reason, judged_record
 from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.attempt import steps as declared
 from servegate.attempt.steps import Step, call_step, undo_steps
 
 
-def new_record(request: DeployRequest, flow_run_id: str | None = None) -> AttemptRecord:
-    """The first record of an attempt: its request and its work dir (made here unless the request names one)."""
+def new_record(request: DeployRequest, flow_run_id: str | None = None, inputs_checked: bool = False) -> AttemptRecord:
+    """The first record of an attempt: its request and its work dir (made here unless the request names one).
+    A work dir where the preflight passed (:func:`preflight` leaves its timings there) has its inputs checked."""
     from servegate.runtime.workdirs import new_work_dir
 
     work_dir = request.work_dir or str(new_work_dir())
-    return AttemptRecord(request=request, work_dir=work_dir, flow_run_id=flow_run_id)
+    inputs_checked = inputs_checked or (request.work_dir is not None
+                                        and (Path(work_dir) / recording.PREFLIGHT_TIMINGS).is_file())
+    return AttemptRecord(request=request, work_dir=work_dir, flow_run_id=flow_run_id, inputs_checked=inputs_checked)
 
 
 def run_steps(record: AttemptRecord, steps: Iterable[Step] | None = None) -> tuple[AttemptRecord, BaseException | None]:
@@ -43,9 +47,11 @@ def run_steps(record: AttemptRecord, steps: Iterable[Step] | None = None) -> tup
     return record, None
 
 
-def preflight(request: DeployRequest) -> AttemptRecord:
-    """The steps that change nothing outside the work dir; raises the first bad input's error."""
-    record, error = run_steps(new_record(request), [s for s in declared.STEPS if s.preflight])
+def preflight(request: DeployRequest, inputs_checked: bool = False) -> AttemptRecord:
+    """The steps that change nothing outside the work dir; raises the first bad input's error.
+    ``inputs_checked``: the caller ran :func:`~servegate.attempt.inputs.check_request` on ``request``."""
+    steps = [s for s in declared.STEPS if s.preflight]
+    record, error = run_steps(new_record(request, inputs_checked=inputs_checked), steps)
     if error is not None:
         cleanup(record, remove_work_dir=request.work_dir is None)
         raise error
@@ -56,13 +62,8 @@ def preflight(request: DeployRequest) -> AttemptRecord:
 
 def cleanup(record: AttemptRecord, remove_work_dir: bool) -> None:
     """Wait for background work of the attempt (imports, canary shutdown); end an unused spare server."""
-    from servegate.runtime import warm
-    from servegate.runtime.preload import preloader
-
-    preloader().join()  # never leave an import running into interpreter exit
+    startup.after_attempt(record)
     canary.wait_for_stopped()
-    if record.request.serving == "process":
-        warm.discard()
     if remove_work_dir:
         shutil.rmtree(record.work_dir, ignore_errors=True)
 

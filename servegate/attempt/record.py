@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 from servegate.settings import default_tracking_uri, resolve_store_root
 
-SERVING_KINDS = ("process", "docker")
+#: DeployRequest fields whose flow parameter has another name (the CLI's flag: ``--store``)
+_PARAMETER_NAMES = {"store_root": "store"}
 
 
 @dataclass
@@ -34,7 +35,7 @@ class DeployRequest:
     tracking_uri: str | None = None
     work_dir: str | None = None
     docker_image: str | None = None
-    canary_deadline_s: float | None = None  # default: the config's load.deadline_s
+    canary_deadline_s: float | None = None  # --canary-deadline; default: the config's load.deadline_s
     production_deadline_s: float = 60.0
     custom_objects: tuple[str, ...] = ()  # modules that register the model's custom Keras objects
     unsafe_deserialization: bool = False  # Keras safe_mode=False (Lambda layers): runs code from the file
@@ -48,6 +49,18 @@ class DeployRequest:
         self.tracking_uri = self.tracking_uri or default_tracking_uri()
         self.work_dir = str(self.work_dir) if self.work_dir else None
         self.custom_objects = tuple(self.custom_objects or ())
+
+    def to_parameters(self) -> dict[str, Any]:
+        """The ``deploy-model`` flow's parameters: every field, under the flow's names (JSON values)."""
+        values = asdict(self)
+        values["custom_objects"] = list(self.custom_objects)
+        return {_PARAMETER_NAMES.get(key, key): value for key, value in values.items()}
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> "DeployRequest":
+        """The request the ``deploy-model`` flow's parameters (:meth:`to_parameters`) describe."""
+        fields_by_parameter = {parameter: key for key, parameter in _PARAMETER_NAMES.items()}
+        return cls(**{fields_by_parameter.get(key, key): value for key, value in parameters.items()})
 
     def params(self) -> dict[str, Any]:
         """The request as MLflow parameters."""
@@ -92,6 +105,7 @@ class AttemptRecord:
     bake: dict[str, Any] | None = None  # bake production: servegate.guardrails.baking.BakeResult as a dict
     timings: dict[str, float] = field(default_factory=dict)  # every step, by the step runner
     started_s: float | None = None  # the process's age when the first step began (attempt/clock.py)
+    inputs_checked: bool = False  # the CLI checked the request (check_request) before the preflight
 
     @property
     def name(self) -> str:

@@ -92,8 +92,8 @@ def is_servegate_process() -> bool:
     return Path(sys.argv[0]).name == "servegate"
 
 
-def run_deploy_flow(**parameters) -> dict:
-    """Run ``deploy_model`` in this process and return the outcome as a dict.
+def run_deploy_flow(request) -> dict:
+    """Run ``deploy_model`` for ``request`` (a DeployRequest) in this process and return the outcome as a dict.
 
     A rejected or rolled-back deploy ends the flow run Failed with an exception
     that carries the outcome (``.outcome``); an error re-raises the original
@@ -101,7 +101,7 @@ def run_deploy_flow(**parameters) -> dict:
     """
     from servegate.flows.deploy import deploy_model
 
-    state = deploy_model(**parameters, return_state=True)
+    state = deploy_model(**request.to_parameters(), return_state=True)
     data = state.result(raise_on_failure=False)
     if isinstance(data, BaseException) and isinstance(getattr(data, "outcome", None), dict):
         return data.outcome  # rejected, or rolled back after production verification failed

@@ -94,14 +94,13 @@ def deploy_model(
     unsafe_deserialization: bool = False,
     work_dir: str | None = None,
     bake_s: float | None = None,
+    canary_deadline_s: float | None = None,
 ) -> Any:
-    """Export, stage, canary, validate, promote or reject, verify production."""
-    request = DeployRequest(
-        model_path=model_path, name=name, reference=reference, store_root=store, serving=serving, config=config,
-        production_url=production_url, tracking_uri=tracking_uri, docker_image=docker_image,
-        production_deadline_s=production_deadline_s, custom_objects=tuple(custom_objects or ()),
-        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir, bake_s=bake_s,
-    )
+    """Export, stage, canary, validate, promote or reject, verify production.
+
+    The parameters are :class:`DeployRequest`'s fields under the names of
+    :meth:`DeployRequest.to_parameters` (tests/flows/test_request_parameters.py keeps them equal)."""
+    request = DeployRequest.from_parameters(locals())
     record = new_record(request, str(flow_run.get_id() or "") or None)
     # SIGTERM/SIGINT during the steps: cancelled, undone, recorded (Prefect's own SIGTERM handler would
     # crash the run mid-step); once the steps are over, a signal is only noted and the outcome recorded.
@@ -111,7 +110,7 @@ def deploy_model(
             window.raising = False
             return _finish(record, error)
         finally:
-            cleanup(record, remove_work_dir=work_dir is None)
+            cleanup(record, remove_work_dir=request.work_dir is None)
 
 
 def _finish(record: AttemptRecord, error: BaseException | None) -> Any:
