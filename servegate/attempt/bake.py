@@ -24,7 +24,7 @@ from typing import Any
 
 from servegate.attempt import resources
 from servegate.attempt.verdict import BakeAlarm
-from servegate.attempt.progress import say
+from servegate.attempt.progress import in_prefect_run, say
 from servegate.attempt.record import AttemptRecord
 from servegate.errors import ConfigError
 from servegate.tracking.owner import BAKE_RUN_TAG, BAKE_VERSION_TAG, IN_PROGRESS
@@ -184,7 +184,7 @@ class _Progress:
 
     def __init__(self, name: str, duration: float) -> None:
         self.name, self.duration, self.artifact_id = name, duration, None
-        self.enabled = _in_prefect_run()
+        self.enabled = in_prefect_run()
 
     def update(self, fraction: float, result) -> None:
         if not self.enabled:
@@ -206,12 +206,3 @@ class _Progress:
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
-
-def _in_prefect_run() -> bool:
-    import sys
-
-    if "prefect" not in sys.modules:
-        return False
-    from prefect.context import TaskRunContext
-
-    return TaskRunContext.get() is not None

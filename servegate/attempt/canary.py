@@ -35,7 +35,7 @@ _stopping: list[threading.Thread] = []
 def canary_spec(record: AttemptRecord):
     from servegate.serving.runners import CanarySpec
 
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     versions = {record.version: store.version_path("staging", record.name, record.version)}
     labels = {"canary": record.version}
     if record.previous_production is not None:
@@ -109,14 +109,12 @@ def _row_progress():
 def run_validation(record: AttemptRecord, runner, load_seconds: float):
     """The checks against the running canary; returns the :class:`ValidationReport`."""
     from servegate import export
-    from servegate.runtime.preload import preloader
     from servegate.validation import validate
 
-    preloader().join()
     cfg = resources.config(record)
     production_signature = None
     if record.previous_production is not None:
-        store = resources.store(record.request.store_root)
+        store = resources.store(record)
         production_signature = export.read_signature(
             store.version_path("production", record.name, record.previous_production))
     say(f"validate: {record.reference_rows} reference rows against the canary")

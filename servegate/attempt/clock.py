@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 
 def _now_s() -> float:
@@ -21,12 +20,12 @@ def _now_s() -> float:
 
 def _process_start_s() -> float:
     """This process's start on the :func:`_now_s` clock."""
-    try:
-        raw = Path("/proc/self/stat").read_text()
-        ticks = int(raw[raw.rindex(")") + 2:].split()[19])  # the command name (field 2) may hold spaces
-        started = ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+    from servegate.runtime.identity import start_ticks
+
+    ticks = start_ticks(os.getpid())  # the one reader of /proc/<pid>/stat
+    if ticks is None:
         return _now_s()
+    started = ticks / os.sysconf("SC_CLK_TCK")
     now = _now_s()
     # another clock than the kernel's start time (no CLOCK_BOOTTIME): count from now instead
     return started if 0 <= now - started < 365 * 86400 and hasattr(time, "CLOCK_BOOTTIME") else now

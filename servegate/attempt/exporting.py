@@ -43,11 +43,6 @@ def export_model(record: AttemptRecord) -> AttemptRecord:
 
     request, work = record.request, record.work_path
     source = Path(request.model_path)
-    if request.serving == "process":
-        # The canary's bundled server imports TensorFlow meanwhile (a no-op when the CLI started it).
-        from servegate.runtime import warm
-
-        warm.prewarm(record.name)
     stamp = _reusable_export(work, source)
     if stamp is None:
         shutil.rmtree(work / "savedmodel", ignore_errors=True)

@@ -20,7 +20,7 @@ from servegate.attempt.record import AttemptRecord
 def promote_version(record: AttemptRecord) -> AttemptRecord:
     """The staged version into the production base path (one rename); ``champion`` follows."""
     resources.release(record).promote(record.name, record.version, run_id=record.run_id)
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     say(f"promote: version {record.version} -> {store.base_path('production', record.name)}")
     return record.but(promoted=True)
 

@@ -13,14 +13,20 @@ import sys
 log = logging.getLogger("servegate.deploy")
 
 
-def _run_logger():
+def in_prefect_run() -> bool:
+    """Whether this code runs inside a Prefect flow or task run (never imports Prefect to find out)."""
     if "prefect" not in sys.modules:
-        return None
+        return False
     from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _run_logger():
+    if not in_prefect_run():
+        return None
     from prefect.logging import get_run_logger
 
-    if TaskRunContext.get() is None and FlowRunContext.get() is None:
-        return None
     return get_run_logger()
 
 

@@ -24,10 +24,7 @@ PREFLIGHT_TIMINGS = "preflight-timings.json"
 
 
 def open_mlflow_run(record: AttemptRecord) -> AttemptRecord:
-    """One MLflow run per attempt; validation's imports start loading in the background meanwhile."""
-    from servegate.runtime.preload import preloader
-
-    preloader().start()
+    """One MLflow run per attempt."""
     tags = {"servegate.serving": record.request.serving}
     if record.flow_run_id:
         tags["prefect.flow_run_id"] = record.flow_run_id
@@ -68,7 +65,7 @@ def outcome_of(record: AttemptRecord, error: BaseException | None) -> DeployOutc
         bake=bake_summary(record.bake),
     )
     try:
-        outcome.production_version = resources.store(record.request.store_root).status(record.name).serving_version
+        outcome.production_version = resources.store(record).status(record.name).serving_version
     except ServegateError:
         pass
     return outcome

@@ -10,11 +10,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from servegate.attempt.record import AttemptRecord
+from servegate.attempt.record import AttemptRecord, DeployRequest
+
+
+def store(of: AttemptRecord | DeployRequest):
+    """The store a record's (or a request's) ``store_root`` names."""
+    request = of.request if isinstance(of, AttemptRecord) else of
+    return _store_at(request.store_root)
 
 
 @functools.lru_cache(maxsize=8)
-def store(root: str):
+def _store_at(root: str):
     from servegate.model_store import ModelStore
 
     return ModelStore(root)
@@ -32,7 +38,7 @@ def release(record: AttemptRecord):
     emits its verdict's event itself (servegate.flows.events.emit_deploy_outcome), undo included."""
     from servegate.release import Release
 
-    return Release(store=store(record.request.store_root), tracker=tracker(record.request.tracking_uri),
+    return Release(store=store(record), tracker=tracker(record.request.tracking_uri),
                    announce=False)
 
 

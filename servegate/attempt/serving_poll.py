@@ -10,11 +10,6 @@ from servegate.attempt.verdict import ProductionVerificationError
 from servegate.errors import ServegateError
 
 
-def available_versions(client) -> list[int]:
-    states = client.status()
-    return sorted(int(s["version"]) for s in states if str(s.get("state", "")).upper() == "AVAILABLE")
-
-
 def wait_until_serving(url: str, name: str, version: int, inputs: dict[str, np.ndarray],
                        deadline_s: float, poll_s: float = 0.2) -> dict | None:
     """Poll ``url`` until ``version`` is the newest AVAILABLE version of ``name`` and answers ``inputs``.
@@ -26,13 +21,14 @@ def wait_until_serving(url: str, name: str, version: int, inputs: dict[str, np.n
     serves; rolling back here would take that newer version out too).
     """
     from servegate.serving.client import ServingClient
+    from servegate.serving.model_state import available_versions
 
     deadline = time.monotonic() + deadline_s
     last = "no answer yet"
     with ServingClient(name, rest_url=url.rstrip("/")) as client:
         while True:
             try:
-                available = available_versions(client)
+                available = available_versions(client.status())
                 last = f"available versions {available}"
                 if available and max(available) == version:
                     return client.predict(inputs).outputs

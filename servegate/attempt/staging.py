@@ -77,7 +77,7 @@ def stage_version(record: AttemptRecord) -> AttemptRecord:
     """Copy the export (with its warm-up requests) into the store as the next version (``staging/<name>/<v>``)."""
     write_warmup(record)
     reject_abandoned(record)
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     from servegate.attempt.unchanged import MODEL_DIGEST
 
     detail = {MODEL_DIGEST: record.model_digest} if record.model_digest else None
@@ -88,7 +88,7 @@ def stage_version(record: AttemptRecord) -> AttemptRecord:
 
 def reject_staged(record: AttemptRecord, reason: str) -> AttemptRecord:
     """Undo of "stage version": the staged version to ``rejected/`` with ``reason`` (no-op when not staged)."""
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     if record.version is None or not store.version_path("staging", record.name, record.version).exists():
         return record
     resources.release(record).reject(record.name, record.version, reason, run_id=record.run_id)
@@ -98,7 +98,7 @@ def reject_staged(record: AttemptRecord, reason: str) -> AttemptRecord:
 
 def register_version(record: AttemptRecord) -> AttemptRecord:
     """A registry model version mirroring the staged version (alias ``challenger``)."""
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     registered = resources.tracker(record.request.tracking_uri).register_version(
         record.run_id, record.name, store.version_path("staging", record.name, record.version), record.version
     )

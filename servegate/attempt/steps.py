@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from servegate.attempt import bake, canary, cancel, exporting, inputs, production, recording, staging
+from servegate.attempt import bake, canary, cancel, exporting, inputs, production, recording, staging, startup
 from servegate.attempt.clock import process_age_s
 from servegate.attempt.progress import say
 from servegate.attempt.record import AttemptRecord
@@ -87,6 +87,7 @@ def call_step(step_: Step, record: AttemptRecord) -> AttemptRecord:
     cancel.check()  # no step starts after a SIGTERM or SIGINT
     if record.started_s is None:
         record = record.but(started_s=process_age_s())
+    startup.before_step(step_.name, record)
     started = time.perf_counter()
     for attempt in range(1, step_.attempts + 1):
         try:

@@ -52,7 +52,7 @@ def already_serving(request: DeployRequest) -> int | None:
     """The version production serves when it was staged from this very model (same digest), else None."""
     from servegate.attempt import resources
 
-    store = resources.store(request.store_root)
+    store = resources.store(request)
     if not store.exists(request.name):
         return None
     serving, recorded = serving_model_digest(store, request.name)

@@ -88,7 +88,8 @@ class ProductionServer:
     """The bundled server (or tensorflow_model_server) watching the production base path."""
 
     def __init__(self, base_path: Path, log_path: Path, poll_s: int = 1) -> None:
-        from servegate.serving.runners.process import default_server_command, pick_free_ports
+        from servegate.ports import pick_free_ports
+        from servegate.serving.runners.process import default_server_command
         from servegate.serving.server.monitoring_config import DEFAULT_PROMETHEUS_PATH, write_prometheus_config
 
         self.rest_port, self.grpc_port = pick_free_ports(2)
@@ -130,14 +131,9 @@ class ProductionServer:
         self._log.close()
 
     def serving_version(self) -> int | None:
-        import requests
+        from servegate.serving.model_state import serving_version
 
-        try:
-            reply = requests.get(f"{self.rest_url}/v1/models/{MODEL_NAME}", timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return None
-        available = [int(s["version"]) for s in reply.get("model_version_status", []) if s.get("state") == "AVAILABLE"]
-        return max(available) if available else None
+        return serving_version(self.rest_url, MODEL_NAME)
 
     def wait_for_version(self, version: int, deadline_s: float = 90.0) -> None:
         deadline = time.monotonic() + deadline_s

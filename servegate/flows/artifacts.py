@@ -64,7 +64,7 @@ def publish_deploy_artifacts(record, outcome) -> list[str]:
     from servegate.attempt import resources
 
     key = artifact_key(name, "versions")
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     create_table_artifact(version_table(store, name), key=key, description=f"versions of {name} after this run")
     keys.append(key)
     plots = _plots(report_dir) if report_dir else []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from servegate.attempt.progress import in_prefect_run
 from servegate.attempt.verdict import Verdict
 
 PROMOTED = Verdict.PROMOTED.event
@@ -46,18 +47,12 @@ def model_resource(name: str, version: int | None) -> dict[str, str]:
     return resource
 
 
-def _in_prefect_run() -> bool:
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
 def _emit(event: str, name: str, version: int | None, payload: dict[str, Any]) -> str | None:
     """The event's id, or None when nothing was sent (no Prefect API configured, outside a run)."""
     from prefect.events import Event, emit_event
     from prefect.settings import PREFECT_API_URL
 
-    if _in_prefect_run():  # the run's events worker sends it, with the run as a related resource
+    if in_prefect_run():  # the run's events worker sends it, with the run as a related resource
         emitted = emit_event(event=event, resource=model_resource(name, version), payload=payload)
         return str(emitted.id) if emitted is not None else None
     url = PREFECT_API_URL.value()

@@ -46,9 +46,10 @@ from typing import ClassVar
 import requests
 
 from servegate.errors import ConfigError
+from servegate.model_names import MODEL_NAME_RULE, is_model_name
+from servegate.serving.model_state import version_state
 from servegate.serving.runners.errors import DeadlineExceededError, ModelLoadError, with_log_tail
 
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 # How often wait_until_available asks the server; short, because boot time is what we measure.
 POLL_INTERVAL_S = 0.1
@@ -77,10 +78,8 @@ class CanarySpec:
     run_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model_name, str) or not _MODEL_NAME.match(self.model_name) or ".." in self.model_name:
-            raise CanarySpecError(
-                f"canary model name {self.model_name!r} is invalid: expected letters, digits, '_', '.', '-' "
-                "starting with a letter or digit, and no '..'")
+        if not is_model_name(self.model_name):
+            raise CanarySpecError(f"canary model name {self.model_name!r} is invalid: expected {MODEL_NAME_RULE}")
         if not self.versions:
             raise CanarySpecError(f"canary for model {self.model_name!r} has no versions: expected at least one")
         checked: dict[int, Path] = {}
@@ -288,12 +287,4 @@ def _version_state(response: requests.Response, version: int) -> tuple[str, str]
         statuses = response.json()["model_version_status"]
     except (ValueError, KeyError, TypeError):
         return f"unreadable status body {response.text[:200]!r}", ""
-    for status in statuses:
-        if str(status.get("version")) == str(version):
-            state = status.get("state", "UNKNOWN")
-            detail = status.get("status") or {}
-            code = detail.get("error_code", "OK")
-            if code not in ("OK", 0, "0") and state in ("END", "UNKNOWN"):
-                return state, f"{code}: {detail.get('error_message', '')}"
-            return state, ""
-    return "not listed", ""
+    return version_state(statuses, version)

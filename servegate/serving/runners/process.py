@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from servegate.errors import ServingError
+from servegate.ports import pick_free_ports, port_is_free
 from servegate.runtime import identity as _proc
 from servegate.runtime import warm
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, build_canary_base_path, model_config_text
@@ -66,29 +66,6 @@ def default_server_command(server: str = "auto") -> list[str]:
             raise ServingError(f"process runner: {TFS_BINARY} is not on PATH (PATH={os.environ.get('PATH', '')})")
         return [binary]
     return [sys.executable, "-m", "servegate.serving"]
-
-
-def pick_free_ports(count: int = 2) -> list[int]:
-    """Distinct loopback ports the kernel just handed out (bound to 0, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class ProcessRunner(ModelServerRunner):
