@@ -14,7 +14,13 @@ the steps already done are undone in reverse order (each undo takes the
 record and the reason); "record outcome" then runs on every path. Both the
 plain runner (:mod:`servegate.attempt.plain`) and the Prefect flow
 (:mod:`servegate.flows.deploy`) run this list through :func:`call_step` and
-:func:`undo_steps`, so they cannot drift apart.
+:func:`undo_steps`, so their order, retries, judging and undo cannot drift
+apart. One difference is deliberate: ``timeout_s`` is enforced by Prefect in
+the flow only. The plain runner is what tests, benchmarks and the reliability
+harness call, often outside the main thread, where no signal can interrupt a
+step; and the steps that wait on something outside carry their own deadline
+(the canary's load deadline, ``production_deadline_s``, the bake's duration),
+which both runners keep.
 
 ``retry_on`` is an allow-list: a step is run again (up to ``attempts`` times)
 only for those errors; anything else fails the step at once. ``preflight``
@@ -54,7 +60,7 @@ class Step:
     undo: UndoFn | None = None
     retry_on: Callable[[], tuple[type[BaseException], ...]] = tuple
     attempts: int = 1
-    timeout_s: float | None = None  # enforced by Prefect in the flow
+    timeout_s: float | None = None  # enforced by Prefect in the flow only (see the module docstring)
     preflight: bool = False  # changes nothing outside the work dir
     judge: Callable[[AttemptRecord], None] | None = None  # raises the verdict the step's record holds
 

@@ -8,8 +8,8 @@ and the next run opened in the experiment ends dead owners' runs ``KILLED``.
 The owner is bookkeeping, not something a user reads, so it is one tag in
 MLflow's system namespace: the MLflow UI lists only tags that do not start with
 ``mlflow.`` (its ``getVisibleTagValues``), and ``search_runs`` still finds it.
-Runs written before this change carry three visible ``servegate.owner_*`` tags;
-they are still judged, so an upgrade leaves no run ``RUNNING`` forever.
+Runs written by older servegate versions carry three visible ``servegate.owner_*``
+tags; they are judged too, so an upgrade leaves no run ``RUNNING`` forever.
 """
 
 from __future__ import annotations

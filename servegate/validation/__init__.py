@@ -31,7 +31,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports this module used to do
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use (fast CLI start)
     from servegate.validation.config import ValidationConfig, ValidationConfigError, load_config
     from servegate.validation.reference import Reference, ReferenceError, load_reference
     from servegate.validation.report import CheckResult, Measurement, ValidationReport

@@ -79,8 +79,8 @@ class SanityCheck(Section):
     @model_validator(mode="before")
     @classmethod
     def _moved(cls, data):
-        # The old KL check compared the canary with the golden predictions, i.e. the
-        # candidate with itself (issue 11); a setting for it is refused, never dropped.
+        # A KL check between the canary and the golden predictions would compare the candidate
+        # with itself, so there is none; a setting for it is refused, never dropped.
         if isinstance(data, dict):
             for old in ("max_kl_divergence", "bins"):
                 if old in data:

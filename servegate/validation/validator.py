@@ -105,7 +105,7 @@ def _send_all(run: _Run, names: list[str], candidate, baseline, progress: RowPro
 
 
 def _apply_require(results: list[CheckResult], required: list[str]) -> list[CheckResult]:
-    """A required check that judged nothing fails, saying why it did not run (issue 11: no rubber stamp)."""
+    """A required check that judged nothing fails, saying why it did not run (a pass must never be a rubber stamp)."""
     out = []
     for r in results:
         if r.name in required and r.status != "failed" and (r.status == "skipped" or not r.judged):

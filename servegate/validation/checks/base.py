@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from servegate.validation.config import ValidationConfig
@@ -124,10 +123,6 @@ def merge(name: str, parts: list[CheckPlan]) -> CheckPlan:
     elif skips:
         plan.notes += skips
     return plan
-
-
-def finite_or_none(value: float) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
 
 
 # The order figures are listed in, within a check; others follow in the order measured.
