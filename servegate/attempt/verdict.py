@@ -149,11 +149,8 @@ def judged_record(exc: BaseException, default: "AttemptRecord") -> "AttemptRecor
     return record if record is not None else default
 
 
-def from_payload(payload: dict[str, Any]) -> _Judged:
-    """The verdict exception :meth:`_Judged.payload` described, with its record."""
-    from servegate.attempt.record import AttemptRecord
-
-    record = AttemptRecord.from_dict(payload["record"])
+def from_payload(payload: dict[str, Any], record: "AttemptRecord") -> _Judged:
+    """The verdict exception :meth:`_Judged.payload` described, carrying ``record`` (its ``record`` rebuilt)."""
     if payload["kind"] == "ModelRejected":
         return ModelRejected(payload["message"], payload["reasons"], record=record)
     if payload["kind"] == "BakeAlarm":

@@ -71,4 +71,4 @@ def take_verdict(work_dir: str) -> BaseException | None:
     if payload is None:
         return None
     Path(work_dir, JOURNAL_FILE).write_text(json.dumps(entries))
-    return from_payload(payload)
+    return from_payload(payload, AttemptRecord.from_dict(payload["record"]))
