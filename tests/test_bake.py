@@ -170,8 +170,8 @@ def test_the_window_before_is_the_window_however_quiet_and_says_it_cannot_judge(
 
 
 def _judged(bake: dict, require_traffic: bool, tmp_path):
-    from servegate.attempt.bake import judge_bake
-    from servegate.attempt.record import AttemptRecord, DeployRequest
+    from servegate.deploy.bake import judge_bake
+    from servegate.deploy.record import AttemptRecord, DeployRequest
 
     config = tmp_path / "c.yaml"
     config.write_text(f"bake:\n  duration_s: 10\n  require_traffic: {str(require_traffic).lower()}\n")
@@ -181,7 +181,7 @@ def _judged(bake: dict, require_traffic: bool, tmp_path):
 
 
 def test_require_traffic_makes_an_inconclusive_bake_a_rollback_and_leaves_a_judged_one_alone(tmp_path):
-    from servegate.attempt.verdict import BakeAlarm
+    from servegate.deploy.verdict import BakeAlarm
 
     inconclusive = _bake(Scripted([snap(0, 0, 0), snap(0, 0, 5), snap(0, 0, 10)]), duration=10.0)[0].to_dict()
     passed = _bake(Scripted([snap(0, 0, 0), snap(50, 0, 5), snap(100, 0, 10)]), duration=10.0)[0].to_dict()
@@ -229,8 +229,8 @@ def test_config_section_defaults_to_no_bake_and_refuses_bad_fields(tmp_path):
 
 
 def test_a_bake_without_a_production_url_is_refused_up_front(tmp_path):
-    from servegate.attempt.bake import check_bake
-    from servegate.attempt.record import AttemptRecord, DeployRequest
+    from servegate.deploy.bake import check_bake
+    from servegate.deploy.record import AttemptRecord, DeployRequest
     from servegate.errors import ConfigError
 
     request = DeployRequest(model_path="m.keras", name="m", reference="r.csv", store_root=str(tmp_path), bake_s=30)

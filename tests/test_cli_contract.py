@@ -346,7 +346,7 @@ def test_a_read_only_store_is_refused_before_any_run(home, files, hp2, tmp_path)
 
 def _production_from(store: Path, source: Path, digest_of: Path) -> None:
     """Production serving version 1 staged from ``digest_of`` (as a deploy of that model leaves it)."""
-    from servegate.attempt.unchanged import MODEL_DIGEST, model_digest
+    from servegate.deploy.unchanged import MODEL_DIGEST, model_digest
     from servegate.model_store import ModelStore
 
     s = ModelStore(store)

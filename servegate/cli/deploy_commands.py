@@ -25,8 +25,8 @@ from servegate.settings import resolve_location, resolve_store_root
 
 
 def _report_unchanged(terminal: Terminal, request, version: int, json_output: bool) -> int:
-    from servegate.attempt.clock import process_age_s
-    from servegate.attempt.unchanged import unchanged_outcome
+    from servegate.deploy.clock import process_age_s
+    from servegate.deploy.unchanged import unchanged_outcome
 
     outcome = unchanged_outcome(request, version).to_dict()
     outcome["wall_s"] = process_age_s()
@@ -40,9 +40,9 @@ def _report_unchanged(terminal: Terminal, request, version: int, json_output: bo
 
 def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_version: bool = False) -> int:
     """Check everything that can be checked, then run the flow; returns the exit code."""
-    from servegate.attempt import Verdict, cancel, check_request, exit_code_for, preflight
-    from servegate.attempt.inputs import check_reference_early
-    from servegate.attempt.unchanged import already_serving
+    from servegate.deploy import Verdict, cancel, check_request, exit_code_for, preflight
+    from servegate.deploy.inputs import check_reference_early
+    from servegate.deploy.unchanged import already_serving
 
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
     config = check_request(request)
@@ -52,10 +52,10 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     if serving is not None:  # a re-run: production serves this very model; no run, no version
         return _report_unchanged(terminal, request, serving, json_output)
     prefect_ready = deploy_run.start_local_prefect_early()
-    from servegate.attempt import startup
+    from servegate.deploy import startup
 
     startup.prewarm_spare(request)  # the canary's server imports TensorFlow while we do
-    from servegate.attempt.clock import process_age_s
+    from servegate.deploy.clock import process_age_s
 
     terminal.note("checking the model and the reference data (before any run is opened)")
     phases = {"start_s": process_age_s()}
@@ -104,7 +104,7 @@ def _report_error(terminal: Terminal, exc: ServegateError, json_output: bool) ->
 
 def _report_cancelled(terminal: Terminal, name: str, exc: BaseException, json_output: bool) -> int:
     """A signal that stopped the command outside the flow's steps: nothing of this attempt is left changed."""
-    from servegate.attempt.verdict import Verdict
+    from servegate.deploy.verdict import Verdict
 
     outcome = {"model_name": name, "verdict": Verdict.CANCELLED.value, "signal": exc.signal, "version": None,
                "reasons": [str(exc)]}
@@ -164,7 +164,7 @@ def deploy(
     except ServegateError as exc:
         _finish(Terminal(sys.stdout, sys.stderr), _report_error(Terminal(sys.stdout, sys.stderr), exc, json_output))
     terminal = open_terminal("deploy", name, verbose, deploy_run.is_servegate_process())
-    from servegate.attempt import DeployRequest, cancel
+    from servegate.deploy import DeployRequest, cancel
 
     request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store_root, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,

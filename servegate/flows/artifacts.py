@@ -61,7 +61,7 @@ def publish_deploy_artifacts(record, outcome) -> list[str]:
     key = artifact_key(name, "validation-report")
     create_markdown_artifact("\n".join(summary) + "\n\n" + body, key=key, description=f"deploy of {name}: {outcome.verdict}")
     keys.append(key)
-    from servegate.attempt import resources
+    from servegate.deploy import resources
 
     key = artifact_key(name, "versions")
     store = resources.store(record)

@@ -1,4 +1,4 @@
-"""``deploy_model``: the deploy as a Prefect flow, one task per step of :data:`servegate.attempt.steps.STEPS`.
+"""``deploy_model``: the deploy as a Prefect flow, one task per step of :data:`servegate.deploy.steps.STEPS`.
 
 The steps from "stage version" on run inside one Prefect ``transaction``:
 when a step fails or judges against the model, Prefect rolls the transaction
@@ -7,7 +7,7 @@ back and the steps' ``on_rollback`` hooks undo them in reverse order
 outcome" runs on every path, then the run's artifacts are published.
 
 A promoted run ends Completed and returns the outcome
-(:class:`servegate.attempt.DeployOutcome`) as a dict. A rejected or
+(:class:`servegate.deploy.DeployOutcome`) as a dict. A rejected or
 rolled-back run ends Failed with the reasons as its message (see
 :func:`servegate.flows.final_state.final_state`); an error is raised.
 """
@@ -22,12 +22,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
-from servegate.attempt import cancel, recording
-from servegate.attempt.plain import cleanup, new_record
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
-from servegate.attempt import steps
-from servegate.attempt.verdict import judged_record
+from servegate.deploy import cancel, recording
+from servegate.deploy.plain import cleanup, new_record
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.deploy import steps
+from servegate.deploy.verdict import judged_record
 from servegate.errors import OrchestrationError
 from servegate.flows.artifacts import publish_deploy_artifacts
 from servegate.flows.events import emit_deploy_outcome
@@ -61,8 +61,8 @@ def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
 
 
 def run_steps(record: AttemptRecord) -> tuple[AttemptRecord, BaseException | None]:
-    """:data:`~servegate.attempt.steps.STEPS` as tasks in one transaction; the flow's twin of
-    :func:`servegate.attempt.plain.run_steps` (same return values)."""
+    """:data:`~servegate.deploy.steps.STEPS` as tasks in one transaction; the flow's twin of
+    :func:`servegate.deploy.plain.run_steps` (same return values)."""
     try:
         with transaction():
             for step in steps.STEPS:

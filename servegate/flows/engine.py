@@ -9,7 +9,7 @@ alarms. This entrypoint runs the flow the same way (Prefect's own
 ``load_flow_run``/``load_flow``/``run_flow`` and signal handling) but asks
 for the final *state*, and exits 0 when the run ended in a verdict (Failed, its
 message starting with the verdict: :func:`servegate.flows.final_state.is_verdict`) or Cancelled (a
-signal the deploy undid and recorded: :mod:`servegate.attempt.cancel`), 1 otherwise.
+signal the deploy undid and recorded: :mod:`servegate.deploy.cancel`), 1 otherwise.
 prefect.yaml sets it as the deployments' ``command`` job variable.
 """
 

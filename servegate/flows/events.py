@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from servegate.attempt.progress import in_prefect_run
-from servegate.attempt.verdict import Verdict
+from servegate.deploy.progress import in_prefect_run
+from servegate.deploy.verdict import Verdict
 
 PROMOTED = Verdict.PROMOTED.event
 REJECTED = Verdict.REJECTED.event
 ROLLED_BACK = Verdict.ROLLED_BACK.event
 
-#: Payload keys copied from a deploy outcome (servegate.attempt.record.DeployOutcome).
+#: Payload keys copied from a deploy outcome (servegate.deploy.record.DeployOutcome).
 _OUTCOME_KEYS = ("version", "production_version", "previous_production_version", "reasons", "figures",
                  "mlflow_run_id", "mlflow_tracking_uri", "registry_version", "prefect_flow_run_id", "report_uri",
                  "bake")

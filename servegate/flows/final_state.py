@@ -20,8 +20,8 @@ from typing import Any
 
 from prefect.states import Cancelled, Failed
 
-from servegate.attempt.record import DeployOutcome
-from servegate.attempt.verdict import Verdict
+from servegate.deploy.record import DeployOutcome
+from servegate.deploy.verdict import Verdict
 
 #: The first words of a verdict's Failed message, per verdict (from :attr:`Verdict.final_state`).
 VERDICT_LABELS = {v.value: v.final_state[1] for v in Verdict if v.final_state[1] is not None}

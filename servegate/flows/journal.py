@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from servegate.attempt import cancel
-from servegate.attempt.record import AttemptRecord
-from servegate.attempt.verdict import VERDICTS, failure_reason, from_payload
+from servegate.deploy import cancel
+from servegate.deploy.record import AttemptRecord
+from servegate.deploy.verdict import VERDICTS, failure_reason, from_payload
 
 JOURNAL_FILE = "journal.json"
 

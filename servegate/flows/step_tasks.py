@@ -1,4 +1,4 @@
-"""Prefect tasks: one per step of :data:`servegate.attempt.steps.STEPS`, made from the step itself.
+"""Prefect tasks: one per step of :data:`servegate.deploy.steps.STEPS`, made from the step itself.
 
 A task takes the attempt record as a plain dict and returns the next one, so
 the Prefect UI shows real inputs and a task runner could run a step in
@@ -31,10 +31,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from prefect.transactions import Transaction, get_transaction
 
-from servegate.attempt import cancel
-from servegate.attempt.verdict import VERDICTS, failure_reason
-from servegate.attempt.record import AttemptRecord
-from servegate.attempt.steps import Step, call_step
+from servegate.deploy import cancel
+from servegate.deploy.verdict import VERDICTS, failure_reason
+from servegate.deploy.record import AttemptRecord
+from servegate.deploy.steps import Step, call_step
 from servegate.flows import journal
 
 

@@ -80,7 +80,7 @@ def deploy_newest_export(
     production_url: str | None = None,
     tracking_uri: str | None = None,
 ):
-    from servegate.attempt.record import DeployRequest
+    from servegate.deploy.record import DeployRequest
     from servegate.flows.deploy import deploy_model
     from servegate.model_store import ModelStore
     from servegate.settings import resolve_store_root

@@ -13,7 +13,7 @@ Modules: ``settings`` (the config's ``bake:`` section), ``metrics`` (TF
 Serving's Prometheus page -> snapshots -> windows), ``probe`` (reference rows
 at a steady pace where there are no metrics), ``alarms``, ``baking`` (the
 loop), ``plots`` (``bake.png``). The deploy's steps are in
-:mod:`servegate.attempt.bake`.
+:mod:`servegate.deploy.bake`.
 """
 
 from importlib import import_module

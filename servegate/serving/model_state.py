@@ -4,7 +4,7 @@ The runners only start and stop servers; waiting for a version is the
 client's side, as in TFX. Every poller reads the ``model_version_status``
 entries through these functions: the runner's wait for its canary
 (:mod:`servegate.serving.runners.base`), the deploy's wait for production
-(:mod:`servegate.attempt.serving_poll`) and the demo's production server.
+(:mod:`servegate.deploy.serving_poll`) and the demo's production server.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ log = logging.getLogger("servegate.tracking")
 OWNER_TAG = "mlflow.servegate.owner"
 ENDED_BY_TAG = "servegate.ended_by"
 LEGACY_OWNER_PREFIX = "servegate.owner_"  # servegate.owner_pid / _ticks / _host (visible; before OWNER_TAG)
-# The bake's state (servegate.attempt.bake): on the run, and on the registry version it baked.
+# The bake's state (servegate.deploy.bake): on the run, and on the registry version it baked.
 BAKE_RUN_TAG, BAKE_VERSION_TAG = "servegate.bake", "bake"
 IN_PROGRESS, INTERRUPTED = "in_progress", "interrupted"
 

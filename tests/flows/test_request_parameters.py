@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from servegate.attempt.record import DeployRequest
+from servegate.deploy.record import DeployRequest
 from servegate.flows.deploy import deploy_model
 
 
@@ -22,8 +22,8 @@ def test_a_request_survives_the_trip_through_the_flows_parameters():
 
 
 def test_a_work_dir_where_the_preflight_passed_has_its_inputs_checked(tmp_path):
-    from servegate.attempt import recording
-    from servegate.attempt.plain import new_record
+    from servegate.deploy import recording
+    from servegate.deploy.plain import new_record
 
     request = DeployRequest(model_path="m.keras", name="m", reference="r.csv", store_root=str(tmp_path / "s"),
                             work_dir=str(tmp_path))

@@ -93,7 +93,7 @@ def _after_step(step_name: str, point: str) -> None:
     """Kill after a declared step returned (the plain runner and the flow both read ``steps.STEPS``)."""
     import dataclasses
 
-    from servegate.attempt import steps
+    from servegate.deploy import steps
 
     def wrap(step):
         if step.name != step_name:
@@ -124,7 +124,7 @@ class _Trace:
         """Note each declared step as it starts (both runners read ``steps.STEPS``)."""
         import dataclasses
 
-        from servegate.attempt import steps
+        from servegate.deploy import steps
 
         def wrap(step):
             def run(record):
@@ -174,7 +174,7 @@ def _hang_canaries() -> None:
 def install() -> None:
     point = os.environ.get("SERVEGATE_TEST_KILL_AT")
     delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
-    from servegate.attempt import canary, production
+    from servegate.deploy import canary, production
     from servegate.model_store import fsutil
 
     trace = _Trace()

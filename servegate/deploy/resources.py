@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.deploy.record import AttemptRecord, DeployRequest
 
 
 def store(of: AttemptRecord | DeployRequest):

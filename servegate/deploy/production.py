@@ -3,7 +3,7 @@
 Promotion and its undo go through the one release path
 (:mod:`servegate.release`), which keeps MLflow's ``champion`` in step with
 the store. Verification waits for the production server to serve the new
-version (:mod:`servegate.attempt.serving_poll`) and then compares its answer
+version (:mod:`servegate.deploy.serving_poll`) and then compares its answer
 to one smoke row with the golden prediction (:func:`check_smoke_answer`).
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from servegate.attempt import resources
-from servegate.attempt.verdict import ProductionVerificationError
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import resources
+from servegate.deploy.verdict import ProductionVerificationError
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord
 
 
 def promote_version(record: AttemptRecord) -> AttemptRecord:
@@ -66,7 +66,7 @@ def verify_served_version(url: str, name: str, version: int, inputs: dict[str, n
     and what was seen last when ``deadline_s`` passes, or when the smoke answer
     is not finite or not ``expected`` (for ``output``) within ``atol``/``rtol``.
     """
-    from servegate.attempt.serving_poll import wait_until_serving
+    from servegate.deploy.serving_poll import wait_until_serving
 
     outputs = wait_until_serving(url, name, version, inputs, deadline_s, poll_s)
     if outputs is None:

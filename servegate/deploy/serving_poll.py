@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from servegate.attempt.verdict import ProductionVerificationError
+from servegate.deploy.verdict import ProductionVerificationError
 from servegate.errors import ServegateError
 
 

@@ -1,4 +1,4 @@
-"""The deploy as plain Python: :data:`~servegate.attempt.steps.STEPS` in order, no Prefect.
+"""The deploy as plain Python: :data:`~servegate.deploy.steps.STEPS` in order, no Prefect.
 
 :func:`run_deploy` is what tests, benchmarks and the reliability harness call;
 the Prefect flow (:mod:`servegate.flows.deploy`) runs the same list with the
@@ -15,11 +15,11 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from servegate.attempt import canary, recording, startup
-from servegate.attempt.verdict import Verdict, failure_reason, judged_record
-from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
-from servegate.attempt import steps as declared
-from servegate.attempt.steps import Step, call_step, undo_steps
+from servegate.deploy import canary, recording, startup
+from servegate.deploy.verdict import Verdict, failure_reason, judged_record
+from servegate.deploy.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.deploy import steps as declared
+from servegate.deploy.steps import Step, call_step, undo_steps
 
 
 def new_record(request: DeployRequest, flow_run_id: str | None = None, inputs_checked: bool = False) -> AttemptRecord:
@@ -49,7 +49,7 @@ def run_steps(record: AttemptRecord, steps: Iterable[Step] | None = None) -> tup
 
 def preflight(request: DeployRequest, inputs_checked: bool = False) -> AttemptRecord:
     """The steps that change nothing outside the work dir; raises the first bad input's error.
-    ``inputs_checked``: the caller ran :func:`~servegate.attempt.inputs.check_request` on ``request``."""
+    ``inputs_checked``: the caller ran :func:`~servegate.deploy.inputs.check_request` on ``request``."""
     steps = [s for s in declared.STEPS if s.preflight]
     record, error = run_steps(new_record(request, inputs_checked=inputs_checked), steps)
     if error is not None:

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from servegate.attempt import resources
-from servegate.attempt.verdict import BakeAlarm
-from servegate.attempt.progress import in_prefect_run, say
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import resources
+from servegate.deploy.verdict import BakeAlarm
+from servegate.deploy.progress import in_prefect_run, say
+from servegate.deploy.record import AttemptRecord
 from servegate.errors import ConfigError
 from servegate.tracking.owner import BAKE_RUN_TAG, BAKE_VERSION_TAG, IN_PROGRESS
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from servegate.attempt.record import DeployOutcome, DeployRequest
-from servegate.attempt.verdict import Verdict
+from servegate.deploy.record import DeployOutcome, DeployRequest
+from servegate.deploy.verdict import Verdict
 
 #: the stage history line's detail field holding the source's digest
 MODEL_DIGEST = "model_digest"
@@ -50,7 +50,7 @@ def serving_model_digest(store, name: str) -> tuple[int | None, str | None]:
 
 def already_serving(request: DeployRequest) -> int | None:
     """The version production serves when it was staged from this very model (same digest), else None."""
-    from servegate.attempt import resources
+    from servegate.deploy import resources
 
     store = resources.store(request)
     if not store.exists(request.name):

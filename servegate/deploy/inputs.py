@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servegate.attempt import resources
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.deploy import resources
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord, DeployRequest
 from servegate.serving import RUNNER_KINDS
 from servegate.errors import ConfigError
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from servegate.attempt import resources
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import resources
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord
 from servegate.errors import ServegateError
 
 log = logging.getLogger("servegate.deploy")
@@ -78,7 +78,7 @@ def stage_version(record: AttemptRecord) -> AttemptRecord:
     write_warmup(record)
     reject_abandoned(record)
     store = resources.store(record)
-    from servegate.attempt.unchanged import MODEL_DIGEST
+    from servegate.deploy.unchanged import MODEL_DIGEST
 
     detail = {MODEL_DIGEST: record.model_digest} if record.model_digest else None
     version = store.stage(record.name, record.savedmodel_dir, run_id=record.run_id, detail=detail)

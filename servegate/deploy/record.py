@@ -85,7 +85,7 @@ class AttemptRecord:
     previous_production: int | None = None  # check inputs
     savedmodel_dir: str | None = None  # export model
     signature: dict[str, Any] | None = None  # export model
-    model_digest: str | None = None  # export model: the source's digest (attempt/unchanged.py), kept at stage
+    model_digest: str | None = None  # export model: the source's digest (deploy/unchanged.py), kept at stage
     reference_rows: int | None = None  # check reference data
     golden_path: str | None = None  # compute golden predictions (.npz in the work dir)
     run_id: str | None = None  # open MLflow run
@@ -104,7 +104,7 @@ class AttemptRecord:
     bake_before: dict[str, Any] | None = None  # snapshot production: mode, source, the window before promotion
     bake: dict[str, Any] | None = None  # bake production: servegate.guardrails.baking.BakeResult as a dict
     timings: dict[str, float] = field(default_factory=dict)  # every step, by the step runner
-    started_s: float | None = None  # the process's age when the first step began (attempt/clock.py)
+    started_s: float | None = None  # the process's age when the first step began (deploy/clock.py)
     inputs_checked: bool = False  # the CLI checked the request (check_request) before the preflight
 
     @property
@@ -136,7 +136,7 @@ class AttemptRecord:
 class DeployOutcome:
     """The result of one attempt, as the CLI prints it with ``--json``.
 
-    ``verdict``: a :class:`servegate.attempt.verdict.Verdict` value (its exit code, final state, event).
+    ``verdict``: a :class:`servegate.deploy.verdict.Verdict` value (its exit code, final state, event).
     """
 
     model_name: str
@@ -167,7 +167,7 @@ class DeployOutcome:
 
     @property
     def exit_code(self) -> int:
-        from servegate.attempt.verdict import exit_code_for
+        from servegate.deploy.verdict import exit_code_for
 
         return exit_code_for(self.verdict)
 

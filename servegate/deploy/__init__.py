@@ -1,8 +1,8 @@
-"""One deploy attempt, declared once as a list of steps (:mod:`servegate.attempt.steps`).
+"""One deploy attempt, declared once as a list of steps (:mod:`servegate.deploy.steps`).
 
 ::
 
-    from servegate.attempt import DeployRequest, run_deploy
+    from servegate.deploy import DeployRequest, run_deploy
     outcome = run_deploy(DeployRequest(model_path, name, reference, store_root=...))   # no Prefect
 
 The Prefect flow ``deploy-model`` (:mod:`servegate.flows.deploy`) runs the
@@ -12,12 +12,12 @@ without Prefect), one module per domain (``inputs``, ``exporting``,
 ``staging``, ``canary``, ``production``, ``recording``).
 """
 
-from servegate.attempt.verdict import ModelRejected, ProductionVerificationError
-from servegate.attempt.inputs import check_request
-from servegate.attempt.plain import preflight, run_deploy
-from servegate.attempt.production import verify_served_version
-from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
-from servegate.attempt.verdict import Verdict, exit_code_for
+from servegate.deploy.verdict import ModelRejected, ProductionVerificationError
+from servegate.deploy.inputs import check_request
+from servegate.deploy.plain import preflight, run_deploy
+from servegate.deploy.production import verify_served_version
+from servegate.deploy.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.deploy.verdict import Verdict, exit_code_for
 
 __all__ = [
     "AttemptRecord", "DeployOutcome", "DeployRequest", "ModelRejected", "ProductionVerificationError", "Verdict",

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from servegate.attempt import resources
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import resources
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord
 
 EXPORT_STAMP = "export.json"
 GOLDEN_STAMP = "golden.json"
@@ -53,7 +53,7 @@ def export_model(record: AttemptRecord) -> AttemptRecord:
             options["unsafe_deserialization"] = True
         say(f"export: {source}")
         result = export.export_model(source, work / "savedmodel", **options)
-        from servegate.attempt.unchanged import model_digest
+        from servegate.deploy.unchanged import model_digest
 
         stamp = {"fingerprint": _fingerprint(source), "signature": result.signature.to_dict(),
                  "model_digest": model_digest(source)}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from servegate.errors import ServegateError, ServingError
 
 if TYPE_CHECKING:
-    from servegate.attempt.record import AttemptRecord
+    from servegate.deploy.record import AttemptRecord
 
 
 class Verdict(str, Enum):
@@ -37,7 +37,7 @@ class Verdict(str, Enum):
     def exit_code(self) -> int:
         """The command's exit code; ``cancelled``: 128 + the signal's number (130 before any signal)."""
         if self is Verdict.CANCELLED:
-            from servegate.attempt import cancel
+            from servegate.deploy import cancel
 
             return cancel.exit_code() or 130
         return _EXIT_CODES[self]
@@ -55,7 +55,7 @@ class Verdict(str, Enum):
     @classmethod
     def of(cls, error: BaseException | None, rolled_back: bool) -> "Verdict":
         """The verdict of an attempt stopped by ``error`` (None: every step passed)."""
-        from servegate.attempt import cancel
+        from servegate.deploy import cancel
 
         if error is None:
             return cls.PROMOTED
@@ -161,7 +161,7 @@ def from_payload(payload: dict[str, Any], record: "AttemptRecord") -> _Judged:
 def failure_reason(exc: BaseException) -> str:
     """The first line a person reads about ``exc``; once a SIGTERM or SIGINT arrived, "cancelled by ..."
     whatever ``exc`` is (the interrupted code may have wrapped the signal into an error of its own)."""
-    from servegate.attempt import cancel
+    from servegate.deploy import cancel
 
     cancelled = cancel.reason()
     if cancelled is not None:

@@ -5,7 +5,7 @@ carry): it serves the staged candidate under the label ``canary`` and, when
 production serves a version, that version under ``stable`` — the baseline the
 checks compare against, on the same rows in the same server. A failed
 verdict is recorded in the returned record; :func:`judge_validation` (the
-step's judge) raises it as :class:`~servegate.attempt.verdict.ModelRejected`.
+step's judge) raises it as :class:`~servegate.deploy.verdict.ModelRejected`.
 
 The canary's graceful shutdown (about a second) overlaps the next steps;
 :func:`wait_for_stopped` (called when the attempt ends) waits for it.
@@ -18,9 +18,9 @@ import threading
 import time
 from typing import Any
 
-from servegate.attempt import resources
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import resources
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord
 
 log = logging.getLogger("servegate.deploy")
 
@@ -168,7 +168,7 @@ def wait_for_stopped() -> None:
 
 def judge_validation(record: AttemptRecord) -> None:
     """Raise :class:`ModelRejected` carrying ``record`` when validation failed the candidate."""
-    from servegate.attempt.verdict import ModelRejected
+    from servegate.deploy.verdict import ModelRejected
 
     if record.validation_verdict != "passed":
         message = f"model {record.name!r} version {record.version} rejected: " + "; ".join(record.reasons)

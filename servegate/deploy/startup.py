@@ -10,13 +10,13 @@
 - when the attempt ends (:func:`after_attempt`): the imports are joined and an
   unused spare is ended.
 
-The step runner (:func:`servegate.attempt.steps.call_step`) calls
+The step runner (:func:`servegate.deploy.steps.call_step`) calls
 :func:`before_step`; the steps themselves know nothing of this.
 """
 
 from __future__ import annotations
 
-from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.deploy.record import AttemptRecord, DeployRequest
 
 
 def prewarm_spare(request: DeployRequest) -> None:

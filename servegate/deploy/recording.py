@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 
-from servegate.attempt import cancel, resources
-from servegate.attempt.clock import process_age_s
-from servegate.attempt.verdict import ModelRejected, Verdict, failure_reason
-from servegate.attempt.record import AttemptRecord, DeployOutcome
+from servegate.deploy import cancel, resources
+from servegate.deploy.clock import process_age_s
+from servegate.deploy.verdict import ModelRejected, Verdict, failure_reason
+from servegate.deploy.record import AttemptRecord, DeployOutcome
 from servegate.errors import ServegateError
 
 log = logging.getLogger("servegate.deploy")

@@ -12,7 +12,7 @@
 Every step is a function ``AttemptRecord -> AttemptRecord``. When one raises,
 the steps already done are undone in reverse order (each undo takes the
 record and the reason); "record outcome" then runs on every path. Both the
-plain runner (:mod:`servegate.attempt.plain`) and the Prefect flow
+plain runner (:mod:`servegate.deploy.plain`) and the Prefect flow
 (:mod:`servegate.flows.deploy`) run this list through :func:`call_step` and
 :func:`undo_steps`, so their order, retries, judging and undo cannot drift
 apart. One difference is deliberate: ``timeout_s`` is enforced by Prefect in
@@ -34,10 +34,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from servegate.attempt import bake, canary, cancel, exporting, inputs, production, recording, staging, startup
-from servegate.attempt.clock import process_age_s
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import bake, canary, cancel, exporting, inputs, production, recording, staging, startup
+from servegate.deploy.clock import process_age_s
+from servegate.deploy.progress import say
+from servegate.deploy.record import AttemptRecord
 
 StepFn = Callable[[AttemptRecord], AttemptRecord]
 UndoFn = Callable[[AttemptRecord, str], AttemptRecord]
