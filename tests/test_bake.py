@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from servegate.guardrails.alarms import evaluate
-from servegate.guardrails.baking import BakeResult, measure_before, run_bake
-from servegate.guardrails.metrics import MetricsUnavailable, Snapshot, parse, window
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.alarms import evaluate
+from servegate.bake.baking import BakeResult, measure_before, run_bake
+from servegate.bake.metrics import MetricsUnavailable, Snapshot, parse, window
+from servegate.bake.settings import BakeSettings
 
 
 def page(ok: int, bad: int, latencies_s: list[float], model: str = "m") -> str:
@@ -51,7 +51,7 @@ def test_window_is_the_difference_and_a_counter_reset_starts_over():
 
 
 def stats(requests: int, errors: int, p95_ms: float | None, seconds: float = 5.0):
-    from servegate.guardrails.metrics import WindowStats
+    from servegate.bake.metrics import WindowStats
 
     return WindowStats(seconds, requests, errors, {"INVALID_ARGUMENT": errors} if errors else {},
                        requests - errors, p95_ms)
@@ -158,7 +158,7 @@ def test_too_few_requests_are_inconclusive_never_passed():
 
 
 def test_the_window_before_is_the_window_however_quiet_and_says_it_cannot_judge():
-    from servegate.guardrails.baking import before_not_judged
+    from servegate.bake.baking import before_not_judged
 
     quiet = Scripted([snap(100, 2, 0), snap(101, 2, 5)])
     before = measure_before(quiet, 5.0, sleep=lambda s: None)
@@ -203,7 +203,7 @@ def test_the_terminal_says_an_inconclusive_bake_was_not_judged():
 
 
 def test_bake_plot_is_written(tmp_path):
-    from servegate.guardrails.plots import bake_plot
+    from servegate.bake.plots import bake_plot
 
     result, _ = _bake(Scripted([snap(0, 0, 0), snap(40, 20, 5)]), before=stats(100, 0, 2.0))
     path = bake_plot(result.to_dict(), {"max_error_rate": 0.05, "max_p95_ms": None}, tmp_path)

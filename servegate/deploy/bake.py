@@ -1,4 +1,4 @@
-"""Steps "check bake settings", "snapshot production" and "bake production" (see servegate.guardrails).
+"""Steps "check bake settings", "snapshot production" and "bake production" (see servegate.bake).
 
 - "check bake settings" (preflight): a bake needs ``--production-url``;
 - "snapshot production", right before "promote version": the window before
@@ -60,7 +60,7 @@ def _probe_rows(record: AttemptRecord) -> list[dict[str, Any]]:
 
 
 def _probe(record: AttemptRecord, settings):
-    from servegate.guardrails.probe import Probe
+    from servegate.bake.probe import Probe
 
     return Probe(record.request.production_url, record.name, _probe_rows(record), settings.probe_rate,
                  settings.request_timeout_s)
@@ -68,8 +68,8 @@ def _probe(record: AttemptRecord, settings):
 
 def snapshot_production(record: AttemptRecord) -> AttemptRecord:
     """The window before promotion (metrics, else the probe); nothing when the bake is off."""
-    from servegate.guardrails.baking import MetricsSource, measure_before
-    from servegate.guardrails.metrics import MetricsUnavailable
+    from servegate.bake.baking import MetricsSource, measure_before
+    from servegate.bake.metrics import MetricsUnavailable
 
     settings, duration = settings_of(record)
     if duration == 0:
@@ -94,8 +94,8 @@ def snapshot_production(record: AttemptRecord) -> AttemptRecord:
 
 def bake_production(record: AttemptRecord) -> AttemptRecord:
     """Watch production for the bake's duration; the record gets the result, the report its plot."""
-    from servegate.guardrails.baking import BakeResult, MetricsSource, before_not_judged, run_bake
-    from servegate.guardrails.metrics import WindowStats
+    from servegate.bake.baking import BakeResult, MetricsSource, before_not_judged, run_bake
+    from servegate.bake.metrics import WindowStats
 
     settings, duration = settings_of(record)
     if duration == 0 or not record.bake_before:
@@ -170,7 +170,7 @@ def judge_bake(record: AttemptRecord) -> None:
 
 def _write_report(record: AttemptRecord, data: dict[str, Any], settings) -> None:
     """``bake/bake.json`` and ``bake/bake.png`` in the report dir (the flow publishes every PNG there)."""
-    from servegate.guardrails.plots import bake_plot
+    from servegate.bake.plots import bake_plot
 
     out = Path(record.report_dir or record.work_dir) / "bake"
     out.mkdir(parents=True, exist_ok=True)

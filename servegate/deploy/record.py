@@ -102,7 +102,7 @@ class AttemptRecord:
     production_verified: bool | None = None  # verify production (None: no production server named)
     rolled_back: bool = False  # the undo of promote version
     bake_before: dict[str, Any] | None = None  # snapshot production: mode, source, the window before promotion
-    bake: dict[str, Any] | None = None  # bake production: servegate.guardrails.baking.BakeResult as a dict
+    bake: dict[str, Any] | None = None  # bake production: servegate.bake.baking.BakeResult as a dict
     timings: dict[str, float] = field(default_factory=dict)  # every step, by the step runner
     started_s: float | None = None  # the process's age when the first step began (deploy/clock.py)
     inputs_checked: bool = False  # the CLI checked the request (check_request) before the preflight

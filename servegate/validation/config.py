@@ -25,7 +25,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from servegate.errors import ConfigError, naming
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.settings import BakeSettings
 from servegate.validation.config_sections import (DistributionCheck, LoadCheck, ContractCheck, OutputSettings,  # noqa: F401
                                                   ParityCheck, QualityCheck, ReferenceColumns, RegressionCheck,
                                                   SanityCheck, Section, ServiceLevelCheck, Task, Warmup)
@@ -63,7 +63,7 @@ class ValidationConfig(Section):
     distribution: DistributionCheck = Field(default_factory=DistributionCheck)
     service_level: ServiceLevelCheck = Field(default_factory=ServiceLevelCheck)
     warmup: Warmup = Field(default_factory=Warmup)
-    bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.guardrails: watch production after promotion
+    bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.bake: watch production after promotion
 
     _source: str = PrivateAttr("(defaults: no config file given)")
 

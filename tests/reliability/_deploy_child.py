@@ -15,7 +15,7 @@ timer. Nothing is faked: the step runs for real up to the kill.
 - ``during_verify`` — the same delay after ``attempt.production.verify_served_version`` began
   (the new version is in production; the production server may not serve it yet);
 - ``during_bake`` — the same delay after the bake began watching production
-  (``guardrails.baking.run_bake``: the new version is in production and the
+  (``bake.baking.run_bake``: the new version is in production and the
   bake is marked ``in_progress`` in MLflow);
 - ``store:<checkpoint>`` — the store's own step names (``fsutil.checkpoint``), e.g.
   ``store:stage:copied`` (the copy is complete in a temp dir, not yet renamed
@@ -202,7 +202,7 @@ def install() -> None:
     elif point == "during_verify":
         _during(production, "verify_served_version", point, delay)
     elif point == "during_bake":
-        from servegate.guardrails import baking
+        from servegate.bake import baking
 
         _during(baking, "run_bake", point, delay)
     elif wanted is None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from servegate.guardrails.metrics import WindowStats
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.metrics import WindowStats
+from servegate.bake.settings import BakeSettings
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from servegate.guardrails.metrics import Snapshot
+from servegate.bake.metrics import Snapshot
 
 _HTTP = re.compile(r"HTTP (\d{3})")
 

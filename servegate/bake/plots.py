@@ -49,7 +49,7 @@ def _panel(ax, xs: list[float], ys: list[float | None], before: float | None, be
 
 
 def bake_plot(result: dict[str, Any], limits: dict[str, float | None], out_dir: Path) -> Path:
-    """Draw ``bake.png`` in ``out_dir`` from a :class:`~servegate.guardrails.baking.BakeResult` dict."""
+    """Draw ``bake.png`` in ``out_dir`` from a :class:`~servegate.bake.baking.BakeResult` dict."""
     plt = _pyplot()
     ticks = result.get("ticks") or []
     xs = [t["elapsed_s"] for t in ticks]

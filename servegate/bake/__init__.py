@@ -2,7 +2,7 @@
 
 ::
 
-    from servegate.guardrails import BakeSettings, MetricsSource, Probe, measure_before, run_bake
+    from servegate.bake import BakeSettings, MetricsSource, Probe, measure_before, run_bake
     before = measure_before(MetricsSource(metrics_url, name), seconds=5)
     result = run_bake(MetricsSource(metrics_url, name), BakeResult("metrics", metrics_url, 60, 5, time.time()),
                       before, BakeSettings(duration_s=60))

@@ -2,7 +2,7 @@
 
 A *source* is anything with ``snapshot() -> Snapshot``: production's metrics
 page (:class:`MetricsSource`) or the steady probe
-(:class:`servegate.guardrails.probe.Probe`). :func:`measure_before` reads the
+(:class:`servegate.bake.probe.Probe`). :func:`measure_before` reads the
 window before promotion; :func:`run_bake` reads one snapshot at its start and
 one every ``interval_s``, and judges the whole bake window so far and, for
 errors, also the last interval (a failure that starts late is not diluted by
@@ -19,9 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
-from servegate.guardrails.alarms import Alarm, evaluate
-from servegate.guardrails.metrics import MetricsUnavailable, Snapshot, WindowStats, scrape, window
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.alarms import Alarm, evaluate
+from servegate.bake.metrics import MetricsUnavailable, Snapshot, WindowStats, scrape, window
+from servegate.bake.settings import BakeSettings
 
 
 class Source(Protocol):
