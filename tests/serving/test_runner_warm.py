@@ -1,4 +1,4 @@
-"""The prewarmed bundled server (runtime/warm.py + serving/server/warm.py): the runner's first launch uses it,
+"""The prewarmed bundled server (runtime/spare.py + serving/server/spare.py): the runner's first launch uses it,
 and an unused one never outlives its owner."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from servegate.runtime.identity import start_ticks
-from servegate.runtime import warm
+from servegate.runtime import spare
 from servegate.serving.runners import CanarySpec, ProcessRunner
 from servegate.serving.runners.state import process_state_dir
 from tests.conftest import REPO_ROOT
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def spare_cleanup():
     yield
-    warm.discard()
+    spare.discard()
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
@@ -41,7 +41,7 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 
 def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spare_cleanup):
-    assert warm.prewarm("hp2w")
+    assert spare.prewarm("hp2w")
     spare_pid = warm._spare.process.pid
     spare_dir = warm._spare.workdir
     assert str(spare_dir) in " ".join(warm._spare.process.args)  # recognisable by its work dir from the start
@@ -65,7 +65,7 @@ def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spar
 
 
 def test_spare_of_another_model_is_not_used(isolated_home, half_plus_two_versions, spare_cleanup):
-    assert warm.prewarm("other-model")
+    assert spare.prewarm("other-model")
     spare_pid = warm._spare.process.pid
     runner = ProcessRunner(CanarySpec("hp2x", {123: half_plus_two_versions[123]}))
     try:
@@ -78,18 +78,18 @@ def test_spare_of_another_model_is_not_used(isolated_home, half_plus_two_version
 
 
 def test_discard_ends_an_unused_spare_and_its_dir(spare_cleanup):
-    assert warm.prewarm("unused")
-    assert warm.prewarm("unused")  # one spare per process
+    assert spare.prewarm("unused")
+    assert spare.prewarm("unused")  # one spare per process
     spare = warm._spare
-    warm.discard()
+    spare.discard()
     assert spare.process.poll() is not None and not spare.workdir.exists()
-    warm.discard()  # twice is fine
+    spare.discard()  # twice is fine
 
 
 _OWNER = textwrap.dedent("""
     import json, sys, time
-    from servegate.runtime import warm
-    warm.prewarm("orphan")
+    from servegate.runtime import spare
+    spare.prewarm("orphan")
     print(json.dumps({"pid": warm._spare.process.pid, "workdir": str(warm._spare.workdir)}), flush=True)
     time.sleep(600)
 """)

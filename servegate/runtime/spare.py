@@ -2,7 +2,7 @@
 
 A deploy knows at its start that it will boot a process canary, seconds
 before the candidate is staged. :func:`prewarm` starts
-``python -m servegate.serving.server.warm`` (see that module for the
+``python -m servegate.serving.server.spare`` (see that module for the
 protocol) as this process's one *spare*; the :class:`ProcessRunner`'s first
 launch :func:`take`\\ s it, when it would start the bundled server with this
 process's environment anyway, and hands it its flags on stdin. The server
@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-WARM_MODULE = "servegate.serving.server.warm"
+WARM_MODULE = "servegate.serving.server.spare"
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""``python -m servegate.serving.server.warm --workdir DIR``: a bundled server started before its flags are known.
+"""``python -m servegate.serving.server.spare --workdir DIR``: a bundled server started before its flags are known.
 
 The bundled server spends seconds importing TensorFlow before it can load a
 model. A deploy knows it will need a canary long before the candidate is
 staged and the canary's flags exist, so the process runner may start this
-process early (:mod:`servegate.runtime.warm`) and hand it the flags
+process early (:mod:`servegate.runtime.spare`) and hand it the flags
 once it launches the canary. Protocol and life cycle:
 
 1. started with stdin a pipe from its owner, stdout/stderr discarded, in its
@@ -34,7 +34,7 @@ import threading
 
 def _parse_workdir(argv: list[str]) -> str:
     if len(argv) != 2 or argv[0] != "--workdir":
-        print("usage: python -m servegate.serving.server.warm --workdir DIR", file=sys.stderr)
+        print("usage: python -m servegate.serving.server.spare --workdir DIR", file=sys.stderr)
         raise SystemExit(2)
     return argv[1]
 
