@@ -17,7 +17,7 @@ from servegate.validation import plots
 from servegate.validation.checks.base import OutputData
 from servegate.validation.config import ValidationConfig
 from servegate.validation.outputs import OutputPlan, check_threshold_fits, decide_task, known_task
-from servegate.validation.table import derive, rows_table
+from servegate.validation.rows import derive, rows_table
 
 
 def _no_table(plan: OutputPlan, name: str, why: str) -> OutputData:

@@ -25,7 +25,7 @@ from servegate.validation.gx_suite import Planned, SuiteOutcome
 from servegate.validation.outputs import OutputPlan
 from servegate.validation.report import CheckResult, Measurement
 from servegate.validation.signature import Signature
-from servegate.validation.table import Derived
+from servegate.validation.rows import Derived
 
 
 @dataclass
