@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from servegate.validation.config import ValidationConfig
+from servegate.validation.config import DeployConfig
 from servegate.validation.gx_suite import Planned, SuiteOutcome
 from servegate.validation.outputs import OutputPlan
 from servegate.validation.report import CheckResult, Measurement
@@ -54,7 +54,7 @@ class OutputData:
 class CheckContext:
     """Everything the checks may read. Built by ``validate`` after sending."""
 
-    config: ValidationConfig
+    config: DeployConfig
     served: Signature
     outputs: list[OutputData]
     production_signature: Any = None
