@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from pydantic import Field, StrictBool
 
-from servegate.validation.config_sections import Section
+from servegate.config_section import Section
 
 #: Where TF Serving (and the bundled server) serve the Prometheus page: PrometheusExporter::kPrometheusPath.
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"

@@ -24,7 +24,7 @@ from typing import Any
 
 from servegate.deploy import resources
 from servegate.deploy.verdict import BakeAlarm
-from servegate.deploy.progress import in_prefect_run, say
+from servegate.deploy.progress import report_progress, say
 from servegate.deploy.record import AttemptRecord
 from servegate.errors import ConfigError
 from servegate.tracking.owner import BAKE_RUN_TAG, BAKE_VERSION_TAG, IN_PROGRESS
@@ -108,14 +108,14 @@ def bake_production(record: AttemptRecord) -> AttemptRecord:
         say(f"bake production: {result.before_not_judged}")
     say(f"bake production: watching {source} ({mode}) for {duration:g} s, judged every {settings.interval_s:g} s")
     _mark_bake(record, IN_PROGRESS)  # left as it is if this process dies: the next deploy marks it interrupted
-    progress = _Progress(record.name, duration)
+    tick = _tick(record.name)
     if mode == "metrics":
         result = run_bake(MetricsSource(source, record.name, settings.request_timeout_s), result, before, settings,
-                          on_tick=progress.update)
+                          on_tick=tick)
     else:
         with _probe(record, settings) as probe:
-            result = run_bake(probe, result, before, settings, on_tick=progress.update)
-    progress.update(1.0, result)
+            result = run_bake(probe, result, before, settings, on_tick=tick)
+    tick(1.0, result)
     if result.verdict == "inconclusive" and settings.require_traffic:
         result.not_judged += "; bake.require_traffic is set: production is rolled back"
     said = result.alarm["message"] if result.alarm else (result.not_judged or "no alarm")
@@ -178,29 +178,15 @@ def _write_report(record: AttemptRecord, data: dict[str, Any], settings) -> None
     bake_plot(data, {"max_error_rate": settings.max_error_rate, "max_p95_ms": settings.max_p95_ms}, out)
 
 
-class _Progress:
-    """A Prefect progress artifact for the bake, inside a Prefect task run; nothing elsewhere. Made at
-    the first update, so that the bake's first snapshot is not kept waiting on the API."""
-
-    def __init__(self, name: str, duration: float) -> None:
-        self.name, self.duration, self.artifact_id = name, duration, None
-        self.enabled = in_prefect_run()
-
-    def update(self, fraction: float, result) -> None:
-        if not self.enabled:
-            return
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-        from servegate.flows.artifacts import artifact_key
-
+def _tick(name: str):
+    """The bake's ``on_tick``: its progress (fraction watched, the window so far) to the runner's sinks."""
+    def tick(fraction: float, result) -> None:
         bake = result.bake or {}
         said = (f"bake: {bake.get('requests', 0)} requests, error rate {_num(bake.get('error_rate'))}, "
                 f"p95 {_num(bake.get('p95_ms'))} ms" + (f"; alarm {result.alarm['name']}" if result.alarm else ""))
-        if self.artifact_id is None:
-            self.artifact_id = create_progress_artifact(
-                0.0, key=artifact_key(self.name, "bake"),
-                description=f"bake of {self.name}: {self.duration:g} s watching production")
-        update_progress_artifact(self.artifact_id, round(100.0 * fraction, 1), description=said)
+        report_progress(name, "bake", fraction, said)
+
+    return tick
 
 
 def _num(value: float | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger("servegate.deploy")
 
@@ -36,3 +37,19 @@ def say(message: str) -> None:
     run_logger = _run_logger()
     if run_logger is not None:
         run_logger.info(message)
+
+
+#: Where a long step's progress goes besides the log, as ``sink(model name, what, fraction 0..1, description)``:
+#: a runner adds its sinks (the Prefect flow: a progress artifact), so that a step needs no runner's API.
+_progress_sinks: list[Callable[[str, str, float, str], None]] = []
+
+
+def add_progress_sink(sink: Callable[[str, str, float, str], None]) -> None:
+    if sink not in _progress_sinks:
+        _progress_sinks.append(sink)
+
+
+def report_progress(name: str, what: str, fraction: float, description: str) -> None:
+    """A long step's progress (the bake's): to every sink a runner added; nothing when none was."""
+    for sink in _progress_sinks:
+        sink(name, what, fraction, description)

@@ -24,17 +24,19 @@ from prefect.transactions import transaction
 
 from servegate.deploy import cancel, recording
 from servegate.deploy.plain import cleanup, new_record
-from servegate.deploy.progress import say
+from servegate.deploy.progress import add_progress_sink, say
 from servegate.deploy.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.deploy import steps
 from servegate.deploy.verdict import judged_record
 from servegate.errors import OrchestrationError
-from servegate.flows.artifacts import publish_deploy_artifacts
+from servegate.flows.artifacts import ProgressArtifacts, publish_deploy_artifacts
 from servegate.flows.events import emit_deploy_outcome
 from servegate.flows.final_state import final_state
 from servegate.flows.prefect_internals import outside_transaction
 from servegate.flows import journal
 from servegate.flows.step_tasks import task_for
+
+add_progress_sink(ProgressArtifacts())  # the bake's progress as a Prefect progress artifact
 
 
 def _run_name() -> str:
