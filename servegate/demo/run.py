@@ -206,7 +206,7 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
 def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, started: float) -> DemoSummary:
     """Steps 1 to 5 and the summary, on the demo's own Prefect."""
     from servegate.cli.deploy_run import run_deploy_flow
-    from servegate.flows.train_demo import train_demo_model
+    from servegate.demo.train_demo import train_demo_model
     from servegate.model_store import ModelStore
 
     store_root = work_dir / "store"
