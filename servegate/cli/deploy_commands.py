@@ -66,7 +66,9 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
         prefect_ready()
         phases["imports_and_prefect_s"] = process_age_s()
         terminal.note("deploy-model flow run (Prefect)")
-        outcome = deploy_run.run_deploy_flow(replace(request, work_dir=record.work_dir))
+        from servegate.flows.deploy import run_deploy_flow  # imported above (import_deploy_modules)
+
+        outcome = run_deploy_flow(replace(request, work_dir=record.work_dir))
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
     window.raising = False  # the outcome is known: a signal from here on is noted, the verdict printed

@@ -205,8 +205,9 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
 
 def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, started: float) -> DemoSummary:
     """Steps 1 to 5 and the summary, on the demo's own Prefect."""
-    from servegate.cli.deploy_run import run_deploy_flow
     from servegate.demo.train_demo import train_demo_model
+    from servegate.deploy.record import DeployRequest
+    from servegate.flows.deploy import run_deploy_flow
     from servegate.model_store import ModelStore
 
     store_root = work_dir / "store"
@@ -219,8 +220,9 @@ def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, st
     outcomes: list[dict] = []
 
     def deploy(variant: str, **extra) -> dict:
-        outcome = run_deploy_flow(model_path=files[variant]["model_path"], reference=files[variant]["reference"],
-                                  name=MODEL_NAME, store=str(store_root), tracking_uri=tracking_uri, **extra)
+        request = DeployRequest(model_path=files[variant]["model_path"], reference=files[variant]["reference"],
+                                name=MODEL_NAME, store_root=str(store_root), tracking_uri=tracking_uri, **extra)
+        outcome = run_deploy_flow(request)
         outcomes.append({"variant": variant, **outcome})
         reasons = "".join(f"\n      - {r}" for r in outcome["reasons"])
         echo(f"    -> version {outcome['version']}: {outcome['verdict']}; production serves "

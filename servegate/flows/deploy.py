@@ -28,7 +28,7 @@ from servegate.deploy.progress import add_progress_sink, say
 from servegate.deploy.record import AttemptRecord, DeployOutcome, DeployRequest
 from servegate.deploy import steps
 from servegate.deploy.verdict import judged_record
-from servegate.errors import OrchestrationError
+from servegate.errors import OrchestrationError, ServegateError
 from servegate.flows.artifacts import ProgressArtifacts, publish_deploy_artifacts
 from servegate.flows.events import emit_deploy_outcome
 from servegate.flows.final_state import final_state
@@ -124,3 +124,23 @@ def _finish(record: AttemptRecord, error: BaseException | None) -> Any:
     say(f"deploy of {record.name}: {version}{outcome.verdict.replace('_', ' ')}")
     emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
     return final_state(outcome, error)
+
+
+def run_deploy_flow(request: DeployRequest) -> dict:
+    """Run ``deploy_model`` for ``request`` (a DeployRequest) in this process and return the outcome as a dict.
+
+    A rejected or rolled-back deploy ends the flow run Failed with an exception
+    that carries the outcome (``.outcome``); an error re-raises the original
+    exception (a :class:`ServegateError` keeps its message and exit code).
+    """
+    state = deploy_model(**request.to_parameters(), return_state=True)
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, BaseException) and isinstance(getattr(data, "outcome", None), dict):
+        return data.outcome  # rejected, or rolled back after production verification failed
+    if isinstance(data, BaseException):
+        if isinstance(data, ServegateError):
+            raise data
+        raise OrchestrationError(f"deploy flow run failed: {type(data).__name__}: {data}") from data
+    if not isinstance(data, dict):
+        raise OrchestrationError(f"deploy flow run ended {state.type.value} without an outcome: {state.message}")
+    return data
