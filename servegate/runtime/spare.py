@@ -66,7 +66,7 @@ def prewarm(model_name: str) -> bool:
     runner would not use the bundled one.
     """
     global _spare, _atexit_registered
-    from servegate.serving.runners.process import TFS_BINARY
+    from servegate.serving import TFS_BINARY
 
     if shutil.which(TFS_BINARY):
         return False

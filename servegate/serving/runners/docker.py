@@ -46,6 +46,8 @@ from servegate.serving.runners.reap import MANAGED_LABEL, reap
 #: TensorFlow Serving's official image, pinned so that a canary is reproducible.
 DEFAULT_IMAGE = "tensorflow/serving:2.18.0"
 HOST_MOUNTS_LABEL = "servegate.host-mounts"
+#: The bundled server's image, built locally by :mod:`servegate.serving.runners.image` (which imports this module).
+LOCAL_IMAGE_TAG = "servegate/bundled-serving:local"
 REST_CONTAINER_PORT = 8501
 GRPC_CONTAINER_PORT = 8500
 CONFIG_TARGET = "/servegate-config/models.config"
@@ -186,8 +188,6 @@ class DockerRunner(ModelServerRunner):
 
     def _get_image(self):
         import docker.errors
-
-        from servegate.serving.runners.image import LOCAL_IMAGE_TAG
 
         try:
             return self._client.images.get(self.image)

@@ -45,11 +45,11 @@ from servegate.errors import ServingError
 from servegate.ports import pick_free_ports, port_is_free
 from servegate.runtime import identity as _proc
 from servegate.runtime import spare
+from servegate.serving import TFS_BINARY
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, build_canary_base_path, model_config_text
 from servegate.serving.runners.errors import PortInUseError, with_log_tail
 from servegate.serving.runners.state import process_state_dir
 
-TFS_BINARY = "tensorflow_model_server"
 # What servers print when a listening port is taken: uvicorn/asyncio, grpc, TF Serving.
 _PORT_IN_USE = re.compile(r"address already in use|errno 98|failed to add port|failed to bind|"
                           r"could not bind|port .* in use", re.IGNORECASE)
