@@ -1,7 +1,7 @@
 """What makes a deploy fast, kept out of the steps: work started beside them, keyed by step name.
 
 - before "export model" (process serving): the spare bundled server starts
-  importing TensorFlow (:mod:`servegate.runtime.spare`); the canary's boot takes it;
+  importing TensorFlow (:mod:`servegate.serving.runners.spare`); the canary's boot takes it;
 - before "open MLflow run": validation's libraries start importing in a
   background thread (:mod:`servegate.runtime.preload`) while MLflow, staging
   and registering keep the main thread waiting;
@@ -22,7 +22,7 @@ from servegate.deploy.record import AttemptRecord, DeployRequest
 def prewarm_spare(request: DeployRequest) -> None:
     """Start the spare canary server (a no-op when one is already starting, or for Docker serving)."""
     if request.serving == "process":
-        from servegate.runtime import spare
+        from servegate.serving.runners import spare
 
         spare.prewarm(request.name)
 
@@ -58,6 +58,6 @@ def after_attempt(record: AttemptRecord) -> None:
 
     preloader().join()
     if record.request.serving == "process":
-        from servegate.runtime import spare
+        from servegate.serving.runners import spare
 
         spare.discard()

@@ -5,7 +5,7 @@
   tags, the store's history and lock holder, work dirs); ``abandoned(pid, host, ticks)``.
 - :mod:`~servegate.runtime.workdirs`: ``new_work_dir()``, which first removes killed attempts' dirs.
 - :mod:`~servegate.runtime.preload`: ``Preloader`` (heavy imports on a background thread).
-- :mod:`~servegate.runtime.spare`: ``prewarm``/``take``/``discard`` of a spare bundled canary server.
+- :mod:`~servegate.serving.runners.spare`: ``prewarm``/``take``/``discard`` of a spare bundled canary server.
 - :mod:`~servegate.runtime.fastexit`: ``exit_without_teardown`` (skip TensorFlow's slow teardown).
 
 Submodules are imported on demand: importing this package costs nothing.

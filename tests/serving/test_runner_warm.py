@@ -1,4 +1,4 @@
-"""The prewarmed bundled server (runtime/spare.py + serving/server/spare.py): the runner's first launch uses it,
+"""The prewarmed bundled server (serving/runners/spare.py + serving/server/spare.py): the runner's first launch uses it,
 and an unused one never outlives its owner."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from servegate.runtime.identity import start_ticks
-from servegate.runtime import spare
+from servegate.serving.runners import spare
 from servegate.serving.runners import CanarySpec, ProcessRunner
 from servegate.serving.runners.state import process_state_dir
 from tests.conftest import REPO_ROOT
@@ -88,7 +88,7 @@ def test_discard_ends_an_unused_spare_and_its_dir(spare_cleanup):
 
 _OWNER = textwrap.dedent("""
     import json, sys, time
-    from servegate.runtime import spare
+    from servegate.serving.runners import spare
     spare.prewarm("orphan")
     print(json.dumps({"pid": warm._spare.process.pid, "workdir": str(warm._spare.workdir)}), flush=True)
     time.sleep(600)

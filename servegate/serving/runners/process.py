@@ -12,7 +12,7 @@ bundled server (``python -m servegate.serving``). Life cycle (see base.py):
   server, so that :func:`~servegate.serving.runners.reap.reap` can end a canary
   whose owner was SIGKILLed.
 - When this process holds a prewarmed bundled server for the model
-  (:mod:`servegate.runtime.spare`, started by a deploy before the
+  (:mod:`servegate.serving.runners.spare`, started by a deploy before the
   candidate existed) and the runner would start the bundled server with this
   process's environment, the first launch hands that server its flags
   instead of starting a new one (its TensorFlow import is already done); it
@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 from servegate.errors import ServingError
 from servegate.ports import pick_free_ports, port_is_free
 from servegate.runtime import identity as _proc
-from servegate.runtime import spare
+from servegate.serving.runners import spare
 from servegate.serving import TFS_BINARY
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, build_canary_base_path, model_config_text
 from servegate.serving.runners.errors import PortInUseError, with_log_tail

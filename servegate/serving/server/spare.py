@@ -3,7 +3,7 @@
 The bundled server spends seconds importing TensorFlow before it can load a
 model. A deploy knows it will need a canary long before the candidate is
 staged and the canary's flags exist, so the process runner may start this
-process early (:mod:`servegate.runtime.spare`) and hand it the flags
+process early (:mod:`servegate.serving.runners.spare`) and hand it the flags
 once it launches the canary. Protocol and life cycle:
 
 1. started with stdin a pipe from its owner, stdout/stderr discarded, in its
