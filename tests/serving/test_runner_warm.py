@@ -42,14 +42,14 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spare_cleanup):
     assert spare.prewarm("hp2w")
-    spare_pid = warm._spare.process.pid
-    spare_dir = warm._spare.workdir
-    assert str(spare_dir) in " ".join(warm._spare.process.args)  # recognisable by its work dir from the start
+    spare_pid = spare._spare.process.pid
+    spare_dir = spare._spare.workdir
+    assert str(spare_dir) in " ".join(spare._spare.process.args)  # recognisable by its work dir from the start
     runner = ProcessRunner(CanarySpec("hp2w", half_plus_two_versions, labels={"stable": 123, "canary": 124}))
     try:
         runner.start()
         assert runner.pid == spare_pid and runner.workdir == spare_dir
-        assert warm._spare is None  # handed out once
+        assert spare._spare is None  # handed out once
         record = json.loads((process_state_dir() / f"{runner.pid}.json").read_text())
         assert record["server_pid"] == spare_pid and record["workdir"] == str(spare_dir)
         runner.wait_until_available(90)
@@ -66,7 +66,7 @@ def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spar
 
 def test_spare_of_another_model_is_not_used(isolated_home, half_plus_two_versions, spare_cleanup):
     assert spare.prewarm("other-model")
-    spare_pid = warm._spare.process.pid
+    spare_pid = spare._spare.process.pid
     runner = ProcessRunner(CanarySpec("hp2x", {123: half_plus_two_versions[123]}))
     try:
         runner.start()
@@ -74,15 +74,15 @@ def test_spare_of_another_model_is_not_used(isolated_home, half_plus_two_version
         assert "(prewarmed)" not in runner.logs()
     finally:
         runner.stop()
-    assert warm._spare is not None and warm._spare.alive()
+    assert spare._spare is not None and spare._spare.alive()
 
 
 def test_discard_ends_an_unused_spare_and_its_dir(spare_cleanup):
     assert spare.prewarm("unused")
     assert spare.prewarm("unused")  # one spare per process
-    spare = warm._spare
+    held = spare._spare
     spare.discard()
-    assert spare.process.poll() is not None and not spare.workdir.exists()
+    assert held.process.poll() is not None and not held.workdir.exists()
     spare.discard()  # twice is fine
 
 
@@ -90,7 +90,7 @@ _OWNER = textwrap.dedent("""
     import json, sys, time
     from servegate.serving.runners import spare
     spare.prewarm("orphan")
-    print(json.dumps({"pid": warm._spare.process.pid, "workdir": str(warm._spare.workdir)}), flush=True)
+    print(json.dumps({"pid": spare._spare.process.pid, "workdir": str(spare._spare.workdir)}), flush=True)
     time.sleep(600)
 """)
 

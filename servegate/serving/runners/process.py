@@ -99,7 +99,7 @@ class ProcessRunner(ModelServerRunner):
         self._started = False
         self._final_log: str | None = None
         self._group_ended = False
-        self._spare = None  # a prewarmed bundled server (runners/warm.py) for the first launch
+        self._spare = None  # a prewarmed bundled server (runners/spare.py) for the first launch
 
     def __repr__(self) -> str:
         pid = self._proc.pid if self._proc else None
@@ -136,7 +136,7 @@ class ProcessRunner(ModelServerRunner):
         if self.reap_first:
             from servegate.serving.runners.reap import reap_processes
             reap_processes(state_dir=self.state_dir)
-        if self.env is None and self.server_command == warm.bundled_command():
+        if self.env is None and self.server_command == spare.bundled_command():
             self._spare = spare.take(self.spec.model_name)
         if self._spare is not None:
             self._workdir = self._spare.workdir  # named on the spare's command line since it started
@@ -177,29 +177,29 @@ class ProcessRunner(ModelServerRunner):
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_path = self._workdir / "server.log"
-        spare, self._spare = self._spare, None  # only the first launch; a relaunch starts cold
+        held, self._spare = self._spare, None  # only the first launch; a relaunch starts cold
         with open(log_path, "ab") as log:
-            log.write(f"$ {' '.join(command)}{'  (prewarmed)' if spare else ''}\n".encode())
+            log.write(f"$ {' '.join(command)}{'  (prewarmed)' if held else ''}\n".encode())
             log.flush()
-            self._proc = self._hand_flags_to(spare, command, log_path) if spare else None
+            self._proc = self._hand_flags_to(held, command, log_path) if held else None
             if self._proc is None:
                 self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                               stderr=subprocess.STDOUT, env=env, cwd=self._workdir,
                                               start_new_session=True)
         self._write_pid_file()
 
-    def _hand_flags_to(self, spare, command: list[str], log_path: Path) -> subprocess.Popen | None:
+    def _hand_flags_to(self, held, command: list[str], log_path: Path) -> subprocess.Popen | None:
         """Give a prewarmed server its flags (the command after ``python -m servegate.serving``);
         None when it died meanwhile (the caller starts the server cold)."""
-        request = json.dumps({"argv": command[len(warm.bundled_command()):], "log": str(log_path)})
+        request = json.dumps({"argv": command[len(spare.bundled_command()):], "log": str(log_path)})
         try:
-            spare.process.stdin.write(request.encode() + b"\n")
-            spare.process.stdin.close()
+            held.process.stdin.write(request.encode() + b"\n")
+            held.process.stdin.close()
         except (BrokenPipeError, OSError, ValueError):
-            spare.process.kill()
-            spare.process.wait()
+            held.process.kill()
+            held.process.wait()
             return None
-        return spare.process
+        return held.process
 
     def _write_pid_file(self) -> None:
         assert self._proc is not None
@@ -275,9 +275,9 @@ class ProcessRunner(ModelServerRunner):
         self._untrack()
         try:
             if self._spare is not None:  # taken, but start() failed before the launch
-                spare, self._spare = self._spare, None
-                spare.process.kill()
-                spare.process.wait()
+                held, self._spare = self._spare, None
+                held.process.kill()
+                held.process.wait()
             self._kill_group()
         finally:
             if self._pid_file is not None:
