@@ -9,6 +9,7 @@ entries through these functions: the runner's wait for its canary
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 AVAILABLE = "AVAILABLE"
@@ -30,6 +31,50 @@ def version_state(statuses: Iterable[Mapping[str, Any]], version: int) -> tuple[
                 return state, f"{code}: {detail.get('error_message', '')}"
             return state, ""
     return "not listed", ""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One round of status requests: all versions AVAILABLE and labels resolved, what was seen, and the
+    version that failed to load (version, state, error) if one did."""
+
+    ready: bool
+    said: str
+    failed: tuple[int, str, str] | None = None
+
+
+def probe(session, rest_url: str, name: str, versions: Iterable[int], labels: Iterable[str],
+          timeout_s: float) -> Seen:
+    """Ask ``rest_url`` (TF Serving's REST API) once about each version and label of ``name``."""
+    import requests
+
+    base = f"{rest_url}/v1/models/{name}"
+    seen: list[str] = []
+    for version in versions:
+        try:
+            response = session.get(f"{base}/versions/{version}", timeout=timeout_s)
+        except requests.RequestException as exc:
+            # Refused until the first load finishes (TF Serving opens its ports late): keep polling.
+            return Seen(False, f"version {version}: no answer ({type(exc).__name__})")
+        if response.status_code != 200:
+            return Seen(False, f"version {version}: HTTP {response.status_code} {response.text.strip()[:200]}")
+        try:
+            state, error = version_state(response.json()["model_version_status"], version)
+        except (ValueError, KeyError, TypeError):
+            state, error = f"unreadable status body {response.text[:200]!r}", ""
+        if error:
+            return Seen(False, f"version {version}: {state}", (version, state, error))
+        seen.append(f"version {version}: {state}")
+        if state != AVAILABLE:
+            return Seen(False, ", ".join(seen))
+    for label in labels:
+        try:
+            response = session.get(f"{base}/labels/{label}", timeout=timeout_s)
+        except requests.RequestException as exc:
+            return Seen(False, f"label {label}: no answer ({type(exc).__name__})")
+        if response.status_code != 200:
+            return Seen(False, f"{', '.join(seen)}; label {label}: HTTP {response.status_code}")
+    return Seen(True, ", ".join(seen))
 
 
 def serving_version(rest_url: str, name: str, timeout_s: float = 2.0) -> int | None:

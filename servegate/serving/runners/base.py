@@ -47,7 +47,7 @@ import requests
 
 from servegate.errors import ConfigError
 from servegate.model_names import MODEL_NAME_RULE, is_model_name
-from servegate.serving.model_state import version_state
+from servegate.serving.model_state import probe
 from servegate.serving.runners.errors import DeadlineExceededError, ModelLoadError, with_log_tail
 
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -245,33 +245,16 @@ class ModelServerRunner(abc.ABC):
             session.close()
 
     def _probe(self, session: requests.Session, last_seen: str) -> tuple[bool, str]:
-        """One round of status requests: (all ready?, description of what was seen)."""
-        base = f"{self.rest_url}/v1/models/{self.spec.model_name}"
-        seen = []
-        for version in self.spec.versions:
-            try:
-                response = session.get(f"{base}/versions/{version}", timeout=REQUEST_TIMEOUT_S)
-            except requests.RequestException as exc:
-                # Refused until the first load finishes (TF Serving opens its ports late): keep polling.
-                return False, f"version {version}: no answer ({type(exc).__name__})"
-            if response.status_code != 200:
-                return False, f"version {version}: HTTP {response.status_code} {response.text.strip()[:200]}"
-            state, error = _version_state(response, version)
-            if error:
-                raise ModelLoadError(with_log_tail(
-                    f"model {self.spec.model_name!r} version {version} failed to load ({self!r}): "
-                    f"state {state}, error: {error}", self.logs(tail=50)))
-            seen.append(f"version {version}: {state}")
-            if state != "AVAILABLE":
-                return False, ", ".join(seen)
-        for label in self.spec.labels:
-            try:
-                response = session.get(f"{base}/labels/{label}", timeout=REQUEST_TIMEOUT_S)
-            except requests.RequestException as exc:
-                return False, f"label {label}: no answer ({type(exc).__name__})"
-            if response.status_code != 200:
-                return False, f"{', '.join(seen)}; label {label}: HTTP {response.status_code}"
-        return True, ", ".join(seen)
+        """One round of status requests (the client's :func:`~servegate.serving.model_state.probe`):
+        (all ready?, description of what was seen); a version that failed to load ends the wait."""
+        seen = probe(session, self.rest_url, self.spec.model_name, self.spec.versions, self.spec.labels,
+                     REQUEST_TIMEOUT_S)
+        if seen.failed is not None:
+            version, state, error = seen.failed
+            raise ModelLoadError(with_log_tail(
+                f"model {self.spec.model_name!r} version {version} failed to load ({self!r}): "
+                f"state {state}, error: {error}", self.logs(tail=50)))
+        return seen.ready, seen.said
 
     def __enter__(self) -> "ModelServerRunner":
         self.start()
@@ -279,12 +262,3 @@ class ModelServerRunner(abc.ABC):
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def _version_state(response: requests.Response, version: int) -> tuple[str, str]:
-    """(state, error message or "") of ``version`` in a TF Serving GetModelStatus JSON body."""
-    try:
-        statuses = response.json()["model_version_status"]
-    except (ValueError, KeyError, TypeError):
-        return f"unreadable status body {response.text[:200]!r}", ""
-    return version_state(statuses, version)
