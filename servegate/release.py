@@ -157,6 +157,8 @@ class Release:
     def _announce(self, result: ReleaseResult, flow_run_id: str | None) -> ReleaseResult:
         """``servegate.model.rolled_back`` for a change of production (not for one that changed nothing)."""
         if self.announce and result.changed:
+            # Up a floor, lazily: the event is the release path's to send (every rollback, whoever asks),
+            # and its shape is the deploy flow's (flows/events.py), so Automations see one kind of event.
             from servegate.flows.events import emit_rollback
 
             try:

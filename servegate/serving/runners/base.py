@@ -185,15 +185,19 @@ class ModelServerRunner(abc.ABC):
     def start(self) -> None:
         """Start the server without waiting for it; reaps leftovers of killed runs first."""
 
-    @property
     @abc.abstractmethod
-    def rest_url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the REST API (after ``start()``)."""
+    def _require_ports(self) -> tuple[int, int]:
+        """(REST, gRPC) ports on 127.0.0.1; raises :class:`ServingError` before ``start()``."""
 
     @property
-    @abc.abstractmethod
+    def rest_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the REST API (after ``start()``)."""
+        return f"http://127.0.0.1:{self._require_ports()[0]}"
+
+    @property
     def grpc_target(self) -> str:
         """``127.0.0.1:PORT`` of the gRPC API (after ``start()``)."""
+        return f"127.0.0.1:{self._require_ports()[1]}"
 
     @abc.abstractmethod
     def logs(self, tail: int = 200) -> str:

@@ -115,14 +115,6 @@ class DockerRunner(ModelServerRunner):
         return self._container
 
     # -- endpoints -------------------------------------------------------------------------------
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._require_ports()[0]}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self._require_ports()[1]}"
-
     def _require_ports(self) -> tuple[int, int]:
         if self._ports is None:
             self._ports = self._read_ports()

@@ -107,14 +107,6 @@ class ProcessRunner(ModelServerRunner):
 
     # -- endpoints -------------------------------------------------------------------------------
     @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._require_ports()[0]}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self._require_ports()[1]}"
-
-    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
