@@ -82,6 +82,19 @@ def _call(manager: ServableManager, verb: str, name: str, version: int | None, l
         return _VERBS[verb](body, servable)
 
 
+def _stopping_at_shutdown(executor: ThreadPoolExecutor):
+    """Starlette's lifespan (its on_shutdown hooks are gone in Starlette 1.0): stop the workers at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    return lifespan
+
+
 def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int = 30000, *,
               metrics: ServingMetrics = METRICS, metrics_path: str | None = None) -> Starlette:
     """The Starlette application; ``app.state.executor`` is shut down with the app.
@@ -131,18 +144,10 @@ def build_app(manager: ServableManager, num_threads: int = 16, timeout_ms: int =
         finally:
             metrics.record_request(route["name"], status, route["api"], "REST", time.perf_counter() - started)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # Starlette's lifespan (its on_shutdown hooks are gone in Starlette 1.0): stop the workers at shutdown.
-        try:
-            yield
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-
     app = Starlette(
         # Every method reaches `endpoint`, so that anything unknown gets TensorFlow Serving's JSON 404.
         routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])],
-        lifespan=lifespan,
+        lifespan=_stopping_at_shutdown(executor),
     )
     app.state.executor = executor
     return app
