@@ -43,21 +43,29 @@ class Seen:
     failed: tuple[int, str, str] | None = None
 
 
+def _ask(session, url: str, what: str, timeout_s: float):
+    """(the answer, "") to one status request, or (None, why there is none)."""
+    import requests
+
+    try:
+        response = session.get(url, timeout=timeout_s)
+    except requests.RequestException as exc:
+        # Refused until the first load finishes (TF Serving opens its ports late): keep polling.
+        return None, f"{what}: no answer ({type(exc).__name__})"
+    if response.status_code != 200:
+        return None, f"{what}: HTTP {response.status_code} {response.text.strip()[:200]}".rstrip()
+    return response, ""
+
+
 def probe(session, rest_url: str, name: str, versions: Iterable[int], labels: Iterable[str],
           timeout_s: float) -> Seen:
     """Ask ``rest_url`` (TF Serving's REST API) once about each version and label of ``name``."""
-    import requests
-
     base = f"{rest_url}/v1/models/{name}"
     seen: list[str] = []
     for version in versions:
-        try:
-            response = session.get(f"{base}/versions/{version}", timeout=timeout_s)
-        except requests.RequestException as exc:
-            # Refused until the first load finishes (TF Serving opens its ports late): keep polling.
-            return Seen(False, f"version {version}: no answer ({type(exc).__name__})")
-        if response.status_code != 200:
-            return Seen(False, f"version {version}: HTTP {response.status_code} {response.text.strip()[:200]}")
+        response, why = _ask(session, f"{base}/versions/{version}", f"version {version}", timeout_s)
+        if response is None:
+            return Seen(False, why)
         try:
             state, error = version_state(response.json()["model_version_status"], version)
         except (ValueError, KeyError, TypeError):
@@ -68,12 +76,9 @@ def probe(session, rest_url: str, name: str, versions: Iterable[int], labels: It
         if state != AVAILABLE:
             return Seen(False, ", ".join(seen))
     for label in labels:
-        try:
-            response = session.get(f"{base}/labels/{label}", timeout=timeout_s)
-        except requests.RequestException as exc:
-            return Seen(False, f"label {label}: no answer ({type(exc).__name__})")
-        if response.status_code != 200:
-            return Seen(False, f"{', '.join(seen)}; label {label}: HTTP {response.status_code}")
+        response, why = _ask(session, f"{base}/labels/{label}", f"label {label}", timeout_s)
+        if response is None:
+            return Seen(False, "; ".join(part for part in (", ".join(seen), why) if part))
     return Seen(True, ", ".join(seen))
 
 
