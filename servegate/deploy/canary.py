@@ -131,7 +131,9 @@ def validate_on_canary(record: AttemptRecord) -> AttemptRecord:
     """Boot, validate, stop; the verdict, reasons, figures and report dir go into the record."""
     from servegate.serving.runners import ModelLoadError
 
-    deadline = record.request.canary_deadline_s or resources.config(record).load.deadline_s
+    deadline = record.request.canary_deadline_s
+    if deadline is None:
+        deadline = resources.config(record).load.deadline_s
     started = time.perf_counter()
     try:
         runner = boot_canary(record, deadline)

@@ -26,6 +26,9 @@ def check_request(request: DeployRequest):
     if request.serving not in RUNNER_KINDS:
         raise ConfigError(f"--serving {request.serving!r} is unknown: expected one of {', '.join(RUNNER_KINDS)}",
                           subject="--serving")
+    if request.canary_deadline_s is not None and not request.canary_deadline_s > 0:
+        raise ConfigError(f"--canary-deadline {request.canary_deadline_s!r}: expected seconds > 0 (the time the "
+                          "canary server may take to load the model)", subject="--canary-deadline")
     check_model_name(request.name)  # a name that could leave the store is refused before anything exists
     export.check_load_options(Path(request.model_path), request.custom_objects, request.unsafe_deserialization)
     reference = Path(request.reference)
