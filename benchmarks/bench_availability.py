@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.harness import Figure
+from servegate.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SWAP_WINDOW_S = 3.0
@@ -91,12 +91,6 @@ class SwapMeasurement:
             return float("nan")
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _epoch(iso: str) -> float:
@@ -158,7 +152,7 @@ def measure_swap(work: Path, model_keras: Path, savedmodel: Path, reference: Pat
     store = ModelStore(store_root)
     store.promote(NAME, store.stage(NAME, savedmodel))  # version 1, set up directly: not what is measured
 
-    port = _free_port()
+    port = free_port()
     rest_url = f"http://127.0.0.1:{port}"
     server_log = open(work / "production-server.log", "wb")
     server = subprocess.Popen(

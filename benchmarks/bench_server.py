@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,15 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import Figure
+from servegate.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_FEATURES = 64
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait(rest_url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -123,7 +117,7 @@ def _run_model(label: str, hidden: tuple[int, ...], goal: float, quick: bool, wi
             REPEATS, lambda: np.concatenate([signature(features=tf.constant(b))["output_0"].numpy() for b in batches])
         )
 
-        rest_port, grpc_port = _free_port(), _free_port()
+        rest_port, grpc_port = free_port(), free_port()
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "servegate.serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,18 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import Figure
+from servegate.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAME = "warm"
 N_FEATURES = 16
 FIRST = 3      # requests timed as "first after the swap"
 STEADY = 60    # requests timed as steady state, right after
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _make_savedmodel(path: Path, seed: int) -> None:
@@ -64,7 +58,7 @@ def _make_savedmodel(path: Path, seed: int) -> None:
 
 class _Server:
     def __init__(self, base: Path, log: Path, warmup: bool) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1/models/{NAME}"
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(

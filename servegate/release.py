@@ -114,20 +114,19 @@ class Release:
         retired = sorted(set(production) - set(self.store.versions(name, "production")))  # retention
         return self._in_step(name, "promote", before, moved, lambda result: self._locate(name, moved + retired))
 
-    def reject(self, name: str, version: int, reason: str, run_id: str | None = None,
-               verdict: str | None = None) -> ReleaseResult:
+    def reject(self, name: str, version: int, reason: str, run_id: str | None = None) -> ReleaseResult:
         """``version`` (staged, or in production: a promote undone) to ``rejected/`` with ``reason``.
 
-        Its registry version gets verdict ``verdict`` (default ``rejected``, or
-        ``rolled_back`` when production served it; then the change is also
-        recorded as a rollback run); ``champion`` follows production.
+        Its registry version gets verdict ``rejected``, or ``rolled_back`` when
+        production served it (then the change is also recorded as a rollback
+        run); ``champion`` follows production.
         """
         before, _ = self._production(name)
         self._check_tracking()
         already = version in self.store.versions(name, "rejected")
         self.store.reject(name, version, reason, run_id=run_id)
         served = before == version and not already
-        verdict = verdict or ("rolled_back" if served else "rejected")
+        verdict = "rolled_back" if served else "rejected"
 
         def record(result: ReleaseResult) -> None:
             self._mark(name, [version], verdict, reason)
@@ -158,6 +157,8 @@ class Release:
     def _announce(self, result: ReleaseResult, flow_run_id: str | None) -> ReleaseResult:
         """``servegate.model.rolled_back`` for a change of production (not for one that changed nothing)."""
         if self.announce and result.changed:
+            # Up a floor, lazily: the event is the release path's to send (every rollback, whoever asks),
+            # and its shape is the deploy flow's (flows/events.py), so Automations see one kind of event.
             from servegate.flows.events import emit_rollback
 
             try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from servegate.guardrails.alarms import evaluate
-from servegate.guardrails.baking import BakeResult, measure_before, run_bake
-from servegate.guardrails.metrics import MetricsUnavailable, Snapshot, parse, window
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.alarms import evaluate
+from servegate.bake.baking import BakeResult, measure_before, run_bake
+from servegate.bake.metrics import MetricsUnavailable, Snapshot, parse, window
+from servegate.bake.settings import BakeSettings
 
 
 def page(ok: int, bad: int, latencies_s: list[float], model: str = "m") -> str:
@@ -51,7 +51,7 @@ def test_window_is_the_difference_and_a_counter_reset_starts_over():
 
 
 def stats(requests: int, errors: int, p95_ms: float | None, seconds: float = 5.0):
-    from servegate.guardrails.metrics import WindowStats
+    from servegate.bake.metrics import WindowStats
 
     return WindowStats(seconds, requests, errors, {"INVALID_ARGUMENT": errors} if errors else {},
                        requests - errors, p95_ms)
@@ -158,7 +158,7 @@ def test_too_few_requests_are_inconclusive_never_passed():
 
 
 def test_the_window_before_is_the_window_however_quiet_and_says_it_cannot_judge():
-    from servegate.guardrails.baking import before_not_judged
+    from servegate.bake.baking import before_not_judged
 
     quiet = Scripted([snap(100, 2, 0), snap(101, 2, 5)])
     before = measure_before(quiet, 5.0, sleep=lambda s: None)
@@ -170,8 +170,8 @@ def test_the_window_before_is_the_window_however_quiet_and_says_it_cannot_judge(
 
 
 def _judged(bake: dict, require_traffic: bool, tmp_path):
-    from servegate.attempt.bake import judge_bake
-    from servegate.attempt.record import AttemptRecord, DeployRequest
+    from servegate.deploy.bake import judge_bake
+    from servegate.deploy.record import AttemptRecord, DeployRequest
 
     config = tmp_path / "c.yaml"
     config.write_text(f"bake:\n  duration_s: 10\n  require_traffic: {str(require_traffic).lower()}\n")
@@ -181,7 +181,7 @@ def _judged(bake: dict, require_traffic: bool, tmp_path):
 
 
 def test_require_traffic_makes_an_inconclusive_bake_a_rollback_and_leaves_a_judged_one_alone(tmp_path):
-    from servegate.attempt.errors import BakeAlarm
+    from servegate.deploy.verdict import BakeAlarm
 
     inconclusive = _bake(Scripted([snap(0, 0, 0), snap(0, 0, 5), snap(0, 0, 10)]), duration=10.0)[0].to_dict()
     passed = _bake(Scripted([snap(0, 0, 0), snap(50, 0, 5), snap(100, 0, 10)]), duration=10.0)[0].to_dict()
@@ -203,7 +203,7 @@ def test_the_terminal_says_an_inconclusive_bake_was_not_judged():
 
 
 def test_bake_plot_is_written(tmp_path):
-    from servegate.guardrails.plots import bake_plot
+    from servegate.bake.plots import bake_plot
 
     result, _ = _bake(Scripted([snap(0, 0, 0), snap(40, 20, 5)]), before=stats(100, 0, 2.0))
     path = bake_plot(result.to_dict(), {"max_error_rate": 0.05, "max_p95_ms": None}, tmp_path)
@@ -229,8 +229,8 @@ def test_config_section_defaults_to_no_bake_and_refuses_bad_fields(tmp_path):
 
 
 def test_a_bake_without_a_production_url_is_refused_up_front(tmp_path):
-    from servegate.attempt.bake import check_bake
-    from servegate.attempt.record import AttemptRecord, DeployRequest
+    from servegate.deploy.bake import check_bake
+    from servegate.deploy.record import AttemptRecord, DeployRequest
     from servegate.errors import ConfigError
 
     request = DeployRequest(model_path="m.keras", name="m", reference="r.csv", store_root=str(tmp_path), bake_s=30)

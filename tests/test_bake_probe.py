@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from servegate.guardrails.baking import BakeResult, MetricsSource, measure_before, run_bake
-from servegate.guardrails.metrics import MetricsUnavailable
-from servegate.guardrails.probe import Probe
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.baking import BakeResult, MetricsSource, measure_before, run_bake
+from servegate.bake.metrics import MetricsUnavailable
+from servegate.bake.probe import Probe
+from servegate.bake.settings import BakeSettings
 
 
 @pytest.fixture(scope="module")

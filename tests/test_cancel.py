@@ -1,4 +1,4 @@
-"""servegate.attempt.cancel on its own, in a subprocess (signals and the process-wide note stay there).
+"""servegate.deploy.cancel on its own, in a subprocess (signals and the process-wide note stay there).
 
 The whole path (a deploy cancelled from outside during validation) is
 tests/reliability/test_cancel.py.
@@ -16,8 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = r'''
 import json, os, signal, time
-from servegate.attempt import cancel
-from servegate.attempt.errors import failure_reason
+from servegate.deploy import cancel
+from servegate.deploy.verdict import failure_reason
 
 seen = {"before": failure_reason(ValueError("SavedModel production/bc/10 cannot be loaded"))}
 try:

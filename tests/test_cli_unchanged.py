@@ -18,7 +18,7 @@ from tests.cli_support import (assert_nothing_opened, closed_port_url, files, ho
 
 def _production_from(store: Path, source: Path, digest_of: Path) -> None:
     """Production serving version 1 staged from ``digest_of`` (as a deploy of that model leaves it)."""
-    from servegate.attempt.unchanged import MODEL_DIGEST, model_digest
+    from servegate.deploy.unchanged import MODEL_DIGEST, model_digest
     from servegate.model_store import ModelStore
 
     s = ModelStore(store)

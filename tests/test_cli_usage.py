@@ -33,7 +33,8 @@ def test_help_exits_0_and_lists_every_command():
 
 @pytest.mark.parametrize("command, options", [
     ("serve", ["--monitoring-config-file", "--warmup", "--no-warmup"]),
-    ("deploy", ["--unsafe-deserialization", "--force-new-version", "--production-url", "--custom-objects"]),
+    ("deploy", ["--unsafe-deserialization", "--force-new-version", "--production-url", "--custom-objects",
+                "--canary-deadline"]),
     ("rollback", ["--lock-timeout", "--tracking-uri"]),
 ])
 def test_help_in_a_pipe_names_every_option_whole(command, options):
@@ -45,3 +46,17 @@ def test_help_in_a_pipe_names_every_option_whole(command, options):
     words = set(result.stdout.replace("│", " ").split())
     missing = [option for option in options if option not in words]
     assert not missing, result.stdout
+
+
+def test_a_canary_deadline_of_zero_is_refused_naming_the_flag(tmp_path):
+    """A value the user set is applied or refused by name, never dropped for the config's default."""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("SERVEGATE_STORE", None)
+    env.pop("SERVEGATE_HOME", None)
+    (tmp_path / "r.csv").write_text("x,label\n1,2\n")
+    result = subprocess.run([sys.executable, "-m", "servegate", "deploy", "--model", str(tmp_path / "m.keras"),
+                             "--name", "m", "--reference", str(tmp_path / "r.csv"), "--canary-deadline", "0"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "--canary-deadline" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr

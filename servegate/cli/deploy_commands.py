@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -24,8 +25,8 @@ from servegate.settings import resolve_location, resolve_store_root
 
 
 def _report_unchanged(terminal: Terminal, request, version: int, json_output: bool) -> int:
-    from servegate.attempt.clock import process_age_s
-    from servegate.attempt.unchanged import unchanged_outcome
+    from servegate.deploy.clock import process_age_s
+    from servegate.deploy.unchanged import unchanged_outcome
 
     outcome = unchanged_outcome(request, version).to_dict()
     outcome["wall_s"] = process_age_s()
@@ -39,9 +40,9 @@ def _report_unchanged(terminal: Terminal, request, version: int, json_output: bo
 
 def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_version: bool = False) -> int:
     """Check everything that can be checked, then run the flow; returns the exit code."""
-    from servegate.attempt import cancel, check_request, exit_code_for, preflight
-    from servegate.attempt.inputs import check_reference_early
-    from servegate.attempt.unchanged import already_serving
+    from servegate.deploy import Verdict, cancel, check_request, exit_code_for, preflight
+    from servegate.deploy.inputs import check_reference_early
+    from servegate.deploy.unchanged import already_serving
 
     # Bad flags and files: an error before Prefect, MLflow or TensorFlow start (nothing changed).
     config = check_request(request)
@@ -51,28 +52,23 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     if serving is not None:  # a re-run: production serves this very model; no run, no version
         return _report_unchanged(terminal, request, serving, json_output)
     prefect_ready = deploy_run.start_local_prefect_early()
-    if request.serving == "process":
-        from servegate.runtime import warm  # the canary's server imports TensorFlow while we do
+    from servegate.deploy import startup
 
-        warm.prewarm(request.name)
-    from servegate.attempt.clock import process_age_s
+    startup.prewarm_spare(request)  # the canary's server imports TensorFlow while we do
+    from servegate.deploy.clock import process_age_s
 
     terminal.note("checking the model and the reference data (before any run is opened)")
     phases = {"start_s": process_age_s()}
-    record = preflight(request)  # the export and the reference against its signature: no run opened yet
+    record = preflight(request, inputs_checked=True)  # the export, the reference against its signature: no run yet
     try:
         phases["preflight_s"] = process_age_s()
         deploy_run.import_deploy_modules()
         prefect_ready()
         phases["imports_and_prefect_s"] = process_age_s()
         terminal.note("deploy-model flow run (Prefect)")
-        outcome = deploy_run.run_deploy_flow(
-            model_path=request.model_path, name=request.name, reference=request.reference,
-            store=request.store_root, serving=request.serving, config=request.config,
-            production_url=request.production_url, docker_image=request.docker_image,
-            custom_objects=list(request.custom_objects), unsafe_deserialization=request.unsafe_deserialization,
-            work_dir=record.work_dir, bake_s=request.bake_s, traffic=request.traffic,
-        )
+        from servegate.flows.deploy import run_deploy_flow  # imported above (import_deploy_modules)
+
+        outcome = run_deploy_flow(replace(request, work_dir=record.work_dir))
     finally:
         shutil.rmtree(record.work_dir, ignore_errors=True)
     window.raising = False  # the outcome is known: a signal from here on is noted, the verdict printed
@@ -81,7 +77,7 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     # This process ran the preflight before the flow's steps: its first step is the attempt's. The
     # flow's timings (and its time.* figures) already count the preflight's steps, the export included.
     outcome.update(startup_s=record.started_s, wall_s=process_age_s(), phases=deploy_run.phase_lengths(phases))
-    if outcome["verdict"] == "cancelled":
+    if outcome["verdict"] == Verdict.CANCELLED:
         outcome["signal"] = cancel.signal_name()
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
@@ -91,7 +87,7 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
             terminal.echo(line)
     if terminal.log_path is not None:
         terminal.note(f"library output: {terminal.log_path}")
-    return cancel.exit_code() if outcome["verdict"] == "cancelled" else exit_code_for(outcome["verdict"])
+    return exit_code_for(outcome["verdict"])
 
 
 def _absolute_if_file(module: str) -> str:
@@ -110,7 +106,9 @@ def _report_error(terminal: Terminal, exc: ServegateError, json_output: bool) ->
 
 def _report_cancelled(terminal: Terminal, name: str, exc: BaseException, json_output: bool) -> int:
     """A signal that stopped the command outside the flow's steps: nothing of this attempt is left changed."""
-    outcome = {"model_name": name, "verdict": "cancelled", "signal": exc.signal, "version": None,
+    from servegate.deploy.verdict import Verdict
+
+    outcome = {"model_name": name, "verdict": Verdict.CANCELLED.value, "signal": exc.signal, "version": None,
                "reasons": [str(exc)]}
     if json_output:
         terminal.echo(json.dumps(outcome, indent=2))
@@ -147,6 +145,9 @@ def deploy(
     unsafe_deserialization: bool = typer.Option(
         False, "--unsafe-deserialization",
         help="let Keras load Lambda layers (runs code stored in the model file; only for files you trust)"),
+    canary_deadline: Optional[float] = typer.Option(
+        None, "--canary-deadline", min=0, metavar="SECONDS",
+        help="seconds the canary server may take to load the model (default: the config's load.deadline_s)"),
     bake: Optional[float] = typer.Option(
         None, "--bake", min=0, metavar="SECONDS",
         help="after promotion, watch production this long and roll back on an alarm (needs --production-url; "
@@ -173,12 +174,13 @@ def deploy(
     except ServegateError as exc:
         _finish(Terminal(sys.stdout, sys.stderr), _report_error(Terminal(sys.stdout, sys.stderr), exc, json_output))
     terminal = open_terminal("deploy", name, verbose, deploy_run.is_servegate_process())
-    from servegate.attempt import DeployRequest, cancel
+    from servegate.deploy import DeployRequest, cancel
 
     request = DeployRequest(model_path=model, name=name, reference=reference, store_root=store_root, serving=serving,
                             config=config, production_url=production_url, docker_image=docker_image,
                             custom_objects=tuple(_absolute_if_file(m) for m in custom_objects),
-                            unsafe_deserialization=unsafe_deserialization, bake_s=bake, traffic=traffic)
+                            unsafe_deserialization=unsafe_deserialization, bake_s=bake,
+                            canary_deadline_s=canary_deadline, traffic=traffic)
     try:
         with cancel.handlers() as window:  # SIGTERM/SIGINT (CI's cancel): undone, one JSON object, exit 128+N
             code = _deploy(terminal, request, json_output, window, force_new_version)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from servegate.errors import OrchestrationError, ServegateError
+from servegate.errors import OrchestrationError
 
 
 def library_settings(verbose: bool) -> None:
@@ -90,28 +90,6 @@ def is_servegate_process() -> bool:
     if spec is not None and spec.name == "servegate.__main__":
         return True
     return Path(sys.argv[0]).name == "servegate"
-
-
-def run_deploy_flow(**parameters) -> dict:
-    """Run ``deploy_model`` in this process and return the outcome as a dict.
-
-    A rejected or rolled-back deploy ends the flow run Failed with an exception
-    that carries the outcome (``.outcome``); an error re-raises the original
-    exception (a :class:`ServegateError` keeps its message and exit code).
-    """
-    from servegate.flows.deploy import deploy_model
-
-    state = deploy_model(**parameters, return_state=True)
-    data = state.result(raise_on_failure=False)
-    if isinstance(data, BaseException) and isinstance(getattr(data, "outcome", None), dict):
-        return data.outcome  # rejected, or rolled back after production verification failed
-    if isinstance(data, BaseException):
-        if isinstance(data, ServegateError):
-            raise data
-        raise OrchestrationError(f"deploy flow run failed: {type(data).__name__}: {data}") from data
-    if not isinstance(data, dict):
-        raise OrchestrationError(f"deploy flow run ended {state.type.value} without an outcome: {state.message}")
-    return data
 
 
 def phase_lengths(ends: dict[str, float]) -> dict[str, float]:

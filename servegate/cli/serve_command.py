@@ -9,7 +9,6 @@ is picked up within one poll interval. The store root comes from
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -18,9 +17,9 @@ import typer
 
 from servegate.cli.app import app
 from servegate.errors import ConfigError
+from servegate.model_names import MODEL_NAME_RULE, is_model_name
 from servegate.settings import resolve_store_root
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def server_argv(
@@ -28,8 +27,8 @@ def server_argv(
     monitoring_config_file: Path | None = None, warmup: bool = True,
 ) -> list[str]:
     """The bundled server's TensorFlow Serving flags for ``servegate serve``'s options."""
-    if not _NAME.match(name) or ".." in name:
-        raise ConfigError(f"--name {name!r}: expected a model name ([A-Za-z0-9][A-Za-z0-9_.-]*, no '..')",
+    if not is_model_name(name):
+        raise ConfigError(f"--name {name!r}: expected a model name ({MODEL_NAME_RULE})",
                           subject="--name")
     base_path = Path(store).expanduser() / "production" / name
     if not base_path.is_dir():

@@ -88,7 +88,8 @@ class ProductionServer:
     """The bundled server (or tensorflow_model_server) watching the production base path."""
 
     def __init__(self, base_path: Path, log_path: Path, poll_s: int = 1) -> None:
-        from servegate.serving.runners.process import default_server_command, pick_free_ports
+        from servegate.ports import pick_free_ports
+        from servegate.serving.runners.process import default_server_command
         from servegate.serving.server.monitoring_config import DEFAULT_PROMETHEUS_PATH, write_prometheus_config
 
         self.rest_port, self.grpc_port = pick_free_ports(2)
@@ -130,14 +131,9 @@ class ProductionServer:
         self._log.close()
 
     def serving_version(self) -> int | None:
-        import requests
+        from servegate.serving.model_state import serving_version
 
-        try:
-            reply = requests.get(f"{self.rest_url}/v1/models/{MODEL_NAME}", timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return None
-        available = [int(s["version"]) for s in reply.get("model_version_status", []) if s.get("state") == "AVAILABLE"]
-        return max(available) if available else None
+        return serving_version(self.rest_url, MODEL_NAME)
 
     def wait_for_version(self, version: int, deadline_s: float = 90.0) -> None:
         deadline = time.monotonic() + deadline_s
@@ -209,8 +205,9 @@ def run_demo(work_dir: Path | None = None, echo: Callable[[str], None] = print) 
 
 def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, started: float) -> DemoSummary:
     """Steps 1 to 5 and the summary, on the demo's own Prefect."""
-    from servegate.cli.deploy_run import run_deploy_flow
-    from servegate.flows.train_demo import train_demo_model
+    from servegate.demo.train_demo import train_demo_model
+    from servegate.deploy.record import DeployRequest
+    from servegate.flows.deploy import run_deploy_flow
     from servegate.model_store import ModelStore
 
     store_root = work_dir / "store"
@@ -223,8 +220,9 @@ def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, st
     outcomes: list[dict] = []
 
     def deploy(variant: str, **extra) -> dict:
-        outcome = run_deploy_flow(model_path=files[variant]["model_path"], reference=files[variant]["reference"],
-                                  name=MODEL_NAME, store=str(store_root), tracking_uri=tracking_uri, **extra)
+        request = DeployRequest(model_path=files[variant]["model_path"], reference=files[variant]["reference"],
+                                name=MODEL_NAME, store_root=str(store_root), tracking_uri=tracking_uri, **extra)
+        outcome = run_deploy_flow(request)
         outcomes.append({"variant": variant, **outcome})
         reasons = "".join(f"\n      - {r}" for r in outcome["reasons"])
         echo(f"    -> version {outcome['version']}: {outcome['verdict']}; production serves "

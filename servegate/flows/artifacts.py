@@ -24,6 +24,27 @@ def artifact_key(model_name: str, what: str) -> str:
     return _KEY_BAD.sub("-", f"{model_name}-{what}".lower()).strip("-")
 
 
+class ProgressArtifacts:
+    """A step's progress (:func:`servegate.deploy.progress.report_progress`) as one Prefect progress
+    artifact per task run and kind, inside a task run; nothing elsewhere. Made at the first report, so
+    that the step's first work is not kept waiting on the API."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, name: str, what: str, fraction: float, description: str) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+        from prefect.context import TaskRunContext
+
+        context = TaskRunContext.get()
+        if context is None:
+            return
+        key = (str(context.task_run.id), what)
+        if key not in self._ids:
+            self._ids[key] = create_progress_artifact(0.0, key=artifact_key(name, what), description=description)
+        update_progress_artifact(self._ids[key], round(100.0 * fraction, 1), description=description)
+
+
 def version_table(store, model_name: str) -> list[dict[str, Any]]:
     """One row per version the store knows, newest first: area, serving or not, reason."""
     status = store.status(model_name)
@@ -61,10 +82,10 @@ def publish_deploy_artifacts(record, outcome) -> list[str]:
     key = artifact_key(name, "validation-report")
     create_markdown_artifact("\n".join(summary) + "\n\n" + body, key=key, description=f"deploy of {name}: {outcome.verdict}")
     keys.append(key)
-    from servegate.attempt import resources
+    from servegate.deploy import resources
 
     key = artifact_key(name, "versions")
-    store = resources.store(record.request.store_root)
+    store = resources.store(record)
     create_table_artifact(version_table(store, name), key=key, description=f"versions of {name} after this run")
     keys.append(key)
     changed = report_dir / "shadow_most_changed.csv" if report_dir else None

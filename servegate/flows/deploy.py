@@ -1,4 +1,4 @@
-"""``deploy_model``: the deploy as a Prefect flow, one task per step of :data:`servegate.attempt.steps.STEPS`.
+"""``deploy_model``: the deploy as a Prefect flow, one task per step of :data:`servegate.deploy.steps.STEPS`.
 
 The steps from "stage version" on run inside one Prefect ``transaction``:
 when a step fails or judges against the model, Prefect rolls the transaction
@@ -7,32 +7,36 @@ back and the steps' ``on_rollback`` hooks undo them in reverse order
 outcome" runs on every path, then the run's artifacts are published.
 
 A promoted run ends Completed and returns the outcome
-(:class:`servegate.attempt.DeployOutcome`) as a dict. A rejected or
+(:class:`servegate.deploy.DeployOutcome`) as a dict. A rejected or
 rolled-back run ends Failed with the reasons as its message (see
 :func:`servegate.flows.final_state.final_state`); an error is raised.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.transactions import BaseTransaction, transaction
+from prefect.transactions import transaction
 
-from servegate.attempt import cancel, recording
-from servegate.attempt.plain import cleanup, new_record
-from servegate.attempt.progress import say
-from servegate.attempt.record import AttemptRecord, DeployOutcome, DeployRequest
-from servegate.attempt import steps
-from servegate.errors import OrchestrationError
-from servegate.flows.artifacts import publish_deploy_artifacts
+from servegate.deploy import cancel, recording
+from servegate.deploy.plain import cleanup, new_record
+from servegate.deploy.progress import add_progress_sink, say
+from servegate.deploy.record import AttemptRecord, DeployOutcome, DeployRequest
+from servegate.deploy import steps
+from servegate.deploy.verdict import judged_record
+from servegate.errors import OrchestrationError, ServegateError
+from servegate.flows.artifacts import ProgressArtifacts, publish_deploy_artifacts
 from servegate.flows.events import emit_deploy_outcome
 from servegate.flows.final_state import final_state
-from servegate.tasks import undo_journal
-from servegate.tasks.deploy_tasks import task_for
+from servegate.flows.prefect_internals import outside_transaction
+from servegate.flows import journal
+from servegate.flows.step_tasks import task_for
+
+add_progress_sink(ProgressArtifacts())  # the bake's progress as a Prefect progress artifact
 
 
 def _run_name() -> str:
@@ -43,29 +47,15 @@ def _run_name() -> str:
     return f"deploy-{params.get('name', 'model')}-{stamp}"
 
 
-@contextmanager
-def _outside_transaction():
-    """Run a task as if no transaction were open: only steps with an undo join the deploy's
-    transaction. Prefect marks every task of a rolled-back transaction "RolledBack"
-    (Completed), which would hide the step that judged, and undo nothing for the others."""
-    token = BaseTransaction.__var__.set(None)  # the context variable get_transaction() reads
-    try:
-        yield
-    finally:
-        BaseTransaction.__var__.reset(token)
-
-
 def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
     """Run one step's task; a verdict or an error comes back as the exception the plain runner would see."""
-    with nullcontext() if step.undo is not None else _outside_transaction():
+    with nullcontext() if step.undo is not None else outside_transaction():
         state = task_for(step)(record.to_dict(), return_state=True)
     if not state.is_failed():
         return AttemptRecord.from_dict(state.result())
-    verdict = undo_journal.read_verdict(record.work_dir)
+    verdict = journal.take_verdict(record.work_dir)
     if verdict is not None:
-        exc, judged = verdict
-        exc.record = judged  # what the judging step produced (verdict, reasons, report)
-        raise exc
+        raise verdict  # carrying what the judging step produced (verdict, reasons, report)
     data = state.result(raise_on_failure=False)
     if isinstance(data, BaseException):
         raise data
@@ -73,14 +63,14 @@ def _call(step: steps.Step, record: AttemptRecord) -> AttemptRecord:
 
 
 def run_steps(record: AttemptRecord) -> tuple[AttemptRecord, BaseException | None]:
-    """:data:`~servegate.attempt.steps.STEPS` as tasks in one transaction; the flow's twin of
-    :func:`servegate.attempt.plain.run_steps` (same return values)."""
+    """:data:`~servegate.deploy.steps.STEPS` as tasks in one transaction; the flow's twin of
+    :func:`servegate.deploy.plain.run_steps` (same return values)."""
     try:
         with transaction():
             for step in steps.STEPS:
                 record = _call(step, record)
     except BaseException as exc:
-        return undo_journal.apply_undone(getattr(exc, "record", record)), exc
+        return journal.apply_undone(judged_record(exc, record)), exc
     return record, None
 
 
@@ -107,14 +97,13 @@ def deploy_model(
     work_dir: str | None = None,
     bake_s: float | None = None,
     traffic: str | None = None,
+    canary_deadline_s: float | None = None,
 ) -> Any:
-    """Export, stage, canary, validate, promote or reject, verify production."""
-    request = DeployRequest(
-        model_path=model_path, name=name, reference=reference, store_root=store, serving=serving, config=config,
-        production_url=production_url, tracking_uri=tracking_uri, docker_image=docker_image,
-        production_deadline_s=production_deadline_s, custom_objects=tuple(custom_objects or ()),
-        unsafe_deserialization=unsafe_deserialization, work_dir=work_dir, bake_s=bake_s, traffic=traffic,
-    )
+    """Export, stage, canary, validate, promote or reject, verify production.
+
+    The parameters are :class:`DeployRequest`'s fields under the names of
+    :meth:`DeployRequest.to_parameters` (tests/flows/test_request_parameters.py keeps them equal)."""
+    request = DeployRequest.from_parameters(locals())
     record = new_record(request, str(flow_run.get_id() or "") or None)
     # SIGTERM/SIGINT during the steps: cancelled, undone, recorded (Prefect's own SIGTERM handler would
     # crash the run mid-step); once the steps are over, a signal is only noted and the outcome recorded.
@@ -124,7 +113,7 @@ def deploy_model(
             window.raising = False
             return _finish(record, error)
         finally:
-            cleanup(record, remove_work_dir=work_dir is None)
+            cleanup(record, remove_work_dir=request.work_dir is None)
 
 
 def _finish(record: AttemptRecord, error: BaseException | None) -> Any:
@@ -136,3 +125,23 @@ def _finish(record: AttemptRecord, error: BaseException | None) -> Any:
     say(f"deploy of {record.name}: {version}{outcome.verdict.replace('_', ' ')}")
     emit_deploy_outcome(outcome, (record.bake or {}).get("alarm"))  # servegate.model.<verdict>
     return final_state(outcome, error)
+
+
+def run_deploy_flow(request: DeployRequest) -> dict:
+    """Run ``deploy_model`` for ``request`` (a DeployRequest) in this process and return the outcome as a dict.
+
+    A rejected or rolled-back deploy ends the flow run Failed with an exception
+    that carries the outcome (``.outcome``); an error re-raises the original
+    exception (a :class:`ServegateError` keeps its message and exit code).
+    """
+    state = deploy_model(**request.to_parameters(), return_state=True)
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, BaseException) and isinstance(getattr(data, "outcome", None), dict):
+        return data.outcome  # rejected, or rolled back after production verification failed
+    if isinstance(data, BaseException):
+        if isinstance(data, ServegateError):
+            raise data
+        raise OrchestrationError(f"deploy flow run failed: {type(data).__name__}: {data}") from data
+    if not isinstance(data, dict):
+        raise OrchestrationError(f"deploy flow run ended {state.type.value} without an outcome: {state.message}")
+    return data

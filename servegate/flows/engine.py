@@ -9,7 +9,7 @@ alarms. This entrypoint runs the flow the same way (Prefect's own
 ``load_flow_run``/``load_flow``/``run_flow`` and signal handling) but asks
 for the final *state*, and exits 0 when the run ended in a verdict (Failed, its
 message starting with the verdict: :func:`servegate.flows.final_state.is_verdict`) or Cancelled (a
-signal the deploy undid and recorded: :mod:`servegate.attempt.cancel`), 1 otherwise.
+signal the deploy undid and recorded: :mod:`servegate.deploy.cancel`), 1 otherwise.
 prefect.yaml sets it as the deployments' ``command`` job variable.
 """
 
@@ -43,12 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.engine import handle_engine_signals
     from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
 
-    try:  # the runner's control channel (cancellation); private in Prefect 3.7, so optional
-        from prefect._internal.control_listener import configure_from_env
-    except ImportError:  # pragma: no cover - other Prefect versions
-        configure_from_env = None
-    if configure_from_env is not None:
-        configure_from_env()
+    from servegate.flows.prefect_internals import listen_for_runner_control
+
+    listen_for_runner_control()
     with handle_engine_signals(flow_run_id):
         flow_run = load_flow_run(flow_run_id=flow_run_id)
         flow = load_flow(flow_run)

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
-PROMOTED = "servegate.model.promoted"
-REJECTED = "servegate.model.rejected"
-ROLLED_BACK = "servegate.model.rolled_back"
-EVENT_OF_VERDICT = {"promoted": PROMOTED, "rejected": REJECTED, "rolled_back": ROLLED_BACK}
+from servegate.deploy.progress import in_prefect_run
+from servegate.deploy.verdict import Verdict
 
-#: Payload keys copied from a deploy outcome (servegate.attempt.record.DeployOutcome).
+PROMOTED = Verdict.PROMOTED.event
+REJECTED = Verdict.REJECTED.event
+ROLLED_BACK = Verdict.ROLLED_BACK.event
+
+#: Payload keys copied from a deploy outcome (servegate.deploy.record.DeployOutcome).
 _OUTCOME_KEYS = ("version", "production_version", "previous_production_version", "reasons", "figures",
                  "mlflow_run_id", "mlflow_tracking_uri", "registry_version", "prefect_flow_run_id", "report_uri",
                  "bake")
@@ -45,18 +47,12 @@ def model_resource(name: str, version: int | None) -> dict[str, str]:
     return resource
 
 
-def _in_prefect_run() -> bool:
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
 def _emit(event: str, name: str, version: int | None, payload: dict[str, Any]) -> str | None:
     """The event's id, or None when nothing was sent (no Prefect API configured, outside a run)."""
     from prefect.events import Event, emit_event
     from prefect.settings import PREFECT_API_URL
 
-    if _in_prefect_run():  # the run's events worker sends it, with the run as a related resource
+    if in_prefect_run():  # the run's events worker sends it, with the run as a related resource
         emitted = emit_event(event=event, resource=model_resource(name, version), payload=payload)
         return str(emitted.id) if emitted is not None else None
     url = PREFECT_API_URL.value()
@@ -86,7 +82,7 @@ def _send_now(event, url: str) -> None:
 
 def emit_deploy_outcome(outcome, alarm: dict[str, Any] | None = None) -> str | None:
     """The event of a deploy's verdict (``outcome``: a DeployOutcome); None for an error outcome."""
-    event = EVENT_OF_VERDICT.get(outcome.verdict)
+    event = Verdict(outcome.verdict).event
     if event is None:
         return None
     data = outcome.to_dict()
@@ -101,7 +97,7 @@ def emit_rollback(result: dict[str, Any], flow_run_id: str | None = None) -> str
     is emitted when production did not change."""
     if not result.get("changed", True):
         return None
-    payload = {"model_name": result["model_name"], "verdict": "rolled_back", "action": "rollback",
+    payload = {"model_name": result["model_name"], "verdict": Verdict.ROLLED_BACK.value, "action": "rollback",
                "version": result.get("from_version"), "production_version": result.get("to_version"),
                "previous_production_version": result.get("from_version"), "versions": result.get("versions"),
                "reasons": [result["reason"]] if result.get("reason") else [], "figures": {},

@@ -20,10 +20,11 @@ from typing import Any
 
 from prefect.states import Cancelled, Failed
 
-from servegate.attempt.record import DeployOutcome
+from servegate.deploy.record import DeployOutcome
+from servegate.deploy.verdict import Verdict
 
-#: The first words of a verdict's Failed message, per verdict.
-VERDICT_LABELS = {"rejected": "Rejected", "rolled_back": "Rolled back"}
+#: The first words of a verdict's Failed message, per verdict (from :attr:`Verdict.final_state`).
+VERDICT_LABELS = {v.value: v.final_state[1] for v in Verdict if v.final_state[1] is not None}
 
 
 def verdict_message(verdict: str, reasons: list[str]) -> str:
@@ -37,12 +38,13 @@ def is_verdict(state: Any) -> bool:
 
 
 def final_state(outcome: DeployOutcome, error: BaseException | None) -> Any:
+    state_type, label = Verdict(outcome.verdict).final_state
     if error is None:
         return outcome.to_dict()
-    if outcome.verdict == "cancelled":  # a SIGTERM or SIGINT: undone, recorded, not a crash
+    if state_type == "CANCELLED":  # a SIGTERM or SIGINT: undone, recorded, not a crash
         error.outcome = outcome.to_dict()
         return Cancelled(message="; ".join(outcome.reasons), data=error)
-    if outcome.verdict in VERDICT_LABELS:
+    if label is not None:
         error.outcome = outcome.to_dict()
         return Failed(message=verdict_message(outcome.verdict, outcome.reasons), data=error)
     raise error

@@ -43,7 +43,6 @@ import ctypes
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -53,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servegate.errors import OrchestrationError
+from servegate.ports import free_port
 
 # uvicorn exits with 3 when it cannot bind its port (a race with another process); Prefect retries.
 PORT_IN_USE_EXIT = 3
@@ -109,12 +109,6 @@ def allow_slow_first_start() -> None:
     refresh_global_settings_context()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _prefect_package_parent() -> Path:
     spec = importlib.util.find_spec("prefect")
     if spec is None or not spec.submodule_search_locations:
@@ -144,7 +138,7 @@ class LocalPrefectServer:
     def _spawn(self) -> None:
         from prefect.settings import get_current_settings
 
-        self.port = _free_port()
+        self.port = free_port()
         # The command line and environment of Prefect's SubprocessASGIServer (ephemeral mode):
         # no UI, the ephemeral flags, and this process's Prefect settings.
         env = {

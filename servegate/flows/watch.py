@@ -80,6 +80,7 @@ def deploy_newest_export(
     production_url: str | None = None,
     tracking_uri: str | None = None,
 ):
+    from servegate.deploy.record import DeployRequest
     from servegate.flows.deploy import deploy_model
     from servegate.model_store import ModelStore
     from servegate.settings import resolve_store_root
@@ -97,11 +98,10 @@ def deploy_newest_export(
         logger.info("%s (modified %s) is not newer than production's last promotion (%s)", newest, modified, promoted_at)
         return {"deployed": False, "reason": "not newer than production", "model_path": str(newest)}
     logger.info("deploying %s (modified %s; production last promoted %s)", newest, modified, promoted_at)
-    state = deploy_model(
-        model_path=str(newest), name=name, reference=str(reference_for(newest, reference)), store=store,
-        serving=serving, config=config, production_url=production_url, tracking_uri=tracking_uri,
-        return_state=True,
-    )
+    request = DeployRequest(model_path=str(newest), name=name, reference=str(reference_for(newest, reference)),
+                            store_root=store, serving=serving, config=config, production_url=production_url,
+                            tracking_uri=tracking_uri)
+    state = deploy_model(**request.to_parameters(), return_state=True)
     if state.is_completed():
         return state.result()
     # Ends as the deploy ended (a verdict is a Failed state whose message names it, not a crash): returning the state itself

@@ -179,11 +179,6 @@ def rename_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -
     os.rename(src, dst)
 
 
-def same_filesystem(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two existing paths are on the same device (a hint only: bind mounts also give EXDEV)."""
-    return os.stat(a).st_dev == os.stat(b).st_dev
-
-
 # --------------------------------------------------------------------------- trees
 
 

@@ -26,6 +26,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from servegate.model_names import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN, MODEL_NAME_RULE, is_model_name
 from servegate.model_store.errors import InvalidModelName, InvalidVersion
 
 STAGING = "staging"
@@ -51,9 +52,6 @@ REASON_SUFFIX = ".reason.json"
 INTENT_PREFIX = "intent-"
 INTENT_SUFFIX = ".json"
 
-MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-MAX_MODEL_NAME_LENGTH = 128
-_MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 _VERSION_RE = re.compile(r"[0-9]+")
 _TMP_RE = re.compile(re.escape(TMP_PREFIX) + r"(?P<kind>[a-z]+)-(?P<version>[0-9]+)-(?P<token>[0-9]+-[0-9a-f]+)")
 _REASON_RE = re.compile(r"(?P<version>[0-9]+)" + re.escape(REASON_SUFFIX))
@@ -75,21 +73,20 @@ def check_model_name(name: object) -> str:
     :data:`MAX_MODEL_NAME_LENGTH` characters. Such a name is one path
     component that is neither ``.`` nor ``..``, so it cannot leave the root.
     """
-    expected = (f"expected 1 to {MAX_MODEL_NAME_LENGTH} characters matching {MODEL_NAME_PATTERN} "
-                "without '..'")
+    if is_model_name(name):
+        return name
+    expected = f"expected {MODEL_NAME_RULE}"
     if not isinstance(name, str):
         raise InvalidModelName(f"model name {name!r} is not a string; {expected}")
     if not name:
         raise InvalidModelName(f"model name is empty; {expected}")
     if len(name) > MAX_MODEL_NAME_LENGTH:
         raise InvalidModelName(f"model name {_shown(name)} is too long; {expected}")
-    if not _MODEL_NAME_RE.fullmatch(name):
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
         bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9_.-]", c)})
         what = f"contains {', '.join(repr(c) for c in bad)}" if bad else f"starts with {name[0]!r}"
         raise InvalidModelName(f"model name {_shown(name)} {what}; {expected}")
-    if ".." in name:
-        raise InvalidModelName(f"model name {_shown(name)} contains '..'; {expected}")
-    return name
+    raise InvalidModelName(f"model name {_shown(name)} contains '..'; {expected}")
 
 
 def check_version(version: object, *, what: str = "version") -> int:

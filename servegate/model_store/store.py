@@ -87,6 +87,8 @@ class ModelStore:
         serving_tags: tuple[str, ...] | None = SERVING_TAGS,
     ):
         if root is None:
+            # Up a floor, lazily: settings owns where the default store is (SERVEGATE_HOME); settings
+            # asks model_store only to refuse unsafe locations, so neither loads the other at import.
             from servegate.settings import default_store_root
 
             root = default_store_root()

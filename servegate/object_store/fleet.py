@@ -47,8 +47,8 @@ def fleet(client: Any, location: S3Location, name: str, *, now: float | None = N
 def wait_for_fleet(client: Any, location: S3Location, name: str, version: int, deadline_s: float,
                    *, poll_s: float = 0.5, live_s: float = LIVE_S) -> list[str]:
     """Wait until every live node serves ``version`` (or a newer one); returns their ids. Raises
-    :class:`~servegate.attempt.errors.ProductionVerificationError` naming the nodes that did not."""
-    from servegate.attempt.errors import ProductionVerificationError
+    :class:`~servegate.deploy.verdict.ProductionVerificationError` naming the nodes that did not."""
+    from servegate.deploy.verdict import ProductionVerificationError
 
     started = time.monotonic()
     while True:

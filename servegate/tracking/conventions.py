@@ -6,7 +6,7 @@
   Runs table, ``?workflowType=machine_learning``). An experiment without the
   tag opens on the GenAI side, which is empty for servegate. Every servegate
   experiment carries ``custom_model_development`` (set at creation, and added
-  to experiments created before this change when they are next used).
+  to an experiment that lacks it, e.g. one made by an older servegate, when it is next used).
 - **Run names** say the model, the version and what happened:
   ``churn v7 promoted``, ``churn v8 rejected``, ``churn v9 rolled back``,
   ``churn rollback v9 -> v8``. A deploy run is renamed when its verdict is known.

@@ -8,8 +8,8 @@ and the next run opened in the experiment ends dead owners' runs ``KILLED``.
 The owner is bookkeeping, not something a user reads, so it is one tag in
 MLflow's system namespace: the MLflow UI lists only tags that do not start with
 ``mlflow.`` (its ``getVisibleTagValues``), and ``search_runs`` still finds it.
-Runs written before this change carry three visible ``servegate.owner_*`` tags;
-they are still judged, so an upgrade leaves no run ``RUNNING`` forever.
+Runs written by older servegate versions carry three visible ``servegate.owner_*``
+tags; they are judged too, so an upgrade leaves no run ``RUNNING`` forever.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger("servegate.tracking")
 OWNER_TAG = "mlflow.servegate.owner"
 ENDED_BY_TAG = "servegate.ended_by"
 LEGACY_OWNER_PREFIX = "servegate.owner_"  # servegate.owner_pid / _ticks / _host (visible; before OWNER_TAG)
-# The bake's state (servegate.attempt.bake): on the run, and on the registry version it baked.
+# The bake's state (servegate.deploy.bake): on the run, and on the registry version it baked.
 BAKE_RUN_TAG, BAKE_VERSION_TAG = "servegate.bake", "bake"
 IN_PROGRESS, INTERRUPTED = "in_progress", "interrupted"
 

@@ -1,8 +1,8 @@
 """The MLflow model registry as a mirror of the store: one registry version per staged version.
 
 **Model bytes are stored once, in the store.** A registry version does not
-copy the SavedModel into MLflow's artifacts (three ResNet50 deploys used to
-leave 560 MB of artifacts beside a 548 MB store, never pruned). Its source is
+copy the SavedModel into MLflow's artifacts (copies would be never pruned:
+three ResNet50 deploys would leave 560 MB of artifacts beside a 548 MB store). Its source is
 the run's ``savedmodel/`` artifact folder, which holds ``location.json``: the
 model, the store version and where its bytes live. The registry version's tag
 ``store_path`` names the version's folder in the store and follows it when

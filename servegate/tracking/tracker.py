@@ -115,10 +115,6 @@ class Tracker:
     def set_run_name(self, run_id: str, name: str) -> None:
         self._call("rename run", self.client.update_run, run_id, name=name)
 
-    def set_description(self, run_id: str, text: str) -> None:
-        """The run page's description (markdown; tag ``mlflow.note.content``)."""
-        self.set_tags(run_id, {conventions.DESCRIPTION_TAG: conventions.clip(text)})
-
     def log_figures(self, run_id: str, figures: Mapping[str, float]) -> dict[str, float]:
         """Log every finite numeric figure as a metric; returns what was logged."""
         from mlflow.entities import Metric

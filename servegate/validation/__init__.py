@@ -2,7 +2,7 @@
 
 The entry points (see docs/ARCHITECTURE.md, "validation")::
 
-    from servegate.validation import validate, load_config, load_reference, ValidationConfig, ValidationReport
+    from servegate.validation import validate, load_config, load_reference, DeployConfig, ValidationReport
     config = load_config("validation.yaml")             # or None for the defaults
     check_config_against_signature(config, signature)   # before anything starts (no TensorFlow)
     reference = load_reference("ref.parquet", signature, config)   # before the canary starts
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 # name -> the submodule that defines it
 _EXPORTS = {
-    "ValidationConfig": "config", "ValidationConfigError": "config", "load_config": "config",
+    "DeployConfig": "config", "ValidationConfigError": "config", "load_config": "config",
     "Reference": "reference", "ReferenceError": "reference", "load_reference": "reference",
     "CheckResult": "report", "Measurement": "report", "ValidationReport": "report",
     "validate": "validator", "check_config_against_signature": "outputs",
@@ -31,8 +31,8 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports this module used to do
-    from servegate.validation.config import ValidationConfig, ValidationConfigError, load_config
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use (fast CLI start)
+    from servegate.validation.config import DeployConfig, ValidationConfigError, load_config
     from servegate.validation.reference import Reference, ReferenceError, load_reference
     from servegate.validation.report import CheckResult, Measurement, ValidationReport
     from servegate.validation.outputs import check_config_against_signature

@@ -25,7 +25,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from servegate.errors import ConfigError, naming
-from servegate.guardrails.settings import BakeSettings
+from servegate.bake.settings import BakeSettings
 from servegate.validation.config_sections import (DistributionCheck, LoadCheck, ContractCheck, OutputSettings,  # noqa: F401
                                                   ParityCheck, QualityCheck, ReferenceColumns, RegressionCheck,
                                                   SanityCheck, Section, ServiceLevelCheck, Task, Warmup)
@@ -40,7 +40,7 @@ class ValidationConfigError(ConfigError):
     """The validation config file is missing, does not parse, or has a bad field."""
 
 
-class ValidationConfig(Section):
+class DeployConfig(Section):
     """Everything validation can be told. Defaults need no file at all."""
 
     task: Task = "auto"
@@ -68,19 +68,19 @@ class ValidationConfig(Section):
     warmup: Warmup = Field(default_factory=Warmup)
     traffic: TrafficSource = Field(default_factory=TrafficSource)  # recorded production traffic (shadow check)
     shadow: ShadowCheck = Field(default_factory=ShadowCheck)
-    bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.guardrails: watch production after promotion
+    bake: BakeSettings = Field(default_factory=BakeSettings)  # servegate.bake: watch production after promotion
 
     _source: str = PrivateAttr("(defaults: no config file given)")
 
     @model_validator(mode="after")
-    def _one_way_to_name_outputs(self) -> "ValidationConfig":
+    def _one_way_to_name_outputs(self) -> "DeployConfig":
         if self.output is not None and self.outputs:
             raise ValueError("set 'output' (one output) or 'outputs' (several, with settings), not both")
         return self
 
     def __eq__(self, other: object) -> bool:
         # Two configs that say the same are equal wherever they were read from.
-        if not isinstance(other, ValidationConfig):
+        if not isinstance(other, DeployConfig):
             return NotImplemented
         return self.model_dump() == other.model_dump()
 
@@ -113,27 +113,27 @@ def _describe(error: ValidationError, where: str) -> str:
     return f"validation config {where}: " + "; ".join(lines)
 
 
-def config_from_mapping(data: Mapping[str, Any] | None, where: str = "(mapping)") -> ValidationConfig:
+def config_from_mapping(data: Mapping[str, Any] | None, where: str = "(mapping)") -> DeployConfig:
     if data is None:
-        return ValidationConfig()
+        return DeployConfig()
     if not isinstance(data, Mapping):
         raise ValidationConfigError(f"validation config {where}: expected a mapping of fields, got {type(data).__name__}",
                                     subject=where)
     try:
-        config = ValidationConfig.model_validate(dict(data))
+        config = DeployConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ValidationConfigError(_describe(exc, where), subject=_first_field(exc) or where) from None
     config._source = where
     return config
 
 
-def load_config(source: str | Path | Mapping[str, Any] | ValidationConfig | None = None) -> ValidationConfig:
-    """A :class:`ValidationConfig` from a YAML/TOML file, a mapping, or defaults (``None``).
+def load_config(source: str | Path | Mapping[str, Any] | DeployConfig | None = None) -> DeployConfig:
+    """A :class:`DeployConfig` from a YAML/TOML file, a mapping, or defaults (``None``).
 
     Raises :class:`ValidationConfigError` naming the file and the field.
     """
-    if source is None or isinstance(source, ValidationConfig):
-        return source or ValidationConfig()
+    if source is None or isinstance(source, DeployConfig):
+        return source or DeployConfig()
     if isinstance(source, Mapping):
         return config_from_mapping(source)
     path = Path(source)
@@ -141,7 +141,7 @@ def load_config(source: str | Path | Mapping[str, Any] | ValidationConfig | None
         return _load_file(path)
 
 
-def _load_file(path: Path) -> ValidationConfig:
+def _load_file(path: Path) -> DeployConfig:
     if not path.is_file():
         raise ValidationConfigError(f"validation config {path}: no such file")
     try:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from servegate.config_section import Section
 
 Task = Literal["auto", "regression", "classification"]
 
 #: quality thresholds by the task they judge; a threshold of the other task is a config error.
 TASK_OF_THRESHOLD = {"min_accuracy": "classification", "min_auc": "classification",
                      "max_mae": "regression", "max_rmse": "regression"}
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ReferenceColumns(Section):
@@ -79,8 +77,8 @@ class SanityCheck(Section):
     @model_validator(mode="before")
     @classmethod
     def _moved(cls, data):
-        # The old KL check compared the canary with the golden predictions, i.e. the
-        # candidate with itself (issue 11); a setting for it is refused, never dropped.
+        # A KL check between the canary and the golden predictions would compare the candidate
+        # with itself, so there is none; a setting for it is refused, never dropped.
         if isinstance(data, dict):
             for old in ("max_kl_divergence", "bins"):
                 if old in data:

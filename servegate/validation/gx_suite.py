@@ -1,6 +1,6 @@
 """Great Expectations as the engine: the checks as expectation suites over two tables.
 
-Tables (pandas, built by :mod:`servegate.validation.table`):
+Tables (pandas, built by :mod:`servegate.validation.rows`):
 
 - ``rows`` (``rows_1``, ... for further validated outputs): one row per answered reference row — the prediction, the expected
   values (labels, golden) and derived columns (``abs_error``, ``sq_error``,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from servegate.validation.config import ValidationConfig, load_config
+from servegate.validation.config import DeployConfig, load_config
 from servegate.validation.config_sections import TASK_OF_THRESHOLD, QualityCheck
 from servegate.validation.signature import Signature, parse_signature
 
@@ -58,7 +58,7 @@ def _width(signature: Signature, name: str) -> int | None:
     return int(np.prod(tail)) if all(d is not None for d in tail) else None
 
 
-def _names(config: ValidationConfig, signature: Signature) -> tuple[list[str], str]:
+def _names(config: DeployConfig, signature: Signature) -> tuple[list[str], str]:
     """The validated output names and the config field that chose them."""
     existing = sorted(signature.outputs)
     listing = ", ".join(existing) or "none"
@@ -79,7 +79,7 @@ def _names(config: ValidationConfig, signature: Signature) -> tuple[list[str], s
     return checkable, "output"
 
 
-def check_threshold_fits(config: ValidationConfig, plan: OutputPlan, task: str, how: str) -> None:
+def check_threshold_fits(config: DeployConfig, plan: OutputPlan, task: str, how: str) -> None:
     """Raise a config error naming a quality threshold that does not apply to ``task``."""
     for name in plan.quality.thresholds():
         if TASK_OF_THRESHOLD[name] != task:
@@ -90,7 +90,7 @@ def check_threshold_fits(config: ValidationConfig, plan: OutputPlan, task: str, 
                                "say what the output is")
 
 
-def plan_outputs(config: ValidationConfig, signature: Signature) -> list[OutputPlan]:
+def plan_outputs(config: DeployConfig, signature: Signature) -> list[OutputPlan]:
     """The validated outputs with their effective settings; raises config errors naming the field."""
     names, chose = _names(config, signature)
     plans = []
@@ -151,7 +151,7 @@ def decide_task(plan: OutputPlan, outputs: np.ndarray | None, labels: np.ndarray
 def check_config_against_signature(config: Any, signature: Any) -> list[str]:
     """Check a validation config against a model's signature before anything starts.
 
-    ``config``: a :class:`ValidationConfig`, a path, a mapping or None;
+    ``config``: a :class:`DeployConfig`, a path, a mapping or None;
     ``signature``: export's ``ModelSignature``, its ``to_dict()``, TF Serving
     metadata or a plain mapping. Returns the names of the validated outputs.
     Raises :class:`ValidationConfigError` naming the file, the field, what was
@@ -162,7 +162,7 @@ def check_config_against_signature(config: Any, signature: Any) -> list[str]:
     return [p.name for p in plan_outputs(config, sig)]
 
 
-def check_thresholds_with_answers(config: ValidationConfig, reference: Any, answers: dict[str, np.ndarray]) -> None:
+def check_thresholds_with_answers(config: DeployConfig, reference: Any, answers: dict[str, np.ndarray]) -> None:
     """Refuse a quality threshold of the other task once the model's answers decide it.
 
     With ``task: auto`` and one value per row, the task depends on the answers

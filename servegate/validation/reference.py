@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from servegate.errors import naming
-from servegate.validation.config import ValidationConfig, load_config
+from servegate.validation.config import DeployConfig, load_config
 from servegate.validation.outputs import OutputPlan, check_threshold_fits, plan_outputs
 from servegate.validation.reference_io import (ReferenceError, detect_format, dtype_fits, flat_values, is_numeric,
                                                iter_batches, list_value_type, parquet_rows, read_schema, rebatch,
@@ -155,7 +155,7 @@ def prefix_columns(names: list[str], prefix: str) -> list[str]:
     return [n for _, n in sorted(found)]
 
 
-def _map_input(schema: pa.Schema, name: str, spec: TensorSpec, config: ValidationConfig) -> InputColumns | str:
+def _map_input(schema: pa.Schema, name: str, spec: TensorSpec, config: DeployConfig) -> InputColumns | str:
     """The columns of input ``name``, or a string saying why none fit."""
     names = schema.names
     cols, prefixes = config.reference.columns, config.reference.prefixes
@@ -223,7 +223,7 @@ def _open(path: Path) -> tuple[str, pa.Schema]:
 
 
 def _map_inputs(path: Path, fmt: str, schema: pa.Schema, sig: Signature,
-                config: ValidationConfig) -> dict[str, InputColumns]:
+                config: DeployConfig) -> dict[str, InputColumns]:
     mapped: dict[str, InputColumns] = {}
     problems: list[str] = []
     for name, spec in sorted(sig.inputs.items()):
@@ -241,7 +241,7 @@ def _map_inputs(path: Path, fmt: str, schema: pa.Schema, sig: Signature,
     return mapped
 
 
-def _one_output_per_label(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: ValidationConfig) -> None:
+def _one_output_per_label(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: DeployConfig) -> None:
     """Refuse a label column that several validated outputs would share without the config saying so."""
     shared = [p for p in plans if not p.own_label and p.label_column is not None]
     column = config.reference.label_column
@@ -255,7 +255,7 @@ def _one_output_per_label(path: Path, schema: pa.Schema, plans: list[OutputPlan]
         f"parity, sanity and drift checks), or validate one output: output: {names[0]}"))
 
 
-def _label_columns(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: ValidationConfig) -> dict[str, str]:
+def _label_columns(path: Path, schema: pa.Schema, plans: list[OutputPlan], config: DeployConfig) -> dict[str, str]:
     """output -> label column, for the outputs whose label column is in the file."""
     found: dict[str, str] = {}
     for plan in plans:
@@ -276,14 +276,14 @@ def _label_columns(path: Path, schema: pa.Schema, plans: list[OutputPlan], confi
     return found
 
 
-def _golden_columns(schema: pa.Schema, config: ValidationConfig) -> tuple[tuple[str, ...], bool]:
+def _golden_columns(schema: pa.Schema, config: DeployConfig) -> tuple[tuple[str, ...], bool]:
     column = config.reference.golden_column
     if column in schema.names:
         return (column,), list_value_type(schema.field(column).type) is not None
     return tuple(prefix_columns(schema.names, column)), False
 
 
-def load_reference(path: str | Path, signature: Any, config: ValidationConfig | Any = None) -> Reference:
+def load_reference(path: str | Path, signature: Any, config: DeployConfig | Any = None) -> Reference:
     """Open and check a reference file against ``signature``; see the module docstring.
 
     ``signature`` is anything :func:`parse_signature` reads (export's record,
@@ -296,7 +296,7 @@ def load_reference(path: str | Path, signature: Any, config: ValidationConfig | 
         return _load_reference(path, signature, config)
 
 
-def _load_reference(path: Path, signature: Any, config: ValidationConfig) -> Reference:
+def _load_reference(path: Path, signature: Any, config: DeployConfig) -> Reference:
     sig = parse_signature(signature, config.signature_name)
     plans = plan_outputs(config, sig) if sig.outputs else []
     fmt, schema = _open(path)
@@ -315,7 +315,7 @@ def _load_reference(path: Path, signature: Any, config: ValidationConfig) -> Ref
     return ref
 
 
-def check_input_rows(path: str | Path, signature: Any, config: ValidationConfig | Any = None) -> int:
+def check_input_rows(path: str | Path, signature: Any, config: DeployConfig | Any = None) -> int:
     """The checks of :func:`load_reference` that need only the model's inputs: the file opens and has
     rows, every input maps to columns of the right type, no input value is null or NaN. Returns the
     row count. The deploy runs it before the export, with inputs read from the model's files."""
@@ -327,7 +327,7 @@ def check_input_rows(path: str | Path, signature: Any, config: ValidationConfig 
         return scan(path, fmt, _map_inputs(path, fmt, schema, sig, config), [])
 
 
-def _check_tasks_from_labels(ref: Reference, plans: list[OutputPlan], config: ValidationConfig) -> None:
+def _check_tasks_from_labels(ref: Reference, plans: list[OutputPlan], config: DeployConfig) -> None:
     """Labels that are not all 0/1 make a one-value output a regression: refuse classification thresholds now."""
     for plan in plans:
         column = ref.label_columns.get(plan.name)

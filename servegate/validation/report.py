@@ -76,7 +76,8 @@ class ValidationReport:
     task: str = "regression"
     transport: str = "grpc"
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path (plots, GX results, report.html)
-    # Added by issue 11: what was validated and how its task was decided, and what was required.
+    # What was validated and how its task was decided, and what was required: a reader of the report
+    # must see what a pass covered.
     outputs: list[dict[str, Any]] = field(default_factory=list)  # [{name, task, task_reason, label_column}]
     required: list[str] = field(default_factory=list)             # the config's ``require``
     unvalidated_outputs: list[str] = field(default_factory=list)  # outputs of the model nobody checked

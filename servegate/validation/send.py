@@ -16,14 +16,14 @@ import numpy as np
 
 from servegate.errors import ServingError, ValidationInputError
 from servegate.serving.client import PredictError, RequestOutcome, ServingClient
-from servegate.validation.config import ValidationConfig
+from servegate.validation.config import DeployConfig
 
 #: progress(who, rows_answered, rows_total), called as answers arrive; ``who`` is
 #: the version or label being sent to (candidate, then baseline).
 RowProgress = Callable[[str | int, int, int], None]
 
 
-def make_client(endpoint: Any, model_name: str | None, config: ValidationConfig) -> ServingClient:
+def make_client(endpoint: Any, model_name: str | None, config: DeployConfig) -> ServingClient:
     """A :class:`ServingClient` from a client, a runner, or an endpoint string."""
     if isinstance(endpoint, ServingClient):
         return endpoint
@@ -104,7 +104,7 @@ class Answers:
         outcome.result = None  # placed: keep only latency and status per request (bounded memory)
 
 
-def _warm_up(client: ServingClient, reference: Any, who: str | int, config: ValidationConfig) -> None:
+def _warm_up(client: ServingClient, reference: Any, who: str | int, config: DeployConfig) -> None:
     # As TensorFlow Serving's SavedModel warmup does: the first calls of a fresh
     # server pay one-off costs (graph and kernel initialisation). Not measured; a
     # failure here shows up again, measured, in the real pass.
@@ -118,7 +118,7 @@ def _warm_up(client: ServingClient, reference: Any, who: str | int, config: Vali
             return
 
 
-def send(client: ServingClient, reference: Any, who: str | int, outputs: list[str], config: ValidationConfig,
+def send(client: ServingClient, reference: Any, who: str | int, outputs: list[str], config: DeployConfig,
          deadline_s: float, progress: RowProgress | None = None) -> Answers:
     """Every reference row to ``who``; answers placed by row."""
     answers = Answers(reference.n_rows, outputs)

@@ -15,9 +15,9 @@ import numpy as np
 
 from servegate.validation import plots
 from servegate.validation.checks.base import OutputData
-from servegate.validation.config import ValidationConfig
+from servegate.validation.config import DeployConfig
 from servegate.validation.outputs import OutputPlan, check_threshold_fits, decide_task, known_task
-from servegate.validation.table import derive, rows_table
+from servegate.validation.rows import derive, rows_table
 
 
 def _no_table(plan: OutputPlan, name: str, why: str) -> OutputData:
@@ -26,7 +26,7 @@ def _no_table(plan: OutputPlan, name: str, why: str) -> OutputData:
 
 
 def _output(i: int, plan: OutputPlan, cand: Any, base: Any, reference: Any, goldens: dict[str, np.ndarray],
-            config: ValidationConfig, baseline_desc: str | None) -> OutputData:
+            config: DeployConfig, baseline_desc: str | None) -> OutputData:
     name = "rows" if i == 0 else f"rows_{i}"
     if plan.name not in cand.outputs:
         errors = cand.errors
@@ -58,7 +58,7 @@ def _output(i: int, plan: OutputPlan, cand: Any, base: Any, reference: Any, gold
 
 
 def build_outputs(plans: list[OutputPlan], cand: Any, base: Any, reference: Any, goldens: dict[str, np.ndarray],
-                  config: ValidationConfig, baseline_desc: str | None, mismatch: str | None) -> list[OutputData]:
+                  config: DeployConfig, baseline_desc: str | None, mismatch: str | None) -> list[OutputData]:
     """One :class:`OutputData` per validated output (without a table when nothing could be compared)."""
     if cand is None:
         return [_no_table(p, "rows" if i == 0 else f"rows_{i}", mismatch or "nothing sent")

@@ -29,7 +29,7 @@ from typing import Any
 from servegate.errors import ServingError, ValidationInputError
 from servegate.serving.client import PredictError, ServingClient
 from servegate.validation.checks import CHECKS, CheckContext, judge
-from servegate.validation.config import ValidationConfig, load_config
+from servegate.validation.config import DeployConfig, load_config
 from servegate.validation.gx_suite import run_suites
 from servegate.validation.outputs import plan_outputs
 from servegate.validation.reference import Reference, load_reference
@@ -47,7 +47,7 @@ __all__ = ["validate", "GoldenError", "RowProgress"]
 class _Run:
     """One validate() call's state, passed between its steps."""
 
-    config: ValidationConfig
+    config: DeployConfig
     client: ServingClient
     reference: Reference
     served: Signature
@@ -60,7 +60,7 @@ class _Run:
         return self.config.deadline_s - (time.perf_counter() - self.started)
 
 
-def _served_signature(client: ServingClient, candidate: str | int, config: ValidationConfig) -> Signature:
+def _served_signature(client: ServingClient, candidate: str | int, config: DeployConfig) -> Signature:
     try:
         meta = client.metadata(**address(candidate))
     except PredictError as exc:
@@ -69,7 +69,7 @@ def _served_signature(client: ServingClient, candidate: str | int, config: Valid
     return parse_signature(meta, config.signature_name)
 
 
-def _check_inputs(config: ValidationConfig, goldens: dict, baseline: Any, reference: Reference) -> None:
+def _check_inputs(config: DeployConfig, goldens: dict, baseline: Any, reference: Reference) -> None:
     if config.parity.enabled and not goldens:
         raise GoldenError("validation config enables the parity check but no golden predictions were given "
                           f"(no column {config.reference.golden_column!r} in {reference.path}, no golden=)")
@@ -121,7 +121,7 @@ def _replay_traffic(run: _Run, candidate, baseline, output_names: list[str]):
 
 
 def _apply_require(results: list[CheckResult], required: list[str]) -> list[CheckResult]:
-    """A required check that judged nothing fails, saying why it did not run (issue 11: no rubber stamp)."""
+    """A required check that judged nothing fails, saying why it did not run (a pass must never be a rubber stamp)."""
     out = []
     for r in results:
         if r.name in required and r.status != "failed" and (r.status == "skipped" or not r.judged):
@@ -163,7 +163,7 @@ def _artifacts(run: _Run, ctx: CheckContext, outputs: list, traffic: Any) -> dic
     return artifacts
 
 
-def validate(endpoint: Any, reference: Reference | str | Path, config: ValidationConfig | str | Path | Mapping | None = None,
+def validate(endpoint: Any, reference: Reference | str | Path, config: DeployConfig | str | Path | Mapping | None = None,
              *, candidate: str | int = "canary", baseline: str | int | None = None, golden: Any = None,
              production_signature: Any = None, out_dir: str | Path, load_seconds: float | None = None,
              model_name: str | None = None, progress: RowProgress | None = None) -> ValidationReport:

@@ -86,7 +86,7 @@ def read_artifacts(flow_run_id: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_production_verification_failure_rolls_back(world, demo_files, closed_port_url):
-    from servegate.attempt import ProductionVerificationError
+    from servegate.deploy import ProductionVerificationError
 
     canaries_before = live_canaries()
     state = _deploy(world, demo_files["improved"], production_url=closed_port_url, production_deadline_s=1.5)
@@ -166,7 +166,7 @@ def test_plain_pipeline_rejects_and_cleans_up_without_prefect(world, demo_files,
     """run_deploy: the same steps and undo semantics with no Prefect at all."""
     import logging
 
-    from servegate.attempt import DeployRequest, run_deploy
+    from servegate.deploy import DeployRequest, run_deploy
 
     before = world["store"].status(NAME)
     canaries_before = live_canaries()

@@ -2,7 +2,7 @@
 real Prefect server (the session's test server) through the client's events API.
 
 The deploy flow runs with its steps replaced at the one seam
-(``servegate.attempt.steps.STEPS``, as test_step_parity does) so that each
+(``servegate.deploy.steps.STEPS``, as test_step_parity does) so that each
 verdict takes a second; the real steps emit through the same line of the flow
 (tests/reliability/test_bake.py reads the event of a real bake's rollback).
 The rollback flow runs for real (store, MLflow, Release).
@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from servegate.attempt import steps as declared
-from servegate.attempt.record import AttemptRecord
+from servegate.deploy import steps as declared
+from servegate.deploy.record import AttemptRecord
 
 
 def read_model_events(name: str, want: int, timeout_s: float = 30.0) -> list:
@@ -40,8 +40,8 @@ def read_model_events(name: str, want: int, timeout_s: float = 30.0) -> list:
 
 def _fake_steps(verdict: str) -> tuple[declared.Step, ...]:
     """The declared steps, each a pass-through except what makes ``verdict`` happen."""
-    from servegate.attempt.bake import judge_bake
-    from servegate.attempt.errors import ModelRejected
+    from servegate.deploy.bake import judge_bake
+    from servegate.deploy.verdict import ModelRejected
 
     def run(step: declared.Step):
         def _run(record: AttemptRecord) -> AttemptRecord:

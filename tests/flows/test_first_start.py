@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 # ephemeral server starts at its first API call). Prints Prefect's effective start-up limit.
 DIRECT_CALL = """
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as LIMIT
-import servegate.flows.deploy, servegate.flows.rollback, servegate.flows.train_demo
+import servegate.flows.deploy, servegate.flows.rollback, servegate.demo.train_demo
 from servegate.flows.watch import deploy_newest_export
 print("limit", LIMIT.value(), flush=True)
 print("result", deploy_newest_export(name="first"), flush=True)

@@ -31,7 +31,7 @@ def test_deployments_point_at_real_flows_with_trigger_and_schedule():
         assert flow.name == func.replace("_", "-")
     trigger = by_name["deploy-model"]["triggers"][0]
     assert trigger["expect"] == ["servegate.model.exported"]
-    from servegate.flows.train_demo import EXPORTED_EVENT
+    from servegate.demo.train_demo import EXPORTED_EVENT
 
     assert EXPORTED_EVENT in trigger["expect"]
     assert set(trigger["parameters"]) == {"model_path", "reference", "name"}

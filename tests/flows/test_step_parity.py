@@ -1,7 +1,7 @@
 """The deploy is declared once: the plain runner and the Prefect flow run the same steps in the
 same order, and undo the same steps in the same (reverse) order after a failure at each step.
 
-The steps are replaced by recorders at one narrow seam (``servegate.attempt.steps.STEPS``): this
+The steps are replaced by recorders at one narrow seam (``servegate.deploy.steps.STEPS``): this
 test is about the runners, not the steps (the flow and CLI tests run the real ones).
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from servegate.attempt import steps as declared
-from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.deploy import steps as declared
+from servegate.deploy.record import AttemptRecord, DeployRequest
 
 
 def _recording_steps(journal: list[str], fail_at: str | None, verdict: bool) -> tuple[declared.Step, ...]:
-    from servegate.attempt.errors import ModelRejected
+    from servegate.deploy.verdict import ModelRejected
 
     def run(step: declared.Step):
         def _run(record: AttemptRecord) -> AttemptRecord:
@@ -40,7 +40,7 @@ def _record(tmp_path) -> AttemptRecord:
 
 
 def _plain(record: AttemptRecord):
-    from servegate.attempt.plain import run_steps
+    from servegate.deploy.plain import run_steps
 
     return run_steps(record)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from servegate.attempt.canary import CANARY_LOG_ARTIFACT, load_rejection
-from servegate.attempt.record import AttemptRecord, DeployRequest
+from servegate.deploy.canary import CANARY_LOG_ARTIFACT, load_rejection
+from servegate.deploy.record import AttemptRecord, DeployRequest
 from servegate.serving.runners.errors import ModelLoadError, load_failure
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

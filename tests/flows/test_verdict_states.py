@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from servegate.attempt import steps as declared
+from servegate.deploy import steps as declared
 from tests.flows.test_events import _fake_steps
 
 

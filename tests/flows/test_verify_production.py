@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from servegate.attempt import ProductionVerificationError, verify_served_version
+from servegate.deploy import ProductionVerificationError, verify_served_version
 from tests import modelzoo
 
 

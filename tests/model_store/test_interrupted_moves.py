@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from servegate.attempt.staging import abandoned_versions
+from servegate.deploy.staging import abandoned_versions
 from servegate.model_store import AREAS, ModelStore
 from servegate.model_store import history as history_mod
 from servegate.model_store import intents as intents_mod

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from servegate.attempt.errors import ProductionVerificationError
+from servegate.deploy.verdict import ProductionVerificationError
 from servegate.object_store import production as p
 from servegate.object_store.fleet import fleet, wait_for_fleet
 from servegate.object_store.sync import ModelReport, SyncTarget, converge, heartbeat_key, write_heartbeat

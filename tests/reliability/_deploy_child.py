@@ -15,7 +15,7 @@ timer. Nothing is faked: the step runs for real up to the kill.
 - ``during_verify`` — the same delay after ``attempt.production.verify_served_version`` began
   (the new version is in production; the production server may not serve it yet);
 - ``during_bake`` — the same delay after the bake began watching production
-  (``guardrails.baking.run_bake``: the new version is in production and the
+  (``bake.baking.run_bake``: the new version is in production and the
   bake is marked ``in_progress`` in MLflow);
 - ``store:<checkpoint>`` — the store's own step names (``fsutil.checkpoint``), e.g.
   ``store:stage:copied`` (the copy is complete in a temp dir, not yet renamed
@@ -93,7 +93,7 @@ def _after_step(step_name: str, point: str) -> None:
     """Kill after a declared step returned (the plain runner and the flow both read ``steps.STEPS``)."""
     import dataclasses
 
-    from servegate.attempt import steps
+    from servegate.deploy import steps
 
     def wrap(step):
         if step.name != step_name:
@@ -124,7 +124,7 @@ class _Trace:
         """Note each declared step as it starts (both runners read ``steps.STEPS``)."""
         import dataclasses
 
-        from servegate.attempt import steps
+        from servegate.deploy import steps
 
         def wrap(step):
             def run(record):
@@ -174,7 +174,7 @@ def _hang_canaries() -> None:
 def install() -> None:
     point = os.environ.get("SERVEGATE_TEST_KILL_AT")
     delay = float(os.environ.get("SERVEGATE_TEST_KILL_DELAY", "0.3"))
-    from servegate.attempt import canary, production
+    from servegate.deploy import canary, production
     from servegate.model_store import fsutil
 
     trace = _Trace()
@@ -202,7 +202,7 @@ def install() -> None:
     elif point == "during_verify":
         _during(production, "verify_served_version", point, delay)
     elif point == "during_bake":
-        from servegate.guardrails import baking
+        from servegate.bake import baking
 
         _during(baking, "run_bake", point, delay)
     elif wanted is None:

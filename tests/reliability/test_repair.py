@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 from servegate.model_store import ModelStore
-from servegate.attempt.record import AttemptRecord, DeployRequest
-from servegate.attempt.staging import abandoned_versions, reject_abandoned
+from servegate.deploy.record import AttemptRecord, DeployRequest
+from servegate.deploy.staging import abandoned_versions, reject_abandoned
 from servegate.runtime.workdirs import WORK_DIR_PREFIX, new_work_dir
 from tests.conftest import REPO_ROOT
 

@@ -13,7 +13,7 @@ import requests
 from servegate.serving.runners import (CanarySpec, DeadlineExceededError, ModelLoadError, ProcessRunner, make_runner,
                                        reap)
 from servegate.runtime.identity import start_ticks
-from servegate.serving.runners.process import pick_free_ports
+from servegate.ports import pick_free_ports
 from servegate.serving.runners.state import process_state_dir
 from tests.serving.runner_fixtures import (broken_savedmodel, half_plus_two_versions, isolated_home,  # noqa: F401
                                            predict, start_and_kill_parent, wait_for)

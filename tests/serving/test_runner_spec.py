@@ -10,7 +10,7 @@ import pytest
 from servegate.errors import ConfigError, ServingError
 from servegate.serving.runners import CanarySpec, CanarySpecError, PortInUseError, ProcessRunner, make_runner
 from servegate.serving.runners.base import build_canary_base_path, model_config_text
-from servegate.serving.runners.process import pick_free_ports, port_is_free
+from servegate.ports import pick_free_ports, port_is_free
 from tests.serving.runner_fixtures import half_plus_two_versions, isolated_home  # noqa: F401
 
 

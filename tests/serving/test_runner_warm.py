@@ -1,4 +1,4 @@
-"""The prewarmed bundled server (runtime/warm.py + serving/server/warm.py): the runner's first launch uses it,
+"""The prewarmed bundled server (serving/runners/spare.py + serving/server/spare.py): the runner's first launch uses it,
 and an unused one never outlives its owner."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from servegate.runtime.identity import start_ticks
-from servegate.runtime import warm
+from servegate.serving.runners import spare
 from servegate.serving.runners import CanarySpec, ProcessRunner
 from servegate.serving.runners.state import process_state_dir
 from tests.conftest import REPO_ROOT
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def spare_cleanup():
     yield
-    warm.discard()
+    spare.discard()
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
@@ -41,15 +41,15 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 
 def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spare_cleanup):
-    assert warm.prewarm("hp2w")
-    spare_pid = warm._spare.process.pid
-    spare_dir = warm._spare.workdir
-    assert str(spare_dir) in " ".join(warm._spare.process.args)  # recognisable by its work dir from the start
+    assert spare.prewarm("hp2w")
+    spare_pid = spare._spare.process.pid
+    spare_dir = spare._spare.workdir
+    assert str(spare_dir) in " ".join(spare._spare.process.args)  # recognisable by its work dir from the start
     runner = ProcessRunner(CanarySpec("hp2w", half_plus_two_versions, labels={"stable": 123, "canary": 124}))
     try:
         runner.start()
         assert runner.pid == spare_pid and runner.workdir == spare_dir
-        assert warm._spare is None  # handed out once
+        assert spare._spare is None  # handed out once
         record = json.loads((process_state_dir() / f"{runner.pid}.json").read_text())
         assert record["server_pid"] == spare_pid and record["workdir"] == str(spare_dir)
         runner.wait_until_available(90)
@@ -65,8 +65,8 @@ def test_first_launch_uses_the_spare(isolated_home, half_plus_two_versions, spar
 
 
 def test_spare_of_another_model_is_not_used(isolated_home, half_plus_two_versions, spare_cleanup):
-    assert warm.prewarm("other-model")
-    spare_pid = warm._spare.process.pid
+    assert spare.prewarm("other-model")
+    spare_pid = spare._spare.process.pid
     runner = ProcessRunner(CanarySpec("hp2x", {123: half_plus_two_versions[123]}))
     try:
         runner.start()
@@ -74,23 +74,23 @@ def test_spare_of_another_model_is_not_used(isolated_home, half_plus_two_version
         assert "(prewarmed)" not in runner.logs()
     finally:
         runner.stop()
-    assert warm._spare is not None and warm._spare.alive()
+    assert spare._spare is not None and spare._spare.alive()
 
 
 def test_discard_ends_an_unused_spare_and_its_dir(spare_cleanup):
-    assert warm.prewarm("unused")
-    assert warm.prewarm("unused")  # one spare per process
-    spare = warm._spare
-    warm.discard()
-    assert spare.process.poll() is not None and not spare.workdir.exists()
-    warm.discard()  # twice is fine
+    assert spare.prewarm("unused")
+    assert spare.prewarm("unused")  # one spare per process
+    held = spare._spare
+    spare.discard()
+    assert held.process.poll() is not None and not held.workdir.exists()
+    spare.discard()  # twice is fine
 
 
 _OWNER = textwrap.dedent("""
     import json, sys, time
-    from servegate.runtime import warm
-    warm.prewarm("orphan")
-    print(json.dumps({"pid": warm._spare.process.pid, "workdir": str(warm._spare.workdir)}), flush=True)
+    from servegate.serving.runners import spare
+    spare.prewarm("orphan")
+    print(json.dumps({"pid": spare._spare.process.pid, "workdir": str(spare._spare.workdir)}), flush=True)
     time.sleep(600)
 """)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from servegate.errors import ConfigError
-from servegate.validation import ValidationConfig, ValidationConfigError, load_config
+from servegate.validation import DeployConfig, ValidationConfigError, load_config
 
 
 def test_no_config_gives_the_documented_defaults():
     config = load_config(None)
-    assert config == ValidationConfig()
+    assert config == DeployConfig()
     assert config.batch_size == 256 and config.concurrency == 4
     assert config.parity.min_fraction == 0.99 and config.service_level.max_p95_ms == 1000.0
     assert config.quality.enabled is None  # on when the reference has labels
@@ -30,7 +30,7 @@ def test_yaml_and_toml_files_are_read(tmp_path):
 def test_an_empty_yaml_file_means_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
-    assert load_config(path) == ValidationConfig()
+    assert load_config(path) == DeployConfig()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -79,10 +79,10 @@ def test_the_readme_documents_every_field_with_its_default():
 
     text = (REPO_ROOT / "README.md").read_text()
     block = re.search(r"## Validation config.*?```yaml\n(.*?)```", text, re.S).group(1)
-    assert load_config(yaml.safe_load(block)) == ValidationConfig()
+    assert load_config(yaml.safe_load(block)) == DeployConfig()
     documented = yaml.safe_load(block)
-    assert set(documented) == set(ValidationConfig.model_fields)
-    for name, field in ValidationConfig.model_fields.items():
+    assert set(documented) == set(DeployConfig.model_fields)
+    for name, field in DeployConfig.model_fields.items():
         section = getattr(field.annotation, "model_fields", None)
         if section is not None:
             assert set(documented[name]) == set(section), name

@@ -12,7 +12,7 @@ from servegate.validation.checks import metrics
 from servegate.validation.checks.contract import breaking_changes
 from servegate.validation.checks.distribution import class_shift, ks, shift_sd
 from servegate.validation.signature import SignatureFormatError
-from servegate.validation.table import derive, parity_excess
+from servegate.validation.rows import derive, parity_excess
 
 
 def _sig(inputs, outputs):

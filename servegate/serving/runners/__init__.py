@@ -13,13 +13,12 @@ the CLI's light commands do not pay for them.
 from __future__ import annotations
 
 from servegate.errors import ServingError
+from servegate.serving import RUNNER_KINDS
 from servegate.serving.runners.base import CanarySpec, CanarySpecError, ModelServerRunner, model_config_text
 from servegate.serving.runners.errors import (DeadlineExceededError, DockerUnavailableError, ImageMissingError,
                                               ModelLoadError, PortInUseError)
 from servegate.serving.runners.process import ProcessRunner
 from servegate.serving.runners.reap import ReapReport, reap
-
-RUNNER_KINDS = ("process", "docker")
 
 
 def make_runner(kind: str, spec: CanarySpec, **options) -> ModelServerRunner:

@@ -46,9 +46,10 @@ from typing import ClassVar
 import requests
 
 from servegate.errors import ConfigError
+from servegate.model_names import MODEL_NAME_RULE, is_model_name
+from servegate.serving.model_state import probe
 from servegate.serving.runners.errors import DeadlineExceededError, ModelLoadError, with_log_tail
 
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 # How often wait_until_available asks the server; short, because boot time is what we measure.
 POLL_INTERVAL_S = 0.1
@@ -77,10 +78,8 @@ class CanarySpec:
     run_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model_name, str) or not _MODEL_NAME.match(self.model_name) or ".." in self.model_name:
-            raise CanarySpecError(
-                f"canary model name {self.model_name!r} is invalid: expected letters, digits, '_', '.', '-' "
-                "starting with a letter or digit, and no '..'")
+        if not is_model_name(self.model_name):
+            raise CanarySpecError(f"canary model name {self.model_name!r} is invalid: expected {MODEL_NAME_RULE}")
         if not self.versions:
             raise CanarySpecError(f"canary for model {self.model_name!r} has no versions: expected at least one")
         checked: dict[int, Path] = {}
@@ -186,15 +185,19 @@ class ModelServerRunner(abc.ABC):
     def start(self) -> None:
         """Start the server without waiting for it; reaps leftovers of killed runs first."""
 
-    @property
     @abc.abstractmethod
-    def rest_url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the REST API (after ``start()``)."""
+    def _require_ports(self) -> tuple[int, int]:
+        """(REST, gRPC) ports on 127.0.0.1; raises :class:`ServingError` before ``start()``."""
 
     @property
-    @abc.abstractmethod
+    def rest_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the REST API (after ``start()``)."""
+        return f"http://127.0.0.1:{self._require_ports()[0]}"
+
+    @property
     def grpc_target(self) -> str:
         """``127.0.0.1:PORT`` of the gRPC API (after ``start()``)."""
+        return f"127.0.0.1:{self._require_ports()[1]}"
 
     @abc.abstractmethod
     def logs(self, tail: int = 200) -> str:
@@ -246,33 +249,16 @@ class ModelServerRunner(abc.ABC):
             session.close()
 
     def _probe(self, session: requests.Session, last_seen: str) -> tuple[bool, str]:
-        """One round of status requests: (all ready?, description of what was seen)."""
-        base = f"{self.rest_url}/v1/models/{self.spec.model_name}"
-        seen = []
-        for version in self.spec.versions:
-            try:
-                response = session.get(f"{base}/versions/{version}", timeout=REQUEST_TIMEOUT_S)
-            except requests.RequestException as exc:
-                # Refused until the first load finishes (TF Serving opens its ports late): keep polling.
-                return False, f"version {version}: no answer ({type(exc).__name__})"
-            if response.status_code != 200:
-                return False, f"version {version}: HTTP {response.status_code} {response.text.strip()[:200]}"
-            state, error = _version_state(response, version)
-            if error:
-                raise ModelLoadError(with_log_tail(
-                    f"model {self.spec.model_name!r} version {version} failed to load ({self!r}): "
-                    f"state {state}, error: {error}", self.logs(tail=50)))
-            seen.append(f"version {version}: {state}")
-            if state != "AVAILABLE":
-                return False, ", ".join(seen)
-        for label in self.spec.labels:
-            try:
-                response = session.get(f"{base}/labels/{label}", timeout=REQUEST_TIMEOUT_S)
-            except requests.RequestException as exc:
-                return False, f"label {label}: no answer ({type(exc).__name__})"
-            if response.status_code != 200:
-                return False, f"{', '.join(seen)}; label {label}: HTTP {response.status_code}"
-        return True, ", ".join(seen)
+        """One round of status requests (the client's :func:`~servegate.serving.model_state.probe`):
+        (all ready?, description of what was seen); a version that failed to load ends the wait."""
+        seen = probe(session, self.rest_url, self.spec.model_name, self.spec.versions, self.spec.labels,
+                     REQUEST_TIMEOUT_S)
+        if seen.failed is not None:
+            version, state, error = seen.failed
+            raise ModelLoadError(with_log_tail(
+                f"model {self.spec.model_name!r} version {version} failed to load ({self!r}): "
+                f"state {state}, error: {error}", self.logs(tail=50)))
+        return seen.ready, seen.said
 
     def __enter__(self) -> "ModelServerRunner":
         self.start()
@@ -280,20 +266,3 @@ class ModelServerRunner(abc.ABC):
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def _version_state(response: requests.Response, version: int) -> tuple[str, str]:
-    """(state, error message or "") of ``version`` in a TF Serving GetModelStatus JSON body."""
-    try:
-        statuses = response.json()["model_version_status"]
-    except (ValueError, KeyError, TypeError):
-        return f"unreadable status body {response.text[:200]!r}", ""
-    for status in statuses:
-        if str(status.get("version")) == str(version):
-            state = status.get("state", "UNKNOWN")
-            detail = status.get("status") or {}
-            code = detail.get("error_code", "OK")
-            if code not in ("OK", 0, "0") and state in ("END", "UNKNOWN"):
-                return state, f"{code}: {detail.get('error_message', '')}"
-            return state, ""
-    return "not listed", ""

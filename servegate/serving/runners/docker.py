@@ -46,6 +46,8 @@ from servegate.serving.runners.reap import MANAGED_LABEL, reap
 #: TensorFlow Serving's official image, pinned so that a canary is reproducible.
 DEFAULT_IMAGE = "tensorflow/serving:2.18.0"
 HOST_MOUNTS_LABEL = "servegate.host-mounts"
+#: The bundled server's image, built locally by :mod:`servegate.serving.runners.image` (which imports this module).
+LOCAL_IMAGE_TAG = "servegate/bundled-serving:local"
 REST_CONTAINER_PORT = 8501
 GRPC_CONTAINER_PORT = 8500
 CONFIG_TARGET = "/servegate-config/models.config"
@@ -113,14 +115,6 @@ class DockerRunner(ModelServerRunner):
         return self._container
 
     # -- endpoints -------------------------------------------------------------------------------
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._require_ports()[0]}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self._require_ports()[1]}"
-
     def _require_ports(self) -> tuple[int, int]:
         if self._ports is None:
             self._ports = self._read_ports()
@@ -186,8 +180,6 @@ class DockerRunner(ModelServerRunner):
 
     def _get_image(self):
         import docker.errors
-
-        from servegate.serving.runners.image import LOCAL_IMAGE_TAG
 
         try:
             return self._client.images.get(self.image)

@@ -42,9 +42,8 @@ from pathlib import Path
 import filelock
 
 from servegate.errors import ServingError
-from servegate.serving.runners.docker import HOST_MOUNTS_LABEL, connect
+from servegate.serving.runners.docker import HOST_MOUNTS_LABEL, LOCAL_IMAGE_TAG, connect
 
-LOCAL_IMAGE_TAG = "servegate/bundled-serving:local"
 BUILD_KEY_LABEL = "servegate.build-key"
 ENTRYPOINT = "/servegate/entrypoint.sh"
 #: How the bundled server is told to listen on every interface inside a container.

@@ -12,7 +12,7 @@ bundled server (``python -m servegate.serving``). Life cycle (see base.py):
   server, so that :func:`~servegate.serving.runners.reap.reap` can end a canary
   whose owner was SIGKILLed.
 - When this process holds a prewarmed bundled server for the model
-  (:mod:`servegate.runtime.warm`, started by a deploy before the
+  (:mod:`servegate.serving.runners.spare`, started by a deploy before the
   candidate existed) and the runner would start the bundled server with this
   process's environment, the first launch hands that server its flags
   instead of starting a new one (its TensorFlow import is already done); it
@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,13 +42,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from servegate.errors import ServingError
+from servegate.ports import pick_free_ports, port_is_free
 from servegate.runtime import identity as _proc
-from servegate.runtime import warm
+from servegate.serving.runners import spare
+from servegate.serving import TFS_BINARY
 from servegate.serving.runners.base import CanarySpec, ModelServerRunner, build_canary_base_path, model_config_text
 from servegate.serving.runners.errors import PortInUseError, with_log_tail
 from servegate.serving.runners.state import process_state_dir
 
-TFS_BINARY = "tensorflow_model_server"
 # What servers print when a listening port is taken: uvicorn/asyncio, grpc, TF Serving.
 _PORT_IN_USE = re.compile(r"address already in use|errno 98|failed to add port|failed to bind|"
                           r"could not bind|port .* in use", re.IGNORECASE)
@@ -66,29 +66,6 @@ def default_server_command(server: str = "auto") -> list[str]:
             raise ServingError(f"process runner: {TFS_BINARY} is not on PATH (PATH={os.environ.get('PATH', '')})")
         return [binary]
     return [sys.executable, "-m", "servegate.serving"]
-
-
-def pick_free_ports(count: int = 2) -> list[int]:
-    """Distinct loopback ports the kernel just handed out (bound to 0, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class ProcessRunner(ModelServerRunner):
@@ -122,21 +99,13 @@ class ProcessRunner(ModelServerRunner):
         self._started = False
         self._final_log: str | None = None
         self._group_ended = False
-        self._spare = None  # a prewarmed bundled server (runners/warm.py) for the first launch
+        self._spare = None  # a prewarmed bundled server (runners/spare.py) for the first launch
 
     def __repr__(self) -> str:
         pid = self._proc.pid if self._proc else None
         return f"ProcessRunner(model={self.spec.model_name!r}, pid={pid}, ports={self._ports})"
 
     # -- endpoints -------------------------------------------------------------------------------
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._require_ports()[0]}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self._require_ports()[1]}"
-
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
@@ -159,8 +128,8 @@ class ProcessRunner(ModelServerRunner):
         if self.reap_first:
             from servegate.serving.runners.reap import reap_processes
             reap_processes(state_dir=self.state_dir)
-        if self.env is None and self.server_command == warm.bundled_command():
-            self._spare = warm.take(self.spec.model_name)
+        if self.env is None and self.server_command == spare.bundled_command():
+            self._spare = spare.take(self.spec.model_name)
         if self._spare is not None:
             self._workdir = self._spare.workdir  # named on the spare's command line since it started
         else:
@@ -200,29 +169,29 @@ class ProcessRunner(ModelServerRunner):
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_path = self._workdir / "server.log"
-        spare, self._spare = self._spare, None  # only the first launch; a relaunch starts cold
+        held, self._spare = self._spare, None  # only the first launch; a relaunch starts cold
         with open(log_path, "ab") as log:
-            log.write(f"$ {' '.join(command)}{'  (prewarmed)' if spare else ''}\n".encode())
+            log.write(f"$ {' '.join(command)}{'  (prewarmed)' if held else ''}\n".encode())
             log.flush()
-            self._proc = self._hand_flags_to(spare, command, log_path) if spare else None
+            self._proc = self._hand_flags_to(held, command, log_path) if held else None
             if self._proc is None:
                 self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                               stderr=subprocess.STDOUT, env=env, cwd=self._workdir,
                                               start_new_session=True)
         self._write_pid_file()
 
-    def _hand_flags_to(self, spare, command: list[str], log_path: Path) -> subprocess.Popen | None:
+    def _hand_flags_to(self, held, command: list[str], log_path: Path) -> subprocess.Popen | None:
         """Give a prewarmed server its flags (the command after ``python -m servegate.serving``);
         None when it died meanwhile (the caller starts the server cold)."""
-        request = json.dumps({"argv": command[len(warm.bundled_command()):], "log": str(log_path)})
+        request = json.dumps({"argv": command[len(spare.bundled_command()):], "log": str(log_path)})
         try:
-            spare.process.stdin.write(request.encode() + b"\n")
-            spare.process.stdin.close()
+            held.process.stdin.write(request.encode() + b"\n")
+            held.process.stdin.close()
         except (BrokenPipeError, OSError, ValueError):
-            spare.process.kill()
-            spare.process.wait()
+            held.process.kill()
+            held.process.wait()
             return None
-        return spare.process
+        return held.process
 
     def _write_pid_file(self) -> None:
         assert self._proc is not None
@@ -298,9 +267,9 @@ class ProcessRunner(ModelServerRunner):
         self._untrack()
         try:
             if self._spare is not None:  # taken, but start() failed before the launch
-                spare, self._spare = self._spare, None
-                spare.process.kill()
-                spare.process.wait()
+                held, self._spare = self._spare, None
+                held.process.kill()
+                held.process.wait()
             self._kill_group()
         finally:
             if self._pid_file is not None:

@@ -8,7 +8,6 @@ import is needed here.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from servegate.errors import ConfigError
+from servegate.model_names import MODEL_NAME_RULE, is_model_name
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ def single_model(name: str, base_path: str) -> list[ModelConfig]:
 
 
 def _check_name(name: str, where: str) -> None:
-    if not name or not _MODEL_NAME.match(name):
-        raise ConfigError(f"{where}: model name {name!r} is not valid (expected letters, digits, '_', '.', '-')")
+    if not is_model_name(name):
+        raise ConfigError(f"{where}: model name {name!r} is not valid (expected {MODEL_NAME_RULE})")
 
 
 def parse_model_config_text(text: str, source: str = "<text>") -> list[ModelConfig]:

@@ -18,15 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from servegate.validation.config import ValidationConfig
+from servegate.validation.config import DeployConfig
 from servegate.validation.gx_suite import Planned, SuiteOutcome
 from servegate.validation.outputs import OutputPlan
 from servegate.validation.report import CheckResult, Measurement
 from servegate.validation.signature import Signature
-from servegate.validation.table import Derived
+from servegate.validation.rows import Derived
 
 
 @dataclass
@@ -55,7 +54,7 @@ class OutputData:
 class CheckContext:
     """Everything the checks may read. Built by ``validate`` after sending."""
 
-    config: ValidationConfig
+    config: DeployConfig
     served: Signature
     outputs: list[OutputData]
     production_signature: Any = None
@@ -125,10 +124,6 @@ def merge(name: str, parts: list[CheckPlan]) -> CheckPlan:
     elif skips:
         plan.notes += skips
     return plan
-
-
-def finite_or_none(value: float) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
 
 
 # The order figures are listed in, within a check; others follow in the order measured.
