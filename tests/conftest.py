@@ -53,6 +53,23 @@ def tiny_savedmodel(tmp_path_factory) -> Path:
     return modelzoo.export(modelzoo.regressor(), tmp_path_factory.mktemp("tiny") / "savedmodel")
 
 
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and database for the whole session (the flow and attempt tests)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    from tests.support.ports import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
 def _docker_required() -> bool:
     return os.environ.get("SERVEGATE_REQUIRE_DOCKER") == "1"
 

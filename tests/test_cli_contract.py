@@ -11,11 +11,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +24,7 @@ import pandas as pd
 import pytest
 
 from tests.model_store.treeutil import read_only_mount
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.cli import run_servegate
 
 
 @pytest.fixture
@@ -35,16 +32,6 @@ def home(tmp_path) -> Path:
     path = tmp_path / "home"
     path.mkdir()
     return path
-
-
-def run_cli(home: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m servegate ARGS`` with HOME=home and nothing of servegate's, MLflow's or Prefect's set."""
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SERVEGATE_", "MLFLOW_", "PREFECT_API"))}
-    full.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), PYTHONPATH=str(REPO_ROOT),
-                **(env or {}))
-    return subprocess.run([sys.executable, "-m", "servegate", *args], capture_output=True, text=True,
-                          env=full, cwd=home, timeout=300)
 
 
 def json_of(result: subprocess.CompletedProcess) -> dict:
@@ -200,7 +187,7 @@ def test_every_error_is_one_json_object_whose_subject_names_the_thing(case, home
     (home / "notes").write_text("a file where a directory would be")
     f = {**files, "hp2": hp2, "home": home, "closed_url": closed_port_url}
     args = [a.format(home=home) for a in case.args(f)]
-    result = run_cli(home, *args, env=case.env(f))
+    result = run_servegate(*args, env=case.env(f), home=home)
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr[-2000:])
     data = json_of(result)
     assert data["verdict"] == "error", data
@@ -212,16 +199,6 @@ def test_every_error_is_one_json_object_whose_subject_names_the_thing(case, home
         assert_nothing_opened(home)
 
 
-@pytest.fixture
-def closed_port_url() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 # --------------------------------------------------------------------------- status and rollback
 
 
@@ -231,15 +208,15 @@ def test_status_and_rollback_json_on_success_and_error(home, hp2):
     store = home / "store"
     s = ModelStore(store)
     s.promote("m", s.stage("m", hp2))
-    status = run_cli(home, "status", "--name", "m", "--store", str(store), "--json")
+    status = run_servegate("status", "--name", "m", "--store", str(store), "--json", home=home)
     assert status.returncode == 0 and json_of(status)["serving_version"] == 1
-    nothing = run_cli(home, "rollback", "--name", "m", "--store", str(store), "--json")
+    nothing = run_servegate("rollback", "--name", "m", "--store", str(store), "--json", home=home)
     assert nothing.returncode == 2
     error = json_of(nothing)["error"]
     assert error["kind"] == "NothingToRollBackTo" and error["subject"] == "--name", error
     assert nothing.stderr.strip().splitlines()[-1].startswith("error: "), nothing.stderr
     # without --json, stdout stays empty for an error (the message is on stderr)
-    plain = run_cli(home, "rollback", "--name", "m", "--store", str(store))
+    plain = run_servegate("rollback", "--name", "m", "--store", str(store), home=home)
     assert plain.returncode == 2 and plain.stdout == "" and "no older version to roll back to" in plain.stderr
 
 
@@ -250,7 +227,7 @@ def test_rollback_forward_names_the_command_that_exists(home, hp2):
     s = ModelStore(store)
     s.promote("m", s.stage("m", hp2))
     s.stage("m", hp2)
-    result = run_cli(home, "rollback", "--name", "m", "--to", "2", "--store", str(store), "--json")
+    result = run_servegate("rollback", "--name", "m", "--to", "2", "--store", str(store), "--json", home=home)
     assert result.returncode == 2
     error = json_of(result)["error"]
     assert error["subject"] == "--to" and "`servegate deploy`" in error["message"], error
@@ -264,9 +241,10 @@ def test_the_store_history_keeps_the_rollback_reason(home, hp2):
     s = ModelStore(store)
     for _ in range(2):
         s.promote("m", s.stage("m", hp2))
-    result = run_cli(home, "rollback", "--name", "m", "--store", str(store), "--reason", "p95 alarm after release")
+    result = run_servegate("rollback", "--name", "m", "--store", str(store), "--reason", "p95 alarm after release",
+                           home=home)
     assert result.returncode == 0, result.stderr
-    status = run_cli(home, "status", "--name", "m", "--store", str(store), "--json")
+    status = run_servegate("status", "--name", "m", "--store", str(store), "--json", home=home)
     data = json_of(status)
     assert data["rejected_reasons"]["2"] == "rolled back: p95 alarm after release", data["rejected_reasons"]
     rollback_lines = [h for h in data["history"] if h["operation"] == "rollback"]
@@ -284,8 +262,8 @@ def test_the_store_history_keeps_the_rollback_reason(home, hp2):
 def test_reference_problems_of_a_keras_file_are_refused_before_the_export(reference, needle, home, files,
                                                                           keras_file):
     """The inputs come from the .keras file's config: no export (no "export:" progress line), no run."""
-    result = run_cli(home, "deploy", "--model", str(keras_file), "--name", "m", "--reference",
-                     str(files[reference]), "--json")
+    result = run_servegate("deploy", "--model", str(keras_file), "--name", "m", "--reference",
+                           str(files[reference]), "--json", home=home)
     assert result.returncode == 2, result.stderr[-2000:]
     error = json_of(result)["error"]
     assert error["kind"] == "ReferenceError" and needle in error["message"], error
@@ -298,8 +276,9 @@ def test_reference_problems_of_a_keras_file_are_refused_before_the_export(refere
 def test_a_good_reference_is_not_refused_early(home, files, keras_file, closed_port_url):
     """The other side: with a good reference the same model passes the early check and goes on to the
     next check, the Prefect API (here one that does not answer: the error that follows names it)."""
-    result = run_cli(home, "deploy", "--model", str(keras_file), "--name", "m", "--reference",
-                     str(files["features.parquet"]), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"})
+    result = run_servegate("deploy", "--model", str(keras_file), "--name", "m", "--reference",
+                           str(files["features.parquet"]), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"},
+                           home=home)
     assert result.returncode == 2, result.stderr[-2000:]
     error = json_of(result)["error"]
     assert error["kind"] == "OrchestrationError" and error["subject"] == closed_port_url + "/api", error
@@ -309,8 +288,8 @@ def test_a_good_reference_is_not_refused_early(home, files, keras_file, closed_p
 def test_a_store_path_that_cannot_be_created_is_refused_before_any_run(home, files, hp2):
     (home / "file").write_text("x")
     store = home / "file" / "store"
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference",
-                     str(files["hp2.parquet"]), "--store", str(store), "--json")
+    result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference",
+                           str(files["hp2.parquet"]), "--store", str(store), "--json", home=home)
     assert result.returncode == 2
     error = json_of(result)["error"]
     assert error["kind"] == "StoreNotWritable" and error["subject"] == str(store), error
@@ -330,8 +309,8 @@ def test_a_read_only_store_is_refused_before_any_run(home, files, hp2, tmp_path)
         s = ModelStore(store)
         s.promote("m", s.stage("m", hp2))
         make_read_only()
-        result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference",
-                         str(files["hp2.parquet"]), "--store", str(store), "--json")
+        result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference",
+                               str(files["hp2.parquet"]), "--store", str(store), "--json", home=home)
         assert result.returncode == 2
         error = json_of(result)["error"]
         assert error["kind"] == "StoreNotWritable" and error["subject"] == str(store), error
@@ -361,8 +340,8 @@ def test_a_rerun_with_the_model_production_serves_creates_nothing(home, files, h
     history = ModelStore(store).layout.history_file("m")
     before = history.read_bytes()
     assert before.count(b"\n") == 2  # stage, promote
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                     "--store", str(store), "--json")
+    result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                           "--store", str(store), "--json", home=home)
     assert result.returncode == 0, result.stderr[-2000:]
     outcome = json_of(result)
     assert (outcome["verdict"], outcome["version"], outcome["production_version"]) == ("unchanged", 1, 1), outcome
@@ -371,8 +350,8 @@ def test_a_rerun_with_the_model_production_serves_creates_nothing(home, files, h
     assert_nothing_opened(home, store / "staging")
     assert sorted(p.name for p in (store / "production" / "m").iterdir()) == ["1"]
     assert history.read_bytes() == before  # no history line either
-    text = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                   "--store", str(store))
+    text = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                         "--store", str(store), home=home)
     assert text.returncode == 0 and text.stdout.startswith("m: already serving version 1"), text.stdout
 
 
@@ -412,9 +391,9 @@ def test_another_model_or_the_flag_deploys_anew(how, home, files, hp2, tmp_path,
     config = home / "v.yaml"
     config.write_text("output: nope\n")
     extra = ["--force-new-version"] if how == "--force-new-version" else []
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                     "--store", str(store), "--config", str(config), "--json", *extra,
-                     env={"PREFECT_API_URL": healthy_api_url})
+    result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                           "--store", str(store), "--config", str(config), "--json", *extra,
+                           env={"PREFECT_API_URL": healthy_api_url}, home=home)
     assert result.returncode == 2, result.stderr[-2000:]
     assert json_of(result)["error"]["subject"] == "output"
     assert "export:" in result.stderr
@@ -424,7 +403,8 @@ def test_a_rerun_still_checks_its_prefect_api(home, files, hp2, closed_port_url)
     """A re-run with a CI job's Prefect API unreachable is that error, not "unchanged"."""
     store = home / "store"
     _production_from(store, hp2, hp2)
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
-                     "--store", str(store), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"})
+    result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference", str(files["hp2.parquet"]),
+                           "--store", str(store), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"},
+                           home=home)
     assert result.returncode == 2
     assert json_of(result)["error"]["kind"] == "OrchestrationError"

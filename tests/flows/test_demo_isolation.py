@@ -17,7 +17,9 @@ import time
 
 import pytest
 
-from tests.flows.prefect_procs import REPO, PrefectStack, problems, WORKER_POLL_LOCK
+from tests.support.cli import REPO
+from tests.support.logs import problems
+from tests.support.prefect_stack import PrefectStack
 
 # A Prefect server's first start, `prefect deploy`, a worker and the whole demo: minutes on 2 cores.
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -67,4 +69,4 @@ def test_the_demo_never_triggers_the_users_deployments(users_prefect, tmp_path):
     assert "summary" in demo.stdout and "as expected" in demo.stdout
     assert f"PREFECT_HOME={tmp_path / 'demo' / 'prefect'}" in demo.stdout  # how to see the demo's runs
     assert (tmp_path / "demo" / "prefect" / "prefect.db").is_file()
-    assert problems(stack.server_log.read_text(), tolerate=WORKER_POLL_LOCK) == []
+    assert problems(stack.server_log.read_text()) == []

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.prefect_procs import PREFECT, REPO, PrefectStack, problems
+from tests.support.cli import REPO
+from tests.support.logs import problems
+from tests.support.prefect_stack import PREFECT, PrefectStack
 
 # Several minutes on a 2-core machine (a server's first start, `prefect deploy`, two real deploys through
 # the worker, the UI): the reliability sweep, CI's second step, not the default suite.
