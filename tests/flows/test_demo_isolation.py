@@ -11,13 +11,11 @@ that server, and the default store stays absent.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support.cli import REPO
+from tests.support.cli import REPO, run_servegate
 from tests.support.logs import problems
 from tests.support.prefect_stack import PrefectStack
 
@@ -53,8 +51,8 @@ def _servegate_events(stack: PrefectStack) -> list[dict]:
 
 def test_the_demo_never_triggers_the_users_deployments(users_prefect, tmp_path):
     stack = users_prefect
-    demo = subprocess.run([sys.executable, "-m", "servegate", "demo", "--work-dir", str(tmp_path / "demo")],
-                          env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    demo = run_servegate("demo", "--work-dir", str(tmp_path / "demo"), home=stack.home, env=stack.env, cwd=REPO,
+                         timeout=900)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
 
     deadline = time.monotonic() + TRIGGER_GRACE_S
