@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +22,7 @@ import pandas as pd
 import pytest
 
 from tests.model_store.treeutil import read_only_mount
-from tests.support.cli import run_servegate
+from tests.support.cli import assert_nothing_opened, json_of, run_servegate
 
 
 @pytest.fixture
@@ -34,40 +32,7 @@ def home(tmp_path) -> Path:
     return path
 
 
-def json_of(result: subprocess.CompletedProcess) -> dict:
-    """The one JSON object on stdout (json.loads refuses anything before or after it)."""
-    assert result.stdout.strip(), f"nothing on stdout (exit {result.returncode}); stderr: {result.stderr[-2000:]}"
-    return json.loads(result.stdout)
-
-
-def _rows(database: Path, table: str) -> int:
-    """Rows in ``table`` of a SQLite database (0 when the file or the table is not there)."""
-    if not database.is_file():
-        return 0
-    with closing(sqlite3.connect(database)) as db:
-        if not db.execute("select 1 from sqlite_master where name = ?", (table,)).fetchone():
-            return 0
-        return db.execute(f"select count(*) from {table}").fetchone()[0]
-
-
-def assert_nothing_opened(home: Path, store: Path | None = None) -> None:
-    """No MLflow run, no Prefect flow run, no store version: the error came before any run."""
-    assert _rows(home / ".servegate" / "mlflow.db", "runs") == 0, "an MLflow run was opened"
-    assert _rows(home / ".prefect" / "prefect.db", "flow_run") == 0, "a Prefect flow run was created"
-    store = store or home / ".servegate" / "store"
-    versions = [p for p in store.glob("*/*/*") if p.name.isdigit()] if store.is_dir() else []
-    assert versions == [], versions
-
-
 # --------------------------------------------------------------------------- inputs
-
-
-@pytest.fixture(scope="module")
-def hp2(tmp_path_factory, tfs_testdata) -> Path:
-    """TF Serving's half_plus_two SavedModel: input ``x`` float32 [-1, 1], output ``y``."""
-    path = tmp_path_factory.mktemp("hp2") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
 
 
 @pytest.fixture(scope="module")

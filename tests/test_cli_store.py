@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,11 +31,9 @@ def fresh_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def src(tmp_path_factory, tfs_testdata) -> Path:
-    path = tmp_path_factory.mktemp("cli-src") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
+@pytest.fixture
+def src(hp2) -> Path:
+    return hp2
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +24,9 @@ from tests.support.ports import free_port
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def src(tmp_path_factory, tfs_testdata) -> Path:
-    path = tmp_path_factory.mktemp("release-src") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
+@pytest.fixture
+def src(hp2) -> Path:
+    return hp2
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import modelzoo
-from tests.support.cli import REPO, run_servegate
+from tests.support.cli import REPO, assert_nothing_opened, run_servegate
 
 NAME = "fresh"
 
@@ -162,7 +161,4 @@ def test_bad_input_is_refused_before_any_run(case, tiny_savedmodel, tmp_path):
     # no run was opened: no MLflow store, no Prefect flow run, nothing in the model store
     assert not (home / ".servegate" / "mlflow.db").exists()
     assert not (home / ".servegate" / "store" / "staging").exists()
-    prefect_db = home / ".prefect" / "prefect.db"
-    if prefect_db.exists():
-        with sqlite3.connect(prefect_db) as db:
-            assert db.execute("select count(*) from flow_run").fetchone()[0] == 0
+    assert_nothing_opened(home)

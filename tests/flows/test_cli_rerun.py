@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cli import run_servegate
-from tests.test_cli_contract import _rows, json_of
+from tests.support.cli import json_of, rows, run_servegate
 
 
 @pytest.mark.reliability  # two whole deploys
@@ -41,17 +40,17 @@ def test_rerun_is_unchanged_and_the_flag_forces_a_new_version(tmp_path, tfs_test
 
     metrics = Tracker(f"sqlite:///{mlflow_db}").client.get_run(promoted["mlflow_run_id"]).data.metrics
     assert metrics["time.export_model_s"] == promoted["timings"]["export_model"]
-    runs = _rows(mlflow_db, "runs")
+    runs = rows(mlflow_db, "runs")
 
     again = run_servegate(*args, home=home)
     assert again.returncode == 0, again.stderr[-3000:]
     outcome = json_of(again)
     assert (outcome["verdict"], outcome["version"], outcome["mlflow_run_id"]) == ("unchanged", 1, None), outcome
-    assert _rows(mlflow_db, "runs") == runs
+    assert rows(mlflow_db, "runs") == runs
     assert sorted(p.name for p in (store / "production" / "hp2").iterdir()) == ["1"]
     assert not any((store / "staging" / "hp2").iterdir())
 
     forced = run_servegate(*args, "--force-new-version", home=home)
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert (json_of(forced)["verdict"], json_of(forced)["version"]) == ("promoted", 2)
-    assert _rows(mlflow_db, "runs") > runs
+    assert rows(mlflow_db, "runs") > runs

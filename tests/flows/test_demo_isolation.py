@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.cli import REPO, run_servegate
 from tests.support.logs import problems
+from tests.support import prefect_stack
 from tests.support.prefect_stack import PrefectStack
 
 # A Prefect server's first start, `prefect deploy`, a worker and the whole demo: minutes on 2 cores.
@@ -28,15 +29,8 @@ TRIGGER_GRACE_S = 20
 
 @pytest.fixture
 def users_prefect(tmp_path):
-    stack = PrefectStack(home=tmp_path / "home")
-    stack.home.mkdir()
-    try:
-        stack.start_server()
-        stack.register("deploy-model")
-        stack.start_worker()
+    with prefect_stack.users_prefect(tmp_path / "home", "deploy-model") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def _deploy_model_runs(stack: PrefectStack) -> list[dict]:

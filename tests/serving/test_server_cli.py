@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import requests
 
@@ -11,10 +12,15 @@ from tests.support.cli import REPO, run_servegate, start_servegate
 from tests.support.ports import free_port
 
 
-def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata, tmp_path, request):
-    production = tmp_path / "store" / "production" / "hp2"
+def _store_serving_hp2(store: Path, tfs_testdata: Path) -> None:
+    """A store whose production serves half_plus_two as version 1 (a link to TF Serving's test model)."""
+    production = store / "production" / "hp2"
     production.mkdir(parents=True)
     (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+
+
+def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata, tmp_path, request):
+    _store_serving_hp2(tmp_path / "store", tfs_testdata)
     port = free_port()
     log_path = tmp_path / "serve.log"
     env = {"SERVEGATE_STORE": str(tmp_path / "store"), "PYTHONUNBUFFERED": "1"}
@@ -46,9 +52,7 @@ def test_serve_rejects_a_name_that_could_escape_the_store(tmp_path):
 def test_serve_with_metrics_exports_tensorflow_servings_prometheus_page(tfs_testdata, tmp_path, request):
     from prometheus_client.parser import text_string_to_metric_families
 
-    production = tmp_path / "store" / "production" / "hp2"
-    production.mkdir(parents=True)
-    (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    _store_serving_hp2(tmp_path / "store", tfs_testdata)
     port = free_port()
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:

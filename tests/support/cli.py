@@ -7,13 +7,15 @@ kept, with this checkout first, so that a git worktree runs its own code.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,3 +78,28 @@ def start_servegate(*args: str, home: Path, env: Mapping[str, str | None] | None
     """``python -m servegate ARGS`` started in ``home`` with ``fresh_env`` (``popen``: Popen's options)."""
     home.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(_argv(args, False), env=fresh_env(home, env), cwd=cwd or home, **popen)
+
+
+def json_of(result: subprocess.CompletedProcess) -> dict:
+    """The one JSON object on stdout (json.loads refuses anything before or after it)."""
+    assert result.stdout.strip(), f"nothing on stdout (exit {result.returncode}); stderr: {result.stderr[-2000:]}"
+    return json.loads(result.stdout)
+
+
+def rows(database: Path, table: str) -> int:
+    """Rows in ``table`` of a SQLite database (0 when the file or the table is not there)."""
+    if not database.is_file():
+        return 0
+    with closing(sqlite3.connect(database)) as db:
+        if not db.execute("select 1 from sqlite_master where name = ?", (table,)).fetchone():
+            return 0
+        return db.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def assert_nothing_opened(home: Path, store: Path | None = None) -> None:
+    """No MLflow run, no Prefect flow run, no store version: the error came before any run."""
+    assert rows(home / ".servegate" / "mlflow.db", "runs") == 0, "an MLflow run was opened"
+    assert rows(home / ".prefect" / "prefect.db", "flow_run") == 0, "a Prefect flow run was created"
+    store = store or home / ".servegate" / "store"
+    versions = [p for p in store.glob("*/*/*") if p.name.isdigit()] if store.is_dir() else []
+    assert versions == [], versions

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,3 +127,18 @@ class PrefectStack:
         for proc in (self.worker, self.server):
             if proc is not None:
                 stop(proc)
+
+
+@contextmanager
+def users_prefect(home: Path, *deployments: str) -> Iterator[PrefectStack]:
+    """A user's Prefect as docs/deploying-with-prefect.md sets it up in a brand-new ``home``: the server,
+    ``prefect deploy`` of ``deployments`` (all of prefect.yaml when none) and a worker; stopped afterwards."""
+    stack = PrefectStack(home=home)
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.start_server()
+        stack.register(*deployments)
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.close()
