@@ -123,9 +123,9 @@ def _deploy_figure(title: str, goal: float, floor: list[Usage], ours: list[Usage
 
 
 def _running_prefect_server(home: Path):
-    """A ``prefect server start`` in ``home`` (tests/flows/prefect_procs.py), up before any timing."""
+    """A ``prefect server start`` in ``home`` (tests/support/prefect_stack.py), up before any timing."""
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.flows.prefect_procs import PrefectStack
+    from tests.support.prefect_stack import PrefectStack
 
     home.mkdir(parents=True, exist_ok=True)
     stack = PrefectStack(home=home)
@@ -138,7 +138,7 @@ class _Worker:
 
     def __init__(self, home: Path):
         sys.path.insert(0, str(REPO_ROOT))
-        from tests.flows.prefect_procs import PREFECT, PrefectStack
+        from tests.support.prefect_stack import PREFECT, PrefectStack
 
         self.prefect = PREFECT
         home.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,16 @@
-"""What the CLI contract tests share: the CLI as a subprocess in a brand-new HOME, its one JSON
-object, "nothing was opened", and the inputs (a SavedModel, a .keras file, reference files)."""
+"""What the CLI contract tests share: a brand-new HOME, the CLI run in it (tests/support/cli.py), and the
+inputs (a .keras file, reference files good and bad). half_plus_two is tests/conftest.py's ``hp2``."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import sqlite3
 import subprocess
-import sys
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.cli import assert_nothing_opened, json_of, rows, run_servegate  # noqa: F401 (re-exported)
 
 
 @pytest.fixture
@@ -28,46 +21,8 @@ def home(tmp_path) -> Path:
 
 
 def run_cli(home: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m servegate ARGS`` with HOME=home and nothing of servegate's, MLflow's or Prefect's set."""
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SERVEGATE_", "MLFLOW_", "PREFECT_API"))}
-    full.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), PYTHONPATH=str(REPO_ROOT),
-                **(env or {}))
-    return subprocess.run([sys.executable, "-m", "servegate", *args], capture_output=True, text=True,
-                          env=full, cwd=home, timeout=300)
-
-
-def json_of(result: subprocess.CompletedProcess) -> dict:
-    """The one JSON object on stdout (json.loads refuses anything before or after it)."""
-    assert result.stdout.strip(), f"nothing on stdout (exit {result.returncode}); stderr: {result.stderr[-2000:]}"
-    return json.loads(result.stdout)
-
-
-def rows(database: Path, table: str) -> int:
-    """Rows in ``table`` of a SQLite database (0 when the file or the table is not there)."""
-    if not database.is_file():
-        return 0
-    with closing(sqlite3.connect(database)) as db:
-        if not db.execute("select 1 from sqlite_master where name = ?", (table,)).fetchone():
-            return 0
-        return db.execute(f"select count(*) from {table}").fetchone()[0]
-
-
-def assert_nothing_opened(home: Path, store: Path | None = None) -> None:
-    """No MLflow run, no Prefect flow run, no store version: the error came before any run."""
-    assert rows(home / ".servegate" / "mlflow.db", "runs") == 0, "an MLflow run was opened"
-    assert rows(home / ".prefect" / "prefect.db", "flow_run") == 0, "a Prefect flow run was created"
-    store = store or home / ".servegate" / "store"
-    versions = [p for p in store.glob("*/*/*") if p.name.isdigit()] if store.is_dir() else []
-    assert versions == [], versions
-
-
-@pytest.fixture(scope="module")
-def hp2(tmp_path_factory, tfs_testdata) -> Path:
-    """TF Serving's half_plus_two SavedModel: input ``x`` float32 [-1, 1], output ``y``."""
-    path = tmp_path_factory.mktemp("hp2") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
+    """``python -m servegate ARGS`` in ``home`` (a brand-new HOME; nothing of servegate's, MLflow's or Prefect's set)."""
+    return run_servegate(*args, home=home, env=env, cwd=home, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +62,3 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths["text.keras"].write_text("not a model")
     paths["notes.txt"].write_text("notes")
     return paths
-
-
-@pytest.fixture
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"

@@ -46,11 +46,39 @@ def tfs_testdata() -> Path:
 
 
 @pytest.fixture(scope="session")
+def hp2(tmp_path_factory, tfs_testdata) -> Path:
+    """TF Serving's half_plus_two SavedModel (input ``x`` float32 [-1, 1], output ``y``), copied once per
+    session out of the shared test data; every test reads it, none writes to it."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("hp2") / "hp2"
+    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_savedmodel(tmp_path_factory) -> Path:
     """A tiny real Keras regressor exported as a SavedModel, built once per session."""
     from tests import modelzoo
 
     return modelzoo.export(modelzoo.regressor(), tmp_path_factory.mktemp("tiny") / "savedmodel")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and database for the whole session (the flow and attempt tests)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    from tests.support.ports import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def _docker_required() -> bool:

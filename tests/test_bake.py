@@ -243,19 +243,15 @@ def test_a_bake_without_a_production_url_is_refused_up_front(tmp_path):
 def test_servegate_deploy_refuses_a_bake_without_a_production_url_before_any_run(tmp_path, tiny_savedmodel):
     """Through the CLI as users meet it (fresh HOME): exit 2, the last line names --bake and what is missing."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    from tests.conftest import REPO_ROOT
+    from tests.support.cli import REPO, run_servegate
 
     (tmp_path / "ref.csv").write_text("features_0,features_1,features_2,features_3\n0.1,0.2,0.3,0.4\n")
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "SERVEGATE_HOME": str(tmp_path / "sg"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PREFECT_API_URL": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", "servegate", "deploy", "--model", str(tiny_savedmodel), "--name", "m",
-         "--reference", str(tmp_path / "ref.csv"), "--store", str(tmp_path / "store"), "--bake", "30", "--json"],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=env)
+    env = {"SERVEGATE_HOME": str(tmp_path / "sg"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "PREFECT_API_URL": ""}
+    result = run_servegate("deploy", "--model", str(tiny_savedmodel), "--name", "m", "--reference",
+                           str(tmp_path / "ref.csv"), "--store", str(tmp_path / "store"), "--bake", "30", "--json",
+                           home=tmp_path / "home", env=env, cwd=REPO)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--bake: a bake of 30 s" in result.stderr.strip().splitlines()[-1]
     assert json.loads(result.stdout)["verdict"] == "error" and "Traceback" not in result.stderr

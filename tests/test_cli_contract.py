@@ -15,8 +15,7 @@ from typing import Callable
 
 import pytest
 
-from tests.cli_support import (assert_nothing_opened, closed_port_url, files, home, hp2, json_of,  # noqa: F401
-                               keras_file, run_cli)
+from tests.cli_support import assert_nothing_opened, files, home, json_of, keras_file, run_cli  # noqa: F401
 from tests.model_store.treeutil import read_only_mount
 
 # --------------------------------------------------------------------------- the table
@@ -97,7 +96,7 @@ def test_every_error_is_one_json_object_whose_subject_names_the_thing(case, home
     (home / "notes").write_text("a file where a directory would be")
     f = {**files, "hp2": hp2, "home": home, "closed_url": closed_port_url}
     args = [a.format(home=home) for a in case.args(f)]
-    result = run_cli(home, *args, env=case.env(f))
+    result = run_servegate(*args, env=case.env(f), home=home)
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr[-2000:])
     data = json_of(result)
     assert data["verdict"] == "error", data
@@ -118,15 +117,15 @@ def test_status_and_rollback_json_on_success_and_error(home, hp2):
     store = home / "store"
     s = ModelStore(store)
     s.promote("m", s.stage("m", hp2))
-    status = run_cli(home, "status", "--name", "m", "--store", str(store), "--json")
+    status = run_servegate("status", "--name", "m", "--store", str(store), "--json", home=home)
     assert status.returncode == 0 and json_of(status)["serving_version"] == 1
-    nothing = run_cli(home, "rollback", "--name", "m", "--store", str(store), "--json")
+    nothing = run_servegate("rollback", "--name", "m", "--store", str(store), "--json", home=home)
     assert nothing.returncode == 2
     error = json_of(nothing)["error"]
     assert error["kind"] == "NothingToRollBackTo" and error["subject"] == "--name", error
     assert nothing.stderr.strip().splitlines()[-1].startswith("error: "), nothing.stderr
     # without --json, stdout stays empty for an error (the message is on stderr)
-    plain = run_cli(home, "rollback", "--name", "m", "--store", str(store))
+    plain = run_servegate("rollback", "--name", "m", "--store", str(store), home=home)
     assert plain.returncode == 2 and plain.stdout == "" and "no older version to roll back to" in plain.stderr
 
 
@@ -137,7 +136,7 @@ def test_rollback_forward_names_the_command_that_exists(home, hp2):
     s = ModelStore(store)
     s.promote("m", s.stage("m", hp2))
     s.stage("m", hp2)
-    result = run_cli(home, "rollback", "--name", "m", "--to", "2", "--store", str(store), "--json")
+    result = run_servegate("rollback", "--name", "m", "--to", "2", "--store", str(store), "--json", home=home)
     assert result.returncode == 2
     error = json_of(result)["error"]
     assert error["subject"] == "--to" and "`servegate deploy`" in error["message"], error
@@ -151,9 +150,10 @@ def test_the_store_history_keeps_the_rollback_reason(home, hp2):
     s = ModelStore(store)
     for _ in range(2):
         s.promote("m", s.stage("m", hp2))
-    result = run_cli(home, "rollback", "--name", "m", "--store", str(store), "--reason", "p95 alarm after release")
+    result = run_servegate("rollback", "--name", "m", "--store", str(store), "--reason", "p95 alarm after release",
+                           home=home)
     assert result.returncode == 0, result.stderr
-    status = run_cli(home, "status", "--name", "m", "--store", str(store), "--json")
+    status = run_servegate("status", "--name", "m", "--store", str(store), "--json", home=home)
     data = json_of(status)
     assert data["rejected_reasons"]["2"] == "rolled back: p95 alarm after release", data["rejected_reasons"]
     rollback_lines = [h for h in data["history"] if h["operation"] == "rollback"]
@@ -171,8 +171,8 @@ def test_the_store_history_keeps_the_rollback_reason(home, hp2):
 def test_reference_problems_of_a_keras_file_are_refused_before_the_export(reference, needle, home, files,
                                                                           keras_file):
     """The inputs come from the .keras file's config: no export (no "export:" progress line), no run."""
-    result = run_cli(home, "deploy", "--model", str(keras_file), "--name", "m", "--reference",
-                     str(files[reference]), "--json")
+    result = run_servegate("deploy", "--model", str(keras_file), "--name", "m", "--reference",
+                           str(files[reference]), "--json", home=home)
     assert result.returncode == 2, result.stderr[-2000:]
     error = json_of(result)["error"]
     assert error["kind"] == "ReferenceError" and needle in error["message"], error
@@ -185,8 +185,9 @@ def test_reference_problems_of_a_keras_file_are_refused_before_the_export(refere
 def test_a_good_reference_is_not_refused_early(home, files, keras_file, closed_port_url):
     """The other side: with a good reference the same model passes the early check and goes on to the
     next check, the Prefect API (here one that does not answer: the error that follows names it)."""
-    result = run_cli(home, "deploy", "--model", str(keras_file), "--name", "m", "--reference",
-                     str(files["features.parquet"]), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"})
+    result = run_servegate("deploy", "--model", str(keras_file), "--name", "m", "--reference",
+                           str(files["features.parquet"]), "--json", env={"PREFECT_API_URL": closed_port_url + "/api"},
+                           home=home)
     assert result.returncode == 2, result.stderr[-2000:]
     error = json_of(result)["error"]
     assert error["kind"] == "OrchestrationError" and error["subject"] == closed_port_url + "/api", error
@@ -196,8 +197,8 @@ def test_a_good_reference_is_not_refused_early(home, files, keras_file, closed_p
 def test_a_store_path_that_cannot_be_created_is_refused_before_any_run(home, files, hp2):
     (home / "file").write_text("x")
     store = home / "file" / "store"
-    result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference",
-                     str(files["hp2.parquet"]), "--store", str(store), "--json")
+    result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference",
+                           str(files["hp2.parquet"]), "--store", str(store), "--json", home=home)
     assert result.returncode == 2
     error = json_of(result)["error"]
     assert error["kind"] == "StoreNotWritable" and error["subject"] == str(store), error
@@ -217,8 +218,8 @@ def test_a_read_only_store_is_refused_before_any_run(home, files, hp2, tmp_path)
         s = ModelStore(store)
         s.promote("m", s.stage("m", hp2))
         make_read_only()
-        result = run_cli(home, "deploy", "--model", str(hp2), "--name", "m", "--reference",
-                         str(files["hp2.parquet"]), "--store", str(store), "--json")
+        result = run_servegate("deploy", "--model", str(hp2), "--name", "m", "--reference",
+                               str(files["hp2.parquet"]), "--store", str(store), "--json", home=home)
         assert result.returncode == 2
         error = json_of(result)["error"]
         assert error["kind"] == "StoreNotWritable" and error["subject"] == str(store), error

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,8 @@ import pytest
 from servegate.cli import main
 from servegate.model_store import ModelStore
 from tests.model_store.treeutil import diff_snapshots, snapshot_tree
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.cli import VENV_BIN, run_servegate
+from tests.support.ports import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -33,11 +31,9 @@ def fresh_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def src(tmp_path_factory, tfs_testdata) -> Path:
-    path = tmp_path_factory.mktemp("cli-src") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
+@pytest.fixture
+def src(hp2) -> Path:
+    return hp2
 
 
 @pytest.fixture
@@ -52,11 +48,9 @@ def root(tmp_path, src) -> Path:
     return root
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = str(REPO_ROOT)
-    return subprocess.run([sys.executable, "-m", "servegate", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120)
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``servegate ARGS`` in this test's HOME (``fresh_home``): the one its in-process calls see."""
+    return run_servegate(*args, home=Path(os.environ["HOME"]), env=env, timeout=120)
 
 
 def test_status_human(root):
@@ -181,11 +175,9 @@ def test_rollback_waits_for_the_lock_then_names_the_holder(root):
 
 
 def test_console_script(root):
-    script = REPO_ROOT / ".venv" / "bin" / "servegate"
-    if not script.exists():
-        pytest.skip("no .venv/bin/servegate (run scripts/setup.sh)")
-    result = subprocess.run([str(script), "status", "--name", "hp2", "--store", str(root)],
-                            capture_output=True, text=True, timeout=120)
+    if not (VENV_BIN / "servegate").exists():
+        pytest.skip(f"no {VENV_BIN / 'servegate'} (run scripts/setup.sh)")
+    result = run_servegate("status", "--name", "hp2", "--store", str(root), script=True, timeout=120)
     assert result.returncode == 0 and "production serves: version 3" in result.stdout
 
 
@@ -265,11 +257,7 @@ def test_rollback_tracking_uri_flag_and_environment(root, tmp_path, fresh_home, 
 
 
 def test_rollback_with_a_dead_tracking_server_changes_nothing(root):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     before = snapshot_tree(root)
     result = cli("rollback", "--name", "hp2", "--store", str(root), "--tracking-uri", f"http://127.0.0.1:{port}")
     assert result.returncode == 2

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (assert_nothing_opened, closed_port_url, files, home, hp2, json_of,  # noqa: F401
-                               run_cli)
+from tests.cli_support import assert_nothing_opened, files, home, json_of, run_cli  # noqa: F401
 
 
 def _production_from(store: Path, source: Path, digest_of: Path) -> None:

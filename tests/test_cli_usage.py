@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.support.cli import run_servegate
 
 
 @pytest.mark.parametrize(
@@ -18,14 +16,14 @@ import pytest
     ],
 )
 def test_usage_errors_exit_2_without_traceback(argv, expected):
-    result = subprocess.run([sys.executable, "-m", "servegate", *argv], capture_output=True, text=True, timeout=120)
+    result = run_servegate(*argv, timeout=120)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_help_exits_0_and_lists_every_command():
-    result = subprocess.run([sys.executable, "-m", "servegate", "--help"], capture_output=True, text=True, timeout=120)
+    result = run_servegate("--help", timeout=120)
     assert result.returncode == 0, result.stderr
     for command in ("deploy", "rollback", "status", "serve", "demo"):
         assert command in result.stdout
@@ -39,9 +37,7 @@ def test_help_exits_0_and_lists_every_command():
 ])
 def test_help_in_a_pipe_names_every_option_whole(command, options):
     """CI logs and `| less` are not terminals: rich's 80-column default cut the longer option names."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
-    result = subprocess.run([sys.executable, "-m", "servegate", command, "--help"], capture_output=True, text=True,
-                            timeout=120, env=env)
+    result = run_servegate(command, "--help", env={"COLUMNS": None, "TERMINAL_WIDTH": None}, timeout=120)
     assert result.returncode == 0, result.stderr
     words = set(result.stdout.replace("│", " ").split())
     missing = [option for option in options if option not in words]

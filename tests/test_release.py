@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +19,14 @@ from servegate.errors import TrackingError
 from servegate.model_store import ModelStore, NothingToRollBackTo, UnknownModel
 from servegate.release import Release, ReleaseNotRecorded
 from servegate.tracking import CHAMPION, Tracker
+from tests.support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def src(tmp_path_factory, tfs_testdata) -> Path:
-    path = tmp_path_factory.mktemp("release-src") / "hp2"
-    shutil.copytree(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", path)
-    return path
+@pytest.fixture
+def src(hp2) -> Path:
+    return hp2
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +155,7 @@ def test_refused_rollbacks_change_nothing_and_open_no_mlflow(tmp_path, src):
 
 
 def test_unreachable_tracking_server_is_refused_before_the_store_changes(tmp_path, src):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     store = ModelStore(tmp_path / "store")
     for _ in range(2):
         store.promote("m-dead", store.stage("m-dead", src))

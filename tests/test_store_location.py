@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,20 +22,14 @@ import pytest
 
 from servegate.model_store import ModelStore
 from tests import modelzoo
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.cli import run_servegate, start_servegate
 NAME = "loc"
 OBJECT_STORES = ("s3://bucket/store", "gs://bucket/store")
 
 
 def cli(home: Path, cwd: Path, *args: str, env: dict[str, str] | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("PREFECT_API", "MLFLOW_", "SERVEGATE_"))}
-    full.update(HOME=str(home), PYTHONPATH=str(REPO_ROOT), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                **(env or {}))
-    return subprocess.run([sys.executable, "-m", "servegate", *args], capture_output=True, text=True,
-                          env=full, cwd=cwd, timeout=timeout)
+    return run_servegate(*args, home=home, env=env, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture
@@ -157,10 +150,8 @@ def test_deploy_with_a_relative_store_reports_the_absolute_path(places, model_fi
 def test_demo_takes_a_relative_work_dir_against_the_current_directory(places):
     """The demo's first line names its work dir (its store is <work dir>/store): absolute. Stopped there."""
     home, cwd = places
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_", "SERVEGATE_"))}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO_ROOT), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    demo = subprocess.Popen([sys.executable, "-m", "servegate", "demo", "--work-dir", "rel/demo"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    demo = start_servegate("demo", "--work-dir", "rel/demo", home=home, cwd=cwd, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         first = demo.stdout.readline().strip()
     finally:

@@ -133,13 +133,10 @@ def test_runs_of_a_killed_owner_are_ended_killed_by_the_next_run(tracker):
 
 def test_unreachable_tracking_server_is_named_at_once():
     """MLflow's client would retry a dead server for minutes; the up-front check names the URI."""
-    import socket
-
     from servegate.tracking import check_tracking_server
+    from tests.support.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     with pytest.raises(TrackingError, match=f"not reachable at MLFLOW_TRACKING_URI=http://127.0.0.1:{port}"):
         check_tracking_server(f"http://127.0.0.1:{port}")
     check_tracking_server("sqlite:///needs-no-server.db")  # nothing to check

@@ -8,17 +8,15 @@ artifacts back; each error kind is refused before anything starts.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-NAME = "diabetes"
+from tests.support.cli import REPO, run_servegate
 
-REPO = Path(__file__).resolve().parents[2]
+NAME = "diabetes"
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +24,18 @@ def cli_env(tmp_path_factory, prefect_harness, tracking_uri) -> dict:
     from prefect.settings import PREFECT_API_URL
 
     home = tmp_path_factory.mktemp("home")
-    env = dict(os.environ)
-    env.update(
+    return dict(
+        HOME=str(home),
         SERVEGATE_HOME=str(home),
         SERVEGATE_STORE=str(home / "store"),
         MLFLOW_TRACKING_URI=tracking_uri,
         PREFECT_API_URL=PREFECT_API_URL.value(),
-        TF_CPP_MIN_LOG_LEVEL="2",
     )
-    return env
 
 
 def servegate(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "servegate", *args], env=env, cwd=REPO, capture_output=True, text=True,
-        timeout=timeout,
-    )
+    """``servegate ARGS`` from the checkout, in the HOME and with the settings of ``env`` (``cli_env``)."""
+    return run_servegate(*args, home=Path(env["HOME"]), env=env, cwd=REPO, timeout=timeout)
 
 
 def _flow_run(flow_run_id: str):

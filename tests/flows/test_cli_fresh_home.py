@@ -11,9 +11,7 @@ refused before any run is opened, with ``--json`` printing the error as one obje
 from __future__ import annotations
 
 import json
-import os
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import modelzoo
-from tests.conftest import REPO_ROOT
+from tests.support.cli import REPO, assert_nothing_opened, run_servegate
 
 NAME = "fresh"
 
@@ -64,17 +62,9 @@ def custom_model(tmp_path_factory) -> Path:
     return root
 
 
-def fresh_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PREFECT_", "MLFLOW_", "SERVEGATE_")) and k != "TF_CPP_MIN_LOG_LEVEL"}
-    env.update(HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    return env
-
-
-def servegate(home: Path, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    bin_dir = Path(sys.executable).parent
-    return subprocess.run([str(bin_dir / "servegate"), *args], env=fresh_env(home), cwd=cwd,
-                          capture_output=True, text=True, timeout=400)
+def servegate(home: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """The installed ``servegate`` script, TensorFlow's own log level left as a user's shell has it."""
+    return run_servegate(*args, home=home, env={"TF_CPP_MIN_LOG_LEVEL": None}, cwd=cwd, timeout=400, script=True)
 
 
 def _log_path(stderr: str) -> Path:
@@ -171,7 +161,4 @@ def test_bad_input_is_refused_before_any_run(case, tiny_savedmodel, tmp_path):
     # no run was opened: no MLflow store, no Prefect flow run, nothing in the model store
     assert not (home / ".servegate" / "mlflow.db").exists()
     assert not (home / ".servegate" / "store" / "staging").exists()
-    prefect_db = home / ".prefect" / "prefect.db"
-    if prefect_db.exists():
-        with sqlite3.connect(prefect_db) as db:
-            assert db.execute("select count(*) from flow_run").fetchone()[0] == 0
+    assert_nothing_opened(home)

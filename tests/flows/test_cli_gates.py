@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 import pytest
 
 from tests.flows.test_cli_fresh_home import servegate
+from tests.support.cli import assert_nothing_opened
 
 NAME = "gates"
 
@@ -84,10 +84,7 @@ def test_unread_columns_shared_labels_and_wrong_task_thresholds_are_refused_befo
     # Up front: no MLflow run, nothing staged, no Prefect flow run.
     assert not (home / ".servegate" / "mlflow.db").exists()
     assert not (home / ".servegate" / "store" / "staging").exists()
-    prefect_db = home / ".prefect" / "prefect.db"
-    if prefect_db.exists():
-        with sqlite3.connect(prefect_db) as db:
-            assert db.execute("select count(*) from flow_run").fetchone()[0] == 0
+    assert_nothing_opened(home)
 
 
 @pytest.mark.slow

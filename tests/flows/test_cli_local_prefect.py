@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.cli import REPO, run_servegate
 
 # Long (a whole deploy or more): CI's second step runs it (-m reliability); the default suite stays under 10 minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
@@ -49,18 +47,14 @@ def test_deploy_on_its_own_local_prefect_loses_nothing(demo_files, tmp_path):
     files = demo_files["baseline"]
     prefect_home = tmp_path / "prefect-home"
     db_url = f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
+    env = dict(
         SERVEGATE_HOME=str(tmp_path / "home"), SERVEGATE_STORE=str(tmp_path / "store"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", TF_CPP_MIN_LOG_LEVEL="2",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
         PREFECT_HOME=str(prefect_home), PREFECT_SERVER_DATABASE_CONNECTION_URL=db_url,
-        PREFECT_LOGGING_LEVEL="INFO", PREFECT_SERVER_ANALYTICS_ENABLED="false", TMPDIR=str(tmp_path),
+        PREFECT_LOGGING_LEVEL="INFO", TMPDIR=str(tmp_path),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "servegate", "deploy", "--model", str(files.model_path), "--name", NAME,
-         "--reference", str(files.reference_path), "--json"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )
+    result = run_servegate("deploy", "--model", str(files.model_path), "--name", NAME, "--reference",
+                           str(files.reference_path), "--json", home=tmp_path / "user-home", env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout)  # stdout is the JSON object alone
     assert outcome["verdict"] == "promoted" and outcome["prefect_flow_run_id"]

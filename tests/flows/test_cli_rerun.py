@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli_support import json_of, rows, run_cli
+from tests.support.cli import json_of, rows, run_servegate
 
 
 @pytest.mark.reliability  # two whole deploys
@@ -30,7 +30,7 @@ def test_rerun_is_unchanged_and_the_flag_forces_a_new_version(tmp_path, tfs_test
     mlflow_db = home / ".servegate" / "mlflow.db"
     store = home / ".servegate" / "store"
 
-    first = run_cli(home, *args)
+    first = run_servegate(*args, home=home)
     assert first.returncode == 0, first.stderr[-3000:]
     promoted = json_of(first)
     assert promoted["verdict"] == "promoted" and promoted["version"] == 1
@@ -42,7 +42,7 @@ def test_rerun_is_unchanged_and_the_flag_forces_a_new_version(tmp_path, tfs_test
     assert metrics["time.export_model_s"] == promoted["timings"]["export_model"]
     runs = rows(mlflow_db, "runs")
 
-    again = run_cli(home, *args)
+    again = run_servegate(*args, home=home)
     assert again.returncode == 0, again.stderr[-3000:]
     outcome = json_of(again)
     assert (outcome["verdict"], outcome["version"], outcome["mlflow_run_id"]) == ("unchanged", 1, None), outcome
@@ -50,7 +50,7 @@ def test_rerun_is_unchanged_and_the_flag_forces_a_new_version(tmp_path, tfs_test
     assert sorted(p.name for p in (store / "production" / "hp2").iterdir()) == ["1"]
     assert not any((store / "staging" / "hp2").iterdir())
 
-    forced = run_cli(home, *args, "--force-new-version")
+    forced = run_servegate(*args, "--force-new-version", home=home)
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert (json_of(forced)["verdict"], json_of(forced)["version"]) == ("promoted", 2)
     assert rows(mlflow_db, "runs") > runs

@@ -7,14 +7,11 @@ was sent."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
 from tests.flows.test_events import read_model_events
+from tests.support.cli import REPO, run_servegate
 
 
 def _two_versions(root: Path, tracking_uri: str, name: str, model: Path) -> None:
@@ -26,16 +23,10 @@ def _two_versions(root: Path, tracking_uri: str, name: str, model: Path) -> None
 
 
 def _rollback(tmp_path: Path, name: str, tracking_uri: str, prefect_api: str | None, *extra: str):
-    home = tmp_path / f"home-{uuid.uuid4().hex[:6]}"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SERVEGATE_", "MLFLOW_"))}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO_ROOT), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    if prefect_api:
-        env["PREFECT_API_URL"] = prefect_api
-    return subprocess.run(
-        [sys.executable, "-m", "servegate", "rollback", "--name", name, "--store", str(tmp_path / "store"),
-         "--tracking-uri", tracking_uri, "--reason", "p95 doubled on the dashboard", *extra],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=180)
+    return run_servegate("rollback", "--name", name, "--store", str(tmp_path / "store"), "--tracking-uri",
+                         tracking_uri, "--reason", "p95 doubled on the dashboard", *extra,
+                         home=tmp_path / f"home-{uuid.uuid4().hex[:6]}",
+                         env={"PREFECT_API_URL": prefect_api} if prefect_api else None, cwd=REPO, timeout=180)
 
 
 def test_cli_rollback_emits_rolled_back_to_the_prefect_api(tmp_path, prefect_harness, tiny_savedmodel):

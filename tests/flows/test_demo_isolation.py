@@ -11,13 +11,14 @@ that server, and the default store stays absent.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.flows.prefect_procs import REPO, PrefectStack, problems
+from tests.support.cli import REPO, run_servegate
+from tests.support.logs import problems
+from tests.support import prefect_stack
+from tests.support.prefect_stack import PrefectStack
 
 # A Prefect server's first start, `prefect deploy`, a worker and the whole demo: minutes on 2 cores.
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -28,15 +29,8 @@ TRIGGER_GRACE_S = 20
 
 @pytest.fixture
 def users_prefect(tmp_path):
-    stack = PrefectStack(home=tmp_path / "home")
-    stack.home.mkdir()
-    try:
-        stack.start_server()
-        stack.register("deploy-model")
-        stack.start_worker()
+    with prefect_stack.users_prefect(tmp_path / "home", "deploy-model") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def _deploy_model_runs(stack: PrefectStack) -> list[dict]:
@@ -51,8 +45,8 @@ def _servegate_events(stack: PrefectStack) -> list[dict]:
 
 def test_the_demo_never_triggers_the_users_deployments(users_prefect, tmp_path):
     stack = users_prefect
-    demo = subprocess.run([sys.executable, "-m", "servegate", "demo", "--work-dir", str(tmp_path / "demo")],
-                          env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    demo = run_servegate("demo", "--work-dir", str(tmp_path / "demo"), home=stack.home, env=stack.env, cwd=REPO,
+                         timeout=900)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
 
     deadline = time.monotonic() + TRIGGER_GRACE_S

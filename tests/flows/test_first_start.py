@@ -8,16 +8,13 @@ attempting to connect to ephemeral Prefect API server". servegate waits up to
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from servegate.flows.local_api import FIRST_START_TIMEOUT_S, STARTUP_TIMEOUT_VAR
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.cli import REPO, VENV_BIN, fresh_env
 
 # The flows called from Python, as a user would: import the flow modules, call one (Prefect's own
 # ephemeral server starts at its first API call). Prints Prefect's effective start-up limit.
@@ -37,12 +34,6 @@ print(startup_timeout_s(), LIMIT.value())
 """
 
 
-def _fresh_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SERVEGATE_", "MLFLOW_"))}
-    env.update(HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2", PREFECT_SERVER_ANALYTICS_ENABLED="false", **extra)
-    return env
-
-
 def _python(code: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
@@ -54,7 +45,7 @@ def _python(code: str, env: dict[str, str], timeout: float = 600) -> subprocess.
 def test_flow_called_directly_on_a_fresh_home(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    done = _python(DIRECT_CALL, _fresh_env(home))
+    done = _python(DIRECT_CALL, fresh_env(home))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert f"limit {FIRST_START_TIMEOUT_S}" in done.stdout, done.stdout
     assert "'reason': 'no exported model'" in done.stdout, done.stdout
@@ -66,7 +57,7 @@ def test_a_configured_limit_applies_as_given(tmp_path):
     """The environment's value, then a profile's (``prefect config set``), wins over servegate's default."""
     home = tmp_path / "home"
     home.mkdir()
-    env = _fresh_env(home)
+    env = fresh_env(home)
     done = _python(LIMITS, env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [f"{FIRST_START_TIMEOUT_S:.1f}", str(FIRST_START_TIMEOUT_S)]
@@ -74,7 +65,7 @@ def test_a_configured_limit_applies_as_given(tmp_path):
     done = _python(LIMITS, {**env, STARTUP_TIMEOUT_VAR: "33"})
     assert done.stdout.split() == ["33.0", "33"], done.stdout + done.stderr[-2000:]
 
-    prefect = str(Path(sys.executable).parent / "prefect")
+    prefect = str(VENV_BIN / "prefect")
     subprocess.run([prefect, "config", "set", f"{STARTUP_TIMEOUT_VAR}=44"], env=env, check=True,
                    capture_output=True, timeout=120)
     done = _python(LIMITS, env)

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from tests.flows.prefect_procs import REPO, PrefectStack, problems
+from tests.support.cli import REPO
+from tests.support.logs import problems
+from tests.support.prefect_stack import PrefectStack
 
 # A server's first start, `prefect deploy`, then the worker polling: CI's second step.
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]

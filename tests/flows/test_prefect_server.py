@@ -16,7 +16,9 @@ from importlib import metadata
 import pytest
 from packaging.requirements import Requirement
 
-from tests.flows.prefect_procs import REPO, PrefectStack, problems
+from tests.support.cli import REPO
+from tests.support.logs import problems
+from tests.support.prefect_stack import PrefectStack
 
 # The recent-deployments scheduler runs every 5 s; the main one every 60 s.
 SCHEDULED_RUNS_WITHIN_S = 90

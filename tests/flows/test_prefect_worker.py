@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.prefect_procs import PREFECT, REPO, PrefectStack, problems
+from tests.support.cli import REPO
+from tests.support.logs import problems
+from tests.support.prefect_stack import PREFECT, PrefectStack, users_prefect
 
 # Several minutes on a 2-core machine (a server's first start, `prefect deploy`, two real deploys through
 # the worker, the UI): the reliability sweep, CI's second step, not the default suite.
@@ -34,14 +36,8 @@ JUDGE = "validate on canary"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """``prefect server start`` + ``prefect deploy --name deploy-model`` + ``prefect worker start``."""
-    stack = PrefectStack(home=tmp_path_factory.mktemp("fresh-home"))
-    try:
-        stack.start_server()
-        stack.register("deploy-model")
-        stack.start_worker()
+    with users_prefect(tmp_path_factory.mktemp("fresh-home"), "deploy-model") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def _run_deployment(stack: PrefectStack, files) -> tuple[subprocess.CompletedProcess, str]:

@@ -13,8 +13,8 @@ import pytest
 
 from servegate.model_store import ModelStore, fsutil
 from tests.model_store.treeutil import other_filesystem
+from tests.support.cli import checkout_pythonpath
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("_child.py")
 
 
@@ -57,9 +57,7 @@ def other_fs(tmp_path):
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
+    return {**os.environ, "PYTHONPATH": checkout_pythonpath()}
 
 
 def spawn_child(mode: str, config: dict, **popen) -> subprocess.Popen:

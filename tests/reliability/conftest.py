@@ -5,9 +5,9 @@ The tests marked ``reliability`` (one kill at every step boundary with both
 runners, the full kill sweep, the concurrency test, the hanging/crashing
 canary and full-disk faults) only run when asked for (``pytest -m reliability
 tests/reliability``, CI's second step): together they take about 15 minutes on
-a 2-core machine. The default run keeps the bad-input catalogue, the repairs of
-killed attempts, and availability; the store's own crash tests (60+ SIGKILLs)
-are in tests/model_store.
+a 2-core machine. The default run keeps the bad-input catalogue and availability;
+the repairs of killed attempts are tested directly in tests/attempt/test_repair.py,
+the store's own crash tests (60+ SIGKILLs) in tests/model_store.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import shutil
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.model_store.treeutil import diff_snapshots
+from tests.support.ports import free_port
 
 NAME = "badin"
 
@@ -34,13 +34,7 @@ class Case:
     env: dict = field(default_factory=dict)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CLOSED = _closed_port()
+CLOSED = free_port()  # nothing listens there
 
 CASES = [
     # model files

@@ -29,9 +29,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.harness import assert_promotions_serialised, complete_versions
-from tests.scale.stack import (
-    ENGINE, POOL, Stack, build_image, docker, problems, tracebacks, without_known_prefect_sqlite_lock,
-)
+from tests.support.logs import problems, tracebacks
+from tests.support.scale_stack import ENGINE, POOL, Stack, build_image, docker, without_known_prefect_sqlite_lock
 
 MODELS = ("scale-a", "scale-b")
 RUN_TIMEOUT_S = 900
@@ -289,6 +288,6 @@ def test_two_workers_in_containers_share_one_store(stack, model_files, tmp_path)
     assert served > abandoned and served not in used
     assert not store.status(a).leftovers
     _worker_logs_clean(stack, [survivor], since=f"Worker '{survivor}' started!")
-    for log in ("prefect-server", "mlflow-server"):
-        bad = problems(without_known_prefect_sqlite_lock((stack.logs / f"{log}.log").read_text()))
-        assert not bad, f"{log} logged:\n" + "\n---\n".join(bad[:3])
+    for log in (stack.prefect.server_log, stack.logs / "mlflow-server.log"):
+        bad = problems(without_known_prefect_sqlite_lock(log.read_text()))
+        assert not bad, f"{log.name} logged:\n" + "\n---\n".join(bad[:3])

@@ -6,10 +6,7 @@ escapes, optional fields and stacked mounts the kernel writes, and run the CLI a
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +18,7 @@ from servegate.model_store.filesystems import (
     mount_of,
     parse_mountinfo,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import run_servegate
 
 
 def mountinfo(tmp_path: Path, *extra: str) -> Path:
@@ -116,11 +112,8 @@ def test_a_missing_mountinfo_checks_nothing(tmp_path):
 
 
 def test_the_cli_refuses_an_s3_store_with_the_reason_on_its_last_line(tmp_path):
-    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("SERVEGATE_STORE", None)
     # serve works on a directory TF Serving polls (status takes s3:// roots: tests/object_store)
-    done = subprocess.run([sys.executable, "-m", "servegate", "serve", "--store", "s3://bucket/models", "--name", "m"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    done = run_servegate("serve", "--store", "s3://bucket/models", "--name", "m", home=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert "--store 's3://bucket/models' is an object store" in last and "no atomic rename" in last

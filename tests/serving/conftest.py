@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,9 @@ import pytest
 import requests
 
 from tests.conftest import REPO_ROOT
+from tests.support.ports import free_port
 
 START_TIMEOUT_S = 90.0  # TensorFlow's import alone takes ~5 s, more on a busy machine
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
+from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO_ROOT
-from tests.serving.conftest import BundledServer, free_port, keras_files_mapped, wait_available
+from tests.serving.conftest import BundledServer, keras_files_mapped, wait_available
+from tests.support.cli import REPO, run_servegate, start_servegate
+from tests.support.ports import free_port
+
+
+def _store_serving_hp2(store: Path, tfs_testdata: Path) -> None:
+    """A store whose production serves half_plus_two as version 1 (a link to TF Serving's test model)."""
+    production = store / "production" / "hp2"
+    production.mkdir(parents=True)
+    (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
 
 
 def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata, tmp_path, request):
-    production = tmp_path / "store" / "production" / "hp2"
-    production.mkdir(parents=True)
-    (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    _store_serving_hp2(tmp_path / "store", tfs_testdata)
     port = free_port()
     log_path = tmp_path / "serve.log"
-    env = {**os.environ, "SERVEGATE_STORE": str(tmp_path / "store"), "PYTHONUNBUFFERED": "1"}
+    env = {"SERVEGATE_STORE": str(tmp_path / "store"), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "servegate", "serve", "--name", "hp2", "--port", str(port), "--grpc-port", "0",
-             "--poll-seconds", "0.3"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
-        )
+        proc = start_servegate("serve", "--name", "hp2", "--port", str(port), "--grpc-port", "0", "--poll-seconds",
+                               "0.3", home=tmp_path / "home", env=env, cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = BundledServer(proc, port, 0, log_path)
     request.addfinalizer(server.stop)
     wait_available(server, "hp2")
@@ -35,19 +38,13 @@ def test_serve_serves_the_production_base_path_from_servegate_store(tfs_testdata
 
 
 def test_serve_without_a_production_base_path_is_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "servegate", "serve", "--name", "iris", "--store", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
-    )
+    result = run_servegate("serve", "--name", "iris", "--store", str(tmp_path), cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert f"error: no production base path for model 'iris' at {tmp_path / 'production' / 'iris'}" in result.stderr
 
 
 def test_serve_rejects_a_name_that_could_escape_the_store(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "servegate", "serve", "--name", "../etc", "--store", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
-    )
+    result = run_servegate("serve", "--name", "../etc", "--store", str(tmp_path), cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert "error: --name '../etc': expected a model name" in result.stderr
 
@@ -55,20 +52,14 @@ def test_serve_rejects_a_name_that_could_escape_the_store(tmp_path):
 def test_serve_with_metrics_exports_tensorflow_servings_prometheus_page(tfs_testdata, tmp_path, request):
     from prometheus_client.parser import text_string_to_metric_families
 
-    production = tmp_path / "store" / "production" / "hp2"
-    production.mkdir(parents=True)
-    (production / "1").symlink_to(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    _store_serving_hp2(tmp_path / "store", tfs_testdata)
     port = free_port()
     log_path = tmp_path / "serve.log"
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "servegate", "serve", "--name", "hp2", "--store", str(tmp_path / "store"),
-             "--port", str(port), "--grpc-port", "0", "--metrics"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
-        )
+        proc = start_servegate("serve", "--name", "hp2", "--store", str(tmp_path / "store"), "--port", str(port),
+                               "--grpc-port", "0", "--metrics", home=tmp_path / "home",
+                               env={"PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
     server = BundledServer(proc, port, 0, log_path)
     request.addfinalizer(server.stop)
     wait_available(server, "hp2")
@@ -83,11 +74,8 @@ def test_serve_with_metrics_exports_tensorflow_servings_prometheus_page(tfs_test
 
 def test_serve_refuses_metrics_and_a_monitoring_config_file_together(tmp_path):
     (tmp_path / "production" / "hp2").mkdir(parents=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "servegate", "serve", "--name", "hp2", "--store", str(tmp_path), "--metrics",
-         "--monitoring-config-file", str(tmp_path / "m.txt")],
-        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env={**os.environ, "HOME": str(tmp_path)},
-    )
+    result = run_servegate("serve", "--name", "hp2", "--store", str(tmp_path), "--metrics",
+                           "--monitoring-config-file", str(tmp_path / "m.txt"), home=tmp_path, cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert "error: --metrics and --monitoring-config-file: give one of them" in result.stderr
 

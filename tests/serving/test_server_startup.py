@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO_ROOT
-from tests.serving.conftest import free_port
+from tests.support.ports import free_port
 
 
 def _run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:

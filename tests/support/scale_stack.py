@@ -14,36 +14,19 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.flows.prefect_procs import stop  # SIGTERM the process group, then SIGKILL
+from tests.support.cli import REPO, VENV_BIN
+from tests.support.ports import free_port
+from tests.support.prefect_stack import PrefectStack, stop, wait_http
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 IMAGE = "servegate-test/servegate:local"
 POOL = "scale-pool"
 LABEL = "servegate.test=scale"
 ENGINE = "python -m servegate.flows.engine"
-_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||sqlalchemy\.exc\.")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def problems(text: str, context: int = 15) -> list[str]:
-    """Tracebacks and ERROR lines (server logs), each with the lines after it."""
-    lines = text.splitlines()
-    return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if _TRACEBACK.search(line)]
-
-
 _ENTRY = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \|", re.MULTILINE)
 
 
@@ -59,20 +42,6 @@ def without_known_prefect_sqlite_lock(text: str) -> str:
     starts = [m.start() for m in _ENTRY.finditer(text)] + [len(text)]
     entries = [text[:starts[0]]] + [text[a:b] for a, b in zip(starts, starts[1:])]
     return "".join(e for e in entries if "sqlite3.OperationalError: database is locked" not in e)
-
-
-def tracebacks(text: str) -> list[str]:
-    """Each traceback in ``text``, from its first line to the exception line (the first unindented one).
-
-    For worker logs: a rejected deploy's task ends Failed (named "Rejected"), which Prefect logs at ERROR by
-    design, so only tracebacks count there."""
-    lines = text.splitlines()
-    found = []
-    for i, line in enumerate(lines):
-        if "Traceback (most recent call last)" in line:
-            end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith(" ")), len(lines) - 1)
-            found.append("\n".join(lines[i:end + 1]))
-    return found
 
 
 def build_image() -> float:
@@ -91,27 +60,11 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     return done
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, deadline_s: float) -> None:
-    import httpx
-
-    started = time.monotonic()
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, f"{proc.args[:3]} exited {proc.returncode}:\n{log.read_text()[-4000:]}"
-        assert time.monotonic() - started < deadline_s, f"{url} did not answer in {deadline_s} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-
-
 @dataclass
 class Stack:
     """Everything of one scaled-out setup under ``root``; :meth:`close` stops it all."""
 
     root: Path
-    prefect_port: int = field(default_factory=free_port)
     mlflow_port: int = field(default_factory=free_port)
     rest_port: int = field(default_factory=free_port)
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -123,13 +76,15 @@ class Stack:
         self.logs = self.root / "logs"
         for d in (self.store, self.logs, self.root / "home"):
             d.mkdir(parents=True, exist_ok=True)
+        # the one Prefect server: started, logged and judged as everywhere else (tests/support/prefect_stack.py)
+        self.prefect = PrefectStack(home=self.root / "home", logs=self.logs)
         os.chmod(self.shared, 0o777)  # the image's user (uid 10001) writes the store
         os.chmod(self.store, 0o777)
 
     # ------------------------------------------------------------------ settings that point the parts at each other
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}/api"
+        return self.prefect.api
 
     @property
     def tracking_uri(self) -> str:
@@ -140,12 +95,7 @@ class Stack:
         return f"http://127.0.0.1:{self.rest_port}"
 
     def host_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SERVEGATE_", "MLFLOW_"))}
-        env.update(HOME=str(self.root / "home"), PREFECT_HOME=str(self.root / "home" / ".prefect"),
-                   PREFECT_API_URL=self.api_url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   MLFLOW_TRACKING_URI=self.tracking_uri, SERVEGATE_STORE=str(self.store),
-                   PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="2")
-        return env
+        return {**self.prefect.env, "MLFLOW_TRACKING_URI": self.tracking_uri, "SERVEGATE_STORE": str(self.store)}
 
     def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
         log = self.logs / f"{name}.log"
@@ -156,9 +106,7 @@ class Stack:
 
     # ------------------------------------------------------------------ servers
     def start_prefect(self) -> None:
-        proc, log = self._spawn("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                                   "--port", str(self.prefect_port)])
-        _wait_http(f"{self.api_url}/health", proc, log, 240)
+        self.prefect.start_server()
 
     def start_mlflow(self) -> None:
         data = self.root / "mlflow"
@@ -167,7 +115,7 @@ class Stack:
             str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port),
             "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
             "--artifacts-destination", str(data / "artifacts"), "--serve-artifacts", "--workers", "2"])
-        _wait_http(f"{self.tracking_uri}/health", proc, log, 240)
+        wait_http(f"{self.tracking_uri}/health", proc, log, 240)
 
     def _run_container(self, name: str, command: list[str], extra: tuple[str, ...] = ()) -> str:
         docker("rm", "-f", name, check=False)
@@ -220,3 +168,4 @@ class Stack:
             docker("rm", "-f", name, check=False)
         for proc in reversed(self.procs):
             stop(proc)
+        self.prefect.close()

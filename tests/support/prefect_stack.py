@@ -1,63 +1,26 @@
 """Real Prefect processes for the tests, started the way docs/deploying-with-prefect.md tells users:
 ``prefect server start``, ``prefect work-pool create``, ``prefect deploy``, ``prefect worker start``, from
 this venv, with a brand-new HOME (no ``~/.prefect``, ``~/.servegate``). Every process logs to a file that
-the tests read back and search for tracebacks."""
+the tests read back and search for tracebacks (tests/support/logs.py)."""
 
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
+from tests.support.cli import REPO, VENV_BIN, fresh_env
+from tests.support.ports import free_port
+
 PREFECT = str(VENV_BIN / "prefect")
 POOL = "servegate-process"
 # Prefect's own first start creates its database: slow on a busy 2-core machine.
-SERVER_START_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fresh_env(home: Path, port: int) -> dict[str, str]:
-    """A user's shell on a fresh machine: a new HOME, the venv activated, this checkout as $PWD."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PREFECT_", "SERVEGATE_", "MLFLOW_"))}
-    env.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), PWD=str(REPO),
-               PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               TF_CPP_MIN_LOG_LEVEL="2")
-    return env
-
-
-_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||database is locked|sqlalchemy\.exc\.")
-_ENTRY_START = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \|")
-
-
-def _entries(log: str) -> list[str]:
-    """The log split into entries: a timestamped line and the lines (a traceback) up to the next one."""
-    entries: list[list[str]] = []
-    for line in log.splitlines():
-        if _ENTRY_START.match(line) or not entries:
-            entries.append([line])
-        else:
-            entries[-1].append(line)
-    return ["\n".join(entry) for entry in entries]
-
-
-def problems(log: str, context: int = 14) -> list[str]:
-    """Each log entry with a traceback or an error (its first lines: what a test failure shows)."""
-    return ["\n".join(entry.splitlines()[:context]) for entry in _entries(log) if _TRACEBACK.search(entry)]
+SERVER_START_S = 240
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
@@ -72,30 +35,51 @@ def stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
         proc.wait(timeout=30)
 
 
+def wait_http(url: str, proc: subprocess.Popen, log: Path, deadline_s: float) -> float:
+    """Wait until ``url`` answers 200 while ``proc`` (logging to ``log``) runs; returns the seconds it took."""
+    import httpx
+
+    started = time.monotonic()
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"{' '.join(map(str, proc.args[:3]))} exited {proc.returncode}:\n"
+                                 f"{log.read_text()[-4000:]}")
+        if time.monotonic() - started > deadline_s:
+            raise AssertionError(f"{url} did not answer within {deadline_s} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 @dataclass
 class PrefectStack:
-    """``prefect server start`` (and optionally a process worker) in one fresh HOME."""
+    """``prefect server start`` (and optionally a process worker) in one fresh HOME; logs in ``logs``
+    (default: the HOME)."""
 
     home: Path
     port: int = field(default_factory=free_port)
+    logs: Path | None = None
     server: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
 
     @property
     def env(self) -> dict[str, str]:
-        return fresh_env(self.home, self.port)
+        return fresh_env(self.home, {"PREFECT_API_URL": self.api, "PWD": str(REPO)})
 
     @property
     def api(self) -> str:
-        return self.env["PREFECT_API_URL"]
+        return f"http://127.0.0.1:{self.port}/api"
 
     @property
     def server_log(self) -> Path:
-        return self.home / "server.log"
+        return (self.logs or self.home) / "server.log"
 
     @property
     def worker_log(self) -> Path:
-        return self.home / "worker.log"
+        return (self.logs or self.home) / "worker.log"
 
     def _spawn(self, args: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen([PREFECT, *args], env=self.env, cwd=REPO, stdin=subprocess.DEVNULL,
@@ -103,29 +87,16 @@ class PrefectStack:
 
     def start_server(self) -> float:
         """Start the server, wait for /api/health; returns the seconds it took."""
-        import httpx
-
-        started = time.monotonic()
         self.server = self._spawn(["server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
                                   self.server_log)
-        while True:
-            try:
-                if httpx.get(f"{self.api}/health", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            if self.server.poll() is not None:
-                raise AssertionError(f"prefect server exited {self.server.returncode}:\n{self.server_log.read_text()}")
-            if time.monotonic() - started > SERVER_START_S:
-                raise AssertionError(f"prefect server did not answer within {SERVER_START_S} s:\n"
-                                     f"{self.server_log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        return wait_http(f"{self.api}/health", self.server, self.server_log, SERVER_START_S)
 
     def prefect(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run a ``prefect`` CLI command in the checkout; fail with its output when it fails."""
         done = subprocess.run([PREFECT, *args], env=self.env, cwd=REPO, capture_output=True, text=True,
                               timeout=timeout)
-        assert done.returncode == 0, f"prefect {' '.join(args)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, (f"prefect {' '.join(args)}: exit {done.returncode}\n"
+                                      f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done
 
     def register(self, *deployments: str) -> None:
@@ -156,3 +127,18 @@ class PrefectStack:
         for proc in (self.worker, self.server):
             if proc is not None:
                 stop(proc)
+
+
+@contextmanager
+def users_prefect(home: Path, *deployments: str) -> Iterator[PrefectStack]:
+    """A user's Prefect as docs/deploying-with-prefect.md sets it up in a brand-new ``home``: the server,
+    ``prefect deploy`` of ``deployments`` (all of prefect.yaml when none) and a worker; stopped afterwards."""
+    stack = PrefectStack(home=home)
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.start_server()
+        stack.register(*deployments)
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.close()

@@ -11,7 +11,6 @@ the MetaGraph's saver, which is not there, and the warm-up request fails with
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,8 +21,7 @@ import pytest
 from servegate.deploy.canary import CANARY_LOG_ARTIFACT, load_rejection
 from servegate.deploy.record import AttemptRecord, DeployRequest
 from servegate.serving.runners.errors import ModelLoadError, load_failure
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import run_servegate
 NAME = "unloadable"
 
 # What the bundled server logs for such a version (a real line, its log prefix shortened).
@@ -94,10 +92,7 @@ def modules(tmp_path_factory) -> Path:
 
 
 def servegate(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "SERVEGATE_"))}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO_ROOT), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    return subprocess.run([sys.executable, "-m", "servegate", *args], env=env, cwd=home, capture_output=True,
-                          text=True, timeout=500)
+    return run_servegate(*args, home=home, timeout=500)
 
 
 def _artifact(home: Path, run_id: str, path: str) -> Path:
