@@ -6,7 +6,7 @@ runners, the full kill sweep, the concurrency test, the hanging/crashing
 canary and full-disk faults) only run when asked for (``pytest -m reliability
 tests/reliability``, CI's second step): together they take about 15 minutes on
 a 2-core machine. The default run keeps the bad-input catalogue and availability;
-the repairs of killed attempts are tested directly in tests/attempt/test_repair.py,
+the repairs of killed attempts are tested directly in tests/deploy/test_repair.py,
 the store's own crash tests (60+ SIGKILLs) in tests/model_store.
 """
 
