@@ -15,11 +15,13 @@ use, so the upstream's own metrics path is still forwarded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import signal
 import socket
 import threading
+from collections.abc import AsyncIterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +91,16 @@ def build_rest_app(upstream: str, tap_log: TapLog, timeout_s: float = 30.0) -> S
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROP_RESPONSE}
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
-    async def shutdown() -> None:
-        await client.aclose()
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Starlette 1.x has no on_shutdown hooks: the upstream client closes when the app's lifespan ends.
+        try:
+            yield
+        finally:
+            await client.aclose()
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])],
-                     on_shutdown=[shutdown])
+                     lifespan=lifespan)
 
 
 def _record_rest(tap_log: TapLog, path: str, body: bytes, answer: bytes) -> None:
