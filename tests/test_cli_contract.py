@@ -15,7 +15,8 @@ from typing import Callable
 
 import pytest
 
-from tests.cli_support import assert_nothing_opened, files, home, json_of, keras_file, run_cli  # noqa: F401
+from tests.cli_support import files, home, keras_file  # noqa: F401 (fixtures)
+from tests.support.cli import assert_nothing_opened, json_of, run_servegate
 from tests.model_store.treeutil import read_only_mount
 
 # --------------------------------------------------------------------------- the table
