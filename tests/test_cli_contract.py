@@ -92,6 +92,7 @@ CASES = [
 ]
 
 
+@pytest.mark.reliability  # 28 CLI runs (~45 s): CI's second step
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_every_error_is_one_json_object_whose_subject_names_the_thing(case, home, files, hp2, closed_port_url):
     (home / "notes").write_text("a file where a directory would be")

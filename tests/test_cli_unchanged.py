@@ -70,6 +70,7 @@ def healthy_api_url():
     server.shutdown()
 
 
+@pytest.mark.reliability  # an export each (~10 s): CI's second step
 @pytest.mark.parametrize("how", ["another model file", "--force-new-version"])
 def test_another_model_or_the_flag_deploys_anew(how, home, files, hp2, tmp_path, healthy_api_url):
     """Past the re-run check the deploy goes on: it exports (then a config naming an output the model

@@ -46,13 +46,10 @@ def test_help_in_a_pipe_names_every_option_whole(command, options):
 
 def test_a_canary_deadline_of_zero_is_refused_naming_the_flag(tmp_path):
     """A value the user set is applied or refused by name, never dropped for the config's default."""
-    env = {**os.environ, "HOME": str(tmp_path)}
-    env.pop("SERVEGATE_STORE", None)
-    env.pop("SERVEGATE_HOME", None)
     (tmp_path / "r.csv").write_text("x,label\n1,2\n")
-    result = subprocess.run([sys.executable, "-m", "servegate", "deploy", "--model", str(tmp_path / "m.keras"),
-                             "--name", "m", "--reference", str(tmp_path / "r.csv"), "--canary-deadline", "0"],
-                            capture_output=True, text=True, timeout=120, env=env)
+    result = run_servegate("deploy", "--model", str(tmp_path / "m.keras"), "--name", "m",
+                           "--reference", str(tmp_path / "r.csv"), "--canary-deadline", "0", home=tmp_path,
+                           timeout=120)
     assert result.returncode == 2, result.stderr
     assert "--canary-deadline" in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr

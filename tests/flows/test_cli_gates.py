@@ -65,9 +65,9 @@ REFUSED = {
 }
 
 
-# One case in the default suite (a CLI run each, ~10 s); the other two in CI's second step.
+# A CLI run each (~10-15 s): CI's second step. tests/validation/test_preflight.py checks the same refusals in-process.
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c == "typo'd label" else pytest.mark.reliability)
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.reliability)
                                   for c in REFUSED])
 def test_unread_columns_shared_labels_and_wrong_task_thresholds_are_refused_before_any_run(case, gate_files, tmp_path):
     model, reference, config, expected = REFUSED[case]
@@ -88,6 +88,7 @@ def test_unread_columns_shared_labels_and_wrong_task_thresholds_are_refused_befo
 
 
 @pytest.mark.slow
+@pytest.mark.reliability  # a whole deploy (~25 s): CI's second step
 def test_a_two_output_keras_model_is_served_and_validated_under_its_output_names(gate_files, tmp_path):
     from servegate import export
 

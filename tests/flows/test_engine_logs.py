@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # The flow's import is where TensorFlow arrives: stand in for it with TensorFlow's import itself.
@@ -26,6 +28,7 @@ engine.main(["00000000-0000-0000-0000-000000000000"])
 """
 
 
+@pytest.mark.reliability  # a flow-run process importing TensorFlow (~9 s): CI's second step
 def test_the_flow_run_process_does_not_log_cuda_probing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
     env.update(PYTHONPATH=str(REPO), HOME=str(tmp_path))
@@ -36,6 +39,7 @@ def test_the_flow_run_process_does_not_log_cuda_probing(tmp_path):
     assert "cuInit" not in result.stderr, result.stderr[-3000:]
 
 
+@pytest.mark.reliability  # a flow-run process importing TensorFlow (~9 s): CI's second step
 def test_a_log_level_the_worker_sets_is_kept(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="1")
     result = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, cwd=REPO,

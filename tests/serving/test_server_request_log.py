@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 import requests
 
 from servegate.traffic.reader import LogReader
@@ -95,6 +96,7 @@ def test_rest_and_grpc_requests_are_logged_in_tf_servings_format(bundled_server,
     assert "Traceback" not in server.logs()
 
 
+@pytest.mark.reliability  # waits for the config file's poll while serving (~15 s): CI's second step
 def test_sampling_zero_logs_nothing_until_the_config_file_changes_while_serving(bundled_server, tfs_testdata,
                                                                                 tmp_path):
     prefix = tmp_path / "reqlogs" / "half"
