@@ -25,15 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from servegate.export import ModelSignature, TensorRecord
+from servegate.validation.signature import TF_DTYPE_NAMES  # the dtype names export's signatures use
 
-# tensorflow/core/framework/types.proto names -> the dtype names export's signatures use
-_TF_DTYPES = {
-    "DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_HALF": "float16", "DT_BFLOAT16": "bfloat16",
-    "DT_INT8": "int8", "DT_INT16": "int16", "DT_INT32": "int32", "DT_INT64": "int64",
-    "DT_UINT8": "uint8", "DT_UINT16": "uint16", "DT_UINT32": "uint32", "DT_UINT64": "uint64",
-    "DT_STRING": "string", "DT_BOOL": "bool",
-}
-_KERAS_DTYPES = set(_TF_DTYPES.values())
+_KERAS_DTYPES = set(TF_DTYPE_NAMES.values())
 _KERAS_MODELS = ("Functional", "Sequential")
 
 
@@ -59,7 +53,7 @@ def _shape(dims: Any) -> tuple[int | None, ...] | None:
 def _records(tensors: dict) -> tuple[TensorRecord, ...] | None:
     records = []
     for name, spec in sorted(tensors.items()):
-        dtype = _TF_DTYPES.get(spec.dtype)
+        dtype = TF_DTYPE_NAMES.get(spec.dtype)
         if dtype is None:
             return None
         records.append(TensorRecord(name, dtype, _shape(spec.shape)))

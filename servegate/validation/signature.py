@@ -26,13 +26,13 @@ from typing import Any
 from servegate.errors import ValidationInputError
 
 # TensorFlow's DataType enum names (types.proto) -> numpy-style names.
-_TF_DTYPES = {
+TF_DTYPE_NAMES = {
     "DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_HALF": "float16", "DT_BFLOAT16": "bfloat16",
     "DT_INT8": "int8", "DT_INT16": "int16", "DT_INT32": "int32", "DT_INT64": "int64",
     "DT_UINT8": "uint8", "DT_UINT16": "uint16", "DT_UINT32": "uint32", "DT_UINT64": "uint64",
     "DT_BOOL": "bool", "DT_STRING": "string",
 }
-_KNOWN = set(_TF_DTYPES.values())
+_KNOWN = set(TF_DTYPE_NAMES.values())
 
 
 class SignatureFormatError(ValidationInputError):
@@ -43,8 +43,8 @@ def normalise_dtype(dtype: Any) -> str:
     """``DT_FLOAT`` / ``float32`` / ``tf.float32`` / numpy dtype -> ``float32``."""
     name = getattr(dtype, "name", dtype)
     name = str(name)
-    if name in _TF_DTYPES:
-        return _TF_DTYPES[name]
+    if name in TF_DTYPE_NAMES:
+        return TF_DTYPE_NAMES[name]
     if name in _KNOWN:
         return name
     if name in ("object", "str", "bytes"):
