@@ -139,8 +139,8 @@ def _bad_input(kind: str, tmp_path: Path, good_reference: Path) -> list[str]:
     return ["--reference", str(good_reference), "--config", str(config)]
 
 
-# One case in the default suite; the other three (a CLI run each) in CI's second step.
-@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c == "output not in model" else pytest.mark.reliability)
+# One case in the default suite (refused before the export: seconds); the other three in CI's second step.
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c == "missing column" else pytest.mark.reliability)
                                   for c in BAD_INPUTS])
 def test_bad_input_is_refused_before_any_run(case, tiny_savedmodel, tmp_path):
     import pandas as pd

@@ -10,6 +10,8 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.flows.test_events import read_model_events
 from tests.support.cli import REPO, run_servegate
 
@@ -64,6 +66,7 @@ def test_cli_rollback_refuses_an_unreachable_prefect_api_before_changing_product
     assert ModelStore(tmp_path / "store").serving_version(name) == 2
 
 
+@pytest.mark.reliability  # a deploy's worth of set-up (~8 s): CI's second step
 def test_cli_rollback_without_a_prefect_api_says_no_event_was_sent(tmp_path, tiny_savedmodel):
     name = f"cli-rb-{uuid.uuid4().hex[:6]}"
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
