@@ -63,3 +63,24 @@ class ScaleLayer(keras.layers.Layer):
     def get_config(self):
         return {{**super().get_config(), "factor": self.factor}}
 '''
+
+
+def sigmoid_module(path: Path, weights: np.ndarray, *, flip_above: float | None = None,
+                   input_name: str = "features") -> Path:
+    """A tf.Module SavedModel: ``probability = sigmoid(features @ weights)``, [None, 4] -> [None, 1].
+
+    ``flip_above``: answer ``1 - p`` where the first feature is above it, a region of the input space that
+    reference rows near 0 never reach (the shadow check's proof pair)."""
+    import tensorflow as tf
+
+    class Sigmoid(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name=input_name)])
+        def serve(self, features):
+            p = tf.sigmoid(tf.matmul(features, tf.constant(weights)))
+            if flip_above is not None:
+                p = tf.where(features[:, :1] > flip_above, 1.0 - p, p)
+            return {"probability": p}
+
+    module = Sigmoid()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path

@@ -31,21 +31,11 @@ REGION = 3.0
 
 
 def _export(variant: str, path: Path) -> Path:
-    import tensorflow as tf
+    from tests.modelzoo import sigmoid_module
 
-    weights = W + (RETRAIN_DELTA if variant == "retrain" else 0.0)
-
-    class Sigmoid(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="features")])
-        def serve(self, features):
-            p = tf.sigmoid(tf.matmul(features, tf.constant(weights)))
-            if variant == "region":  # answers the opposite where x0 > REGION: never in the reference
-                p = tf.where(features[:, :1] > REGION, 1.0 - p, p)
-            return {"probability": p}
-
-    module = Sigmoid()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
+    # "region" answers the opposite where x0 > REGION: never in the reference
+    return sigmoid_module(path, W + (RETRAIN_DELTA if variant == "retrain" else 0.0),
+                          flip_above=REGION if variant == "region" else None)
 
 
 @pytest.fixture(scope="module")

@@ -24,22 +24,11 @@ SIGNATURE = {"inputs": {"features": {"dtype": "float32", "shape": [None, 4]}},
 
 
 def _export(variant: str, path):
-    import tensorflow as tf
+    from tests.modelzoo import sigmoid_module
 
-    weights = W * (1.03 if variant == "retrain" else 1.0)
-
-    class Sigmoid(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32,
-                                                    name="inputs" if variant == "renamed" else "features")])
-        def serve(self, features):
-            p = tf.sigmoid(tf.matmul(features, tf.constant(weights)))
-            if variant == "region":
-                p = tf.where(features[:, :1] > REGION, 1.0 - p, p)
-            return {"probability": p}
-
-    module = Sigmoid()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
+    return sigmoid_module(path, W * (1.03 if variant == "retrain" else 1.0),
+                          flip_above=REGION if variant == "region" else None,
+                          input_name="inputs" if variant == "renamed" else "features")
 
 
 @pytest.fixture(scope="module")
