@@ -155,11 +155,15 @@ class Workspace:
                      docker_image: str | None = None, production_url: str | None = None,
                      config: Path | None = None, kill_at: str | None = None, kill_after_s: float | None = None,
                      kill_delay_s: float | None = None, crash_canary: bool = False,
-                     hang_canary: bool = False, extra_args: tuple[str, ...] = (), env: dict | None = None) -> DeployProcess:
+                     hang_canary: bool = False, extra_args: tuple[str, ...] = (), env: dict | None = None,
+                     force_new_version: bool = True) -> DeployProcess:
+        # The proofs deploy one model file again and again to reach each window; a re-run of the file
+        # production serves would answer "unchanged" and create nothing, so they force a new version.
         self._runs += 1
         n = self._runs
         args = ["deploy", "--model", str(model), "--name", name, "--reference", str(reference),
-                "--serving", serving, "--json", *extra_args]
+                "--serving", serving, "--json", *(["--force-new-version"] if force_new_version else []),
+                *extra_args]
         if docker_image:
             args += ["--docker-image", docker_image]
         if production_url:
