@@ -189,18 +189,18 @@ class Recorder:
             self._on_drop(item.model_name, "error")
 
     def _flush_all(self) -> None:
-        for files in self._files.values():
-            try:
-                files.flush()
-            except Exception:
-                log.exception("request log: could not flush %s", files.prefix)
+        self._each("flush")
 
     def _close_all(self) -> None:
+        self._each("close")
+
+    def _each(self, method: str) -> None:
+        """Flush or close every model's files; one that fails is logged and the others still get theirs."""
         for files in self._files.values():
             try:
-                files.close()
+                getattr(files, method)()
             except Exception:
-                log.exception("request log: could not close %s", files.prefix)
+                log.exception("request log: could not %s %s", method, files.prefix)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, close the files, stop the thread."""
