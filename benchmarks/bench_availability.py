@@ -121,15 +121,18 @@ def _wait_served(rest_url: str, name: str, wanted: list[int], timeout: float, pr
 
 
 def make_model_files(out: Path) -> tuple[Path, Path, Path]:
-    """A tiny Keras regressor (.keras), the same as a SavedModel, and a Parquet reference."""
+    """A tiny Keras regressor (.keras), the same exported by servegate as a SavedModel, and a Parquet reference."""
     import numpy as np
     import pandas as pd
 
+    from servegate.export import export_model
     from tests import modelzoo
 
     model = modelzoo.regressor(seed=0)
     model.save(out / "model.keras")
-    modelzoo.export(model, out / "savedmodel")
+    # servegate's own export: version 1 must carry the output names a deploy of this file gives
+    # version 2, or the contract check rejects the deploy for an output it renamed itself.
+    export_model(out / "model.keras", out / "savedmodel")
     x = modelzoo.reference_inputs(64)
     y = np.asarray(model(x, training=False))[:, 0].astype("float64")
     pd.DataFrame({"features": [row.tolist() for row in x], "label": y}).to_parquet(out / "ref.parquet", index=False)
