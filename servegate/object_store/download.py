@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from servegate.model_store.fsutil import checkpoint
 from servegate.object_store.connect import call
 from servegate.object_store.errors import ManifestMismatch
 from servegate.object_store.location import S3Location
@@ -30,9 +31,10 @@ def _fsync(path: Path) -> None:
 
 
 def download_version(client: Any, location: S3Location, manifest: Manifest, target: Path,
-                     *, workers: int = 8, before_rename: Any = None) -> Path:
+                     *, workers: int = 8) -> Path:
     """``target`` holding exactly the manifest's files; :class:`ManifestMismatch` (nothing placed) when a
-    file differs. ``before_rename`` (tests) is called between the verification and the rename."""
+    file differs. Checkpoints (see :func:`~servegate.model_store.fsutil.checkpoint`): ``s3-download:file``
+    after each file is verified, ``s3-download:verified`` between the whole check and the rename."""
     from boto3.s3.transfer import TransferConfig
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -53,14 +55,14 @@ def download_version(client: Any, location: S3Location, manifest: Manifest, targ
                 f"sha256 {digest[:12]}..., the manifest says {entry.size} bytes sha256 {entry.sha256[:12]}...; "
                 "it was not placed", subject=location.source)
         _fsync(local)
+        checkpoint("s3-download:file")
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(manifest.files)))) as pool:
             list(pool.map(one, manifest.files))
         for directory in sorted({p for p in staging.rglob("*") if p.is_dir()} | {staging}, reverse=True):
             _fsync(directory)
-        if before_rename is not None:
-            before_rename(staging)
+        checkpoint("s3-download:verified")
         os.rename(staging, target)  # fails if target exists: a complete copy is never replaced
         _fsync(target.parent)
     except BaseException:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from servegate.model_store.errors import NotNewerThanProduction, NothingToRollBackTo, UnknownVersion
+from servegate.model_store.fsutil import checkpoint
 from servegate.object_store.connect import is_missing, is_precondition_failed, translate
 from servegate.object_store.errors import ConcurrentChange
 from servegate.object_store.location import S3Location
@@ -79,6 +80,7 @@ def promote(client: Any, location: S3Location, name: str, version: int, *, run_i
     if read_manifest(client, location, name, version) is None:
         raise UnknownVersion(f"{location.uri}: version {version} of {name!r} has no complete manifest; only a "
                              "published version can be promoted", subject=location.source)
+    checkpoint("s3-promote:before-write")
 
     def decide(state: Production) -> Production:
         serving = state.serving

@@ -61,7 +61,10 @@ class ObjectModelStore:
 
     @classmethod
     def open(cls, location: S3Location, *, client: Any = None,
-             lease_seconds: float = versions.DEFAULT_LEASE_SECONDS) -> ObjectModelStore:
+             lease_seconds: float | None = None) -> ObjectModelStore:
+        """``lease_seconds``: the lease of the numbers this store claims (default: ``SERVEGATE_UPLOAD_LEASE_S``,
+        else an hour), checked before anything is opened."""
+        lease_seconds = versions.lease_from_environment() if lease_seconds is None else lease_seconds
         client = client if client is not None else connect.make_client()
         exists = connect.preflight(client, location)
         return cls(location, client, exists=exists, lease_seconds=lease_seconds)

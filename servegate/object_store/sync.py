@@ -67,8 +67,7 @@ def _changed_at(history: list[dict]) -> float | None:
     return datetime.fromisoformat(history[-1]["time"]).timestamp()
 
 
-def converge(client: Any, location: S3Location, target: SyncTarget, serving_url: str | None = None,
-             *, before_rename: Any = None) -> ModelReport:
+def converge(client: Any, location: S3Location, target: SyncTarget, serving_url: str | None = None) -> ModelReport:
     """One pass for one model (see the module doc); errors are raised, the caller reports them."""
     remove_leftovers(target.base_path)
     state, _ = read_production(client, location, target.name)
@@ -79,7 +78,7 @@ def converge(client: Any, location: S3Location, target: SyncTarget, serving_url:
         if manifest is None:
             raise ObjectStoreError(f"{location.uri}: production of {target.name!r} names version {wanted}, which "
                                    "has no manifest; nothing was placed", subject=location.source)
-        download_version(client, location, manifest, target.base_path / str(wanted), before_rename=before_rename)
+        download_version(client, location, manifest, target.base_path / str(wanted))
     for version in present_versions(target.base_path):
         if wanted is not None and version > wanted:
             shutil.rmtree(target.base_path / str(version))  # rolled back: TF Serving would keep serving it

@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from servegate.errors import ConfigError
+from servegate.model_store.fsutil import checkpoint
 from servegate.object_store.connect import call, is_missing, is_precondition_failed, translate
 from servegate.object_store.errors import ObjectStoreError
 from servegate.object_store.location import S3Location
@@ -27,6 +29,8 @@ from servegate.object_store.records import Claim, FileEntry, Manifest
 
 #: How long a claimed number's upload is protected from cleanup.
 DEFAULT_LEASE_SECONDS = 3600.0
+#: The environment variable that sets it for the uploads a process claims (seconds).
+LEASE_ENV = "SERVEGATE_UPLOAD_LEASE_S"
 _CLAIM_ATTEMPTS = 64
 
 
@@ -65,6 +69,24 @@ def claimed_numbers(client: Any, location: S3Location, name: str) -> list[int]:
         if stem.isdigit():
             numbers.append(int(stem))
     return sorted(numbers)
+
+
+def lease_from_environment() -> float:
+    """The lease this process's claims carry: ``SERVEGATE_UPLOAD_LEASE_S``, else an hour.
+
+    A cleanup reads the lease from the claim itself, so only the claimer's setting counts. Shorter
+    frees a dead worker's number and files sooner; it must stay longer than any live upload."""
+    raw = os.environ.get(LEASE_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{LEASE_ENV}: found {raw!r}; expected a number of seconds greater than 0 (the lease "
+                          "that protects an upload in progress from cleanup; default 3600)", subject=LEASE_ENV)
+    return value
 
 
 def claim_version(client: Any, location: S3Location, name: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
@@ -122,6 +144,7 @@ def upload_version(client: Any, location: S3Location, name: str, version: int, s
         entry = FileEntry(relative, path.stat().st_size, sha256_of(path))
         call(client, location, f"uploading {relative}", "upload_file", Filename=str(path), Bucket=location.bucket,
              Key=prefix + relative, Config=transfer)
+        checkpoint("s3-stage:file-uploaded")
         return entry
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:
@@ -132,6 +155,7 @@ def upload_version(client: Any, location: S3Location, name: str, version: int, s
         raise ObjectStoreError(
             f"{location.uri}: version {version} of {name!r} was abandoned while it uploaded (its lease of the "
             "number expired and a cleanup retired it); deploy again for a new number", subject=location.source)
+    checkpoint("s3-stage:published")
     return manifest
 
 

@@ -109,3 +109,9 @@ def test_a_malformed_uri_is_refused_without_the_network(tmp_path, uri, words):
 def test_the_variable_is_named_when_the_store_comes_from_it(tmp_path, seaweed):
     result = run_cli(tmp_path, "status", "--name", "m", env={**seaweed.env(), "SERVEGATE_STORE": "s3://no-such-bucket/s"})
     refused(result, tmp_path, "SERVEGATE_STORE s3://no-such-bucket/s", "does not exist")
+
+
+def test_an_upload_lease_that_is_not_a_number_is_refused(tmp_path, seaweed, s3_location):
+    result = status(tmp_path, s3_location.uri, {**seaweed.env(), "SERVEGATE_UPLOAD_LEASE_S": "an hour"})
+    refused(result, tmp_path, "SERVEGATE_UPLOAD_LEASE_S: found 'an hour'", "expected a number of seconds")
+    assert keys_under(seaweed, s3_location) == []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from servegate.model_store import fsutil
 from servegate.object_store import ManifestMismatch
 from servegate.object_store import versions as v
 from servegate.object_store.sync import SyncTarget, converge, present_versions, read_heartbeats
@@ -60,12 +61,18 @@ def test_killed_between_verification_and_rename_leaves_no_version_and_converges(
     s3_store.promote("m", one)
     target = SyncTarget("m", tmp_path / "base")
 
-    def killed(staging: Path) -> None:
-        shutil.copytree(staging, tmp_path / "left")  # what a SIGKILL here would leave: a verified temp dir
-        raise KeyboardInterrupt
+    def killed(point: str) -> None:
+        if point == "s3-download:verified":
+            [staging] = target.base_path.glob(".servegate-tmp-*")
+            shutil.copytree(staging, tmp_path / "left")  # what a SIGKILL here would leave: a verified temp dir
+            raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        converge(s3_store.client, s3_store.location, target, before_rename=killed)
+    fsutil.set_checkpoint_hook(killed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            converge(s3_store.client, s3_store.location, target)
+    finally:
+        fsutil.set_checkpoint_hook(None)
     shutil.copytree(tmp_path / "left", target.base_path / ".servegate-tmp-1-dead")
     assert present_versions(target.base_path) == []  # TF Serving lists numbers only: nothing to load
     assert converge(s3_store.client, s3_store.location, target).present == [one]

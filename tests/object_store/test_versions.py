@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from servegate.errors import ConfigError
 from servegate.model_store.errors import UnknownVersion
 from servegate.object_store import ObjectModelStore, ObjectStoreError
 from servegate.object_store import versions as v
@@ -69,3 +71,23 @@ def test_a_live_upload_is_not_retired(s3_store, half_plus_two):
     s3_store.status("m")  # cleanup runs: the lease (an hour) protects it
     assert v.upload_version(s3_store.client, s3_store.location, "m", number, half_plus_two).version == number
     assert s3_store.status("m").published == [number]
+
+
+def test_the_lease_comes_from_the_environment(seaweed, s3_location, monkeypatch):
+    monkeypatch.delenv(v.LEASE_ENV, raising=False)
+    assert ObjectModelStore.open(s3_location, client=seaweed.client()).lease_seconds == v.DEFAULT_LEASE_SECONDS
+    monkeypatch.setenv(v.LEASE_ENV, "2.5")
+    store = ObjectModelStore.open(s3_location, client=seaweed.client())
+    number = v.claim_version(store.client, store.location, "m", lease_seconds=store.lease_seconds)
+    claim = s3_location.key("models", "m", "claims", f"{number}.json")
+    body = store.client.get_object(Bucket=s3_location.bucket, Key=claim)["Body"].read()
+    assert store.lease_seconds == 2.5 and json.loads(body)["lease_seconds"] == 2.5
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "soon", "inf", "nan"])
+def test_a_lease_that_is_not_a_positive_number_is_refused(seaweed, s3_location, monkeypatch, raw):
+    monkeypatch.setenv(v.LEASE_ENV, raw)
+    with pytest.raises(ConfigError, match=f"SERVEGATE_UPLOAD_LEASE_S: found '{raw}'; expected a number") as caught:
+        ObjectModelStore.open(s3_location, client=seaweed.client())
+    assert caught.value.subject == v.LEASE_ENV
+    assert v.list_keys(seaweed.client(), s3_location, s3_location.prefix + "/") == []
