@@ -5,23 +5,26 @@ One pass (:func:`converge`) per model: read production.json; place the version p
 (downloaded into a temporary directory, verified against the manifest, fsynced, renamed in one step);
 take out versions newer than it at once (a rollback: TF Serving's "latest" policy serves the highest
 number present); take out older ones once the new one is AVAILABLE on ``--serving-url`` (at once when
-no URL is known). A killed pass leaves only ``.servegate-tmp-*`` directories, which are not version
-numbers (TF Serving ignores them) and which the next pass removes.
+no URL is known). A version leaves by one rename out of its number before its files are deleted, so a
+poll never finds a half-deleted version. A killed pass leaves only ``.servegate-tmp-*`` directories,
+which are not version numbers (TF Serving ignores them) and which the next pass removes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from servegate.object_store.errors import ObjectStoreError
-from servegate.object_store.download import download_version, remove_leftovers
+from servegate.object_store.download import TMP_PREFIX, download_version, remove_leftovers
 from servegate.object_store.location import S3Location
 from servegate.object_store.production import read_production
 from servegate.object_store.versions import read_manifest
@@ -61,6 +64,13 @@ def available_versions(serving_url: str, name: str) -> list[int]:
                   if s.get("state") == "AVAILABLE")
 
 
+def remove_version(base_path: Path, version: int) -> None:
+    """Out of the base path whole: renamed to a temporary name first (one step), then deleted."""
+    leaving = base_path / f"{TMP_PREFIX}gone-{version}-{uuid.uuid4().hex[:8]}"
+    os.rename(base_path / str(version), leaving)
+    shutil.rmtree(leaving)
+
+
 def _changed_at(history: list[dict]) -> float | None:
     if not history:
         return None
@@ -81,12 +91,12 @@ def converge(client: Any, location: S3Location, target: SyncTarget, serving_url:
         download_version(client, location, manifest, target.base_path / str(wanted))
     for version in present_versions(target.base_path):
         if wanted is not None and version > wanted:
-            shutil.rmtree(target.base_path / str(version))  # rolled back: TF Serving would keep serving it
+            remove_version(target.base_path, version)  # rolled back: TF Serving would keep serving it
     available = available_versions(serving_url, target.name) if serving_url else None
     if wanted is not None and (available is None or wanted in available):
         for version in present_versions(target.base_path):
             if version < wanted:
-                shutil.rmtree(target.base_path / str(version))
+                remove_version(target.base_path, version)
     report.present = present_versions(target.base_path)
     report.available = available_versions(serving_url, target.name) if serving_url else None
     done = wanted is None or (wanted in (report.available if serving_url else report.present))
