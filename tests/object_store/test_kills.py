@@ -88,7 +88,8 @@ def base_partials(store: ObjectModelStore, name: str, base: Path) -> list[str]:
             if d.name.isdigit() and not matches_manifest(store, name, d)]
 
 
-def run_killed(home: Path, env: dict[str, str], args: list[str], point: str | None, timeout: float = 300) -> DeployResult:
+def run_killed(home: Path, env: dict[str, str], args: list[str], point: str | None,
+               timeout: float = 300) -> DeployResult:
     """``servegate ARGS`` (through the killer when ``point`` is given), in its own session, waited for."""
     logs = home.parent / "logs"
     logs.mkdir(exist_ok=True)
@@ -152,6 +153,9 @@ def test_deploys_killed_mid_upload_and_before_promotion_leave_nothing_visible(tm
     champion, runs = mlflow_state(home, "hp2")
     assert champion == "3", f"MLflow's champion names store version {champion}; production serves 3"
     assert sorted(runs) == ["FINISHED", "KILLED", "KILLED"], runs  # the killed deploys' runs ended
+    node = SyncTarget("hp2", tmp_path / "node")  # a serving node follows: what the fleet serves agrees too
+    assert converge(store.client, s3_location, node).present == [3]
+    assert matches_manifest(store, "hp2", node.base_path / "3")
 
 
 def _check_killed_mid_upload(store: ObjectModelStore) -> None:
@@ -187,8 +191,10 @@ def _check_killed_before_promotion(store: ObjectModelStore, home: Path) -> None:
     assert tombstone["abandoned"] is True
     assert v.list_keys(client, location, v.files_prefix(location, "hp2", 1)) == []
     assert p.read_production(client, location, "hp2")[1] is None
-    champion, _ = mlflow_state(home, "hp2")
+    assert converge(client, location, SyncTarget("hp2", home.parent / "node")).present == []  # a node places nothing
+    champion, runs = mlflow_state(home, "hp2")
     assert champion is None, f"MLflow names store version {champion} champion; production serves nothing"
+    assert sorted(runs) == ["KILLED", "RUNNING"], runs  # this deploy's run ended the first one's; its own is left
 
 
 @pytest.mark.reliability  # a killed sync and its restart: about 10 s each

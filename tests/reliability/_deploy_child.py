@@ -1,6 +1,6 @@
 """``python -m tests.reliability._deploy_child deploy ...``: ``servegate deploy`` that SIGKILLs itself at a named step.
 
-The command is exactly ``python -m servegate`` (same argv, same exit codes);
+The command is exactly ``python -m servegate`` (same argv, same exit codes; any command, e.g. ``sync``);
 the only addition is a trigger, read from the environment, that SIGKILLs
 this process's whole process group the moment a named point is reached. It
 makes "kill at a step boundary" deterministic instead of a race against a
@@ -20,7 +20,10 @@ timer. Nothing is faked: the step runs for real up to the kill.
 - ``store:<checkpoint>`` — the store's own step names (``fsutil.checkpoint``), e.g.
   ``store:stage:copied`` (the copy is complete in a temp dir, not yet renamed
   into place) or ``store:promote:before-rename`` (the lock is held, production
-  not yet changed).
+  not yet changed); with an ``s3://`` store ``store:s3-stage:file-uploaded`` (a file of
+  the version in the bucket, no manifest), ``store:s3-stage:published``,
+  ``store:s3-promote:before-write`` (published; production.json not yet written), and
+  in ``servegate sync`` ``store:s3-download:file`` and ``store:s3-download:verified``.
 
 ``SERVEGATE_TEST_CRASH_CANARY=1`` instead SIGKILLs the *canary's* process group
 mid-validation: after the warm-up request succeeded, as the measured pass
