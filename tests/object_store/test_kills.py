@@ -69,6 +69,7 @@ def bucket_partials(store: ObjectModelStore, name: str) -> list[str]:
     unpublished version."""
     client, location = store.client, store.location
     found = []
+    state, _ = p.read_production(client, location, name)  # first: what it names was published before
     published = v.list_versions(client, location, name, clean=False).published
     for version in published:
         prefix = v.files_prefix(location, name, version)
@@ -77,15 +78,21 @@ def bucket_partials(store: ObjectModelStore, name: str) -> list[str]:
         manifest = store.manifest(name, version)
         if manifest is not None and any(have.get(f.path) != f.size for f in manifest.files):
             found.append(f"published version {version} lacks files")
-    state, _ = p.read_production(client, location, name)
     found += [f"production serves unpublished {s}" for s in state.served if s not in published]
     return found
 
 
 def base_partials(store: ObjectModelStore, name: str, base: Path) -> list[str]:
-    """Every numeric directory (what TF Serving lists) must be the complete version."""
+    """Every numeric directory (what TF Serving lists) must be the complete version. One renamed away
+    while it was read left whole: only one still there is reported."""
+    def complete(directory: Path) -> bool:
+        try:
+            return matches_manifest(store, name, directory)
+        except FileNotFoundError:
+            return False
+
     return [d.name for d in (base.iterdir() if base.is_dir() else [])
-            if d.name.isdigit() and not matches_manifest(store, name, d)]
+            if d.name.isdigit() and not complete(d) and d.exists()]
 
 
 def run_killed(home: Path, env: dict[str, str], args: list[str], point: str | None,

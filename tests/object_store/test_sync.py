@@ -18,7 +18,7 @@ import pytest
 from servegate.model_store import fsutil
 from servegate.object_store import ManifestMismatch
 from servegate.object_store import versions as v
-from servegate.object_store.sync import SyncTarget, converge, present_versions, read_heartbeats
+from servegate.object_store.sync import SyncTarget, converge, present_versions, read_heartbeats, remove_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,3 +153,24 @@ def test_sync_refuses_mismatched_flags(tmp_path, seaweed, s3_location):
                                        "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "one --base-path per --name" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "a").exists()
+
+
+
+def test_a_version_leaves_the_base_path_before_its_files_are_deleted(tmp_path, monkeypatch):
+    """A poll (TF Serving's) never finds a half-deleted version: when the first file goes, the number is
+    no longer listed (a delete in place would show ``("1", [1])`` here)."""
+    (tmp_path / "1" / "variables").mkdir(parents=True)
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"x")
+    (tmp_path / "1" / "variables" / "variables.index").write_bytes(b"y")
+    (tmp_path / "2").mkdir()
+    deleting, rmtree = [], shutil.rmtree
+
+    def watched(path, *args, **kwargs):
+        deleting.append((Path(path).name, present_versions(tmp_path)))
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", watched)
+    remove_version(tmp_path, 1)
+    [(name, listed)] = deleting
+    assert name.startswith(".servegate-tmp-gone-1-") and listed == [2]
+    assert [p.name for p in tmp_path.iterdir()] == ["2"]
