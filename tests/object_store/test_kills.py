@@ -138,9 +138,9 @@ def test_deploys_killed_mid_upload_and_before_promotion_leave_nothing_visible(tm
     home = tmp_path / "home"
     home.mkdir()
     model, reference = hp2_files
-    env = fresh_env(home, {**seaweed.env(), "SERVEGATE_STORE": s3_location.uri,
-                           "SERVEGATE_UPLOAD_LEASE_S": str(LEASE_S)})
-    deploy = ["deploy", "--model", str(model), "--name", "hp2", "--reference", str(reference), "--json"]
+    env = fresh_env(home, {**seaweed.env(), "SERVEGATE_UPLOAD_LEASE_S": str(LEASE_S)})
+    deploy = ["deploy", "--model", str(model), "--name", "hp2", "--reference", str(reference), "--store",
+              s3_location.uri, "--json"]
     store = ObjectModelStore.open(s3_location, client=seaweed.client())
     try:
         with Watcher(lambda: bucket_partials(store, "hp2")).running() as watcher:
