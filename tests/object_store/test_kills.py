@@ -134,11 +134,15 @@ def mlflow_state(home: Path, name: str) -> tuple[str | None, list[str]]:
 
 @pytest.mark.reliability  # three deploys (one to its end): about a minute and a half
 def test_deploys_killed_mid_upload_and_before_promotion_leave_nothing_visible(tmp_path, seaweed, s3_location,
-                                                                              hp2_files):  # noqa: F811
+                                                                              hp2_files, prefect_harness):  # noqa: F811
+    from prefect.settings import PREFECT_API_URL
+
     home = tmp_path / "home"
     home.mkdir()
     model, reference = hp2_files
-    env = fresh_env(home, {**seaweed.env(), "SERVEGATE_UPLOAD_LEASE_S": str(LEASE_S)})
+    # the session's Prefect server, as a CI job points at one: no ephemeral server started by each deploy
+    env = fresh_env(home, {**seaweed.env(), "SERVEGATE_UPLOAD_LEASE_S": str(LEASE_S),
+                           "PREFECT_API_URL": PREFECT_API_URL.value()})
     deploy = ["deploy", "--model", str(model), "--name", "hp2", "--reference", str(reference), "--store",
               s3_location.uri, "--json"]
     store = ObjectModelStore.open(s3_location, client=seaweed.client())
