@@ -132,7 +132,7 @@ def mlflow_state(home: Path, name: str) -> tuple[str | None, list[str]]:
     return (champion.tags.get("serving_version") if champion else None), [r.info.status for r in runs]
 
 
-@pytest.mark.reliability  # three deploys (one to its end): about a minute and a half
+@pytest.mark.reliability  # three deploys (one to its end): 80-130 s
 def test_deploys_killed_mid_upload_and_before_promotion_leave_nothing_visible(tmp_path, seaweed, s3_location,
                                                                               hp2_files, prefect_harness):  # noqa: F811
     from prefect.settings import PREFECT_API_URL
@@ -208,7 +208,7 @@ def _check_killed_before_promotion(store: ObjectModelStore, home: Path) -> None:
     assert sorted(runs) == ["KILLED", "RUNNING"], runs  # this deploy's run ended the first one's; its own is left
 
 
-@pytest.mark.reliability  # a killed sync and its restart: about 10 s each
+@pytest.mark.reliability  # a killed sync and its restart: 3-7 s each
 @pytest.mark.parametrize("point", ["s3-download:file", "s3-download:verified"])
 def test_a_sync_killed_mid_download_or_before_rename_never_lists_a_partial_version(tmp_path, seaweed, s3_store,
                                                                                    half_plus_two, point):
