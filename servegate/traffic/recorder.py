@@ -11,7 +11,9 @@ directory created with mode 0700 when missing. A file is closed and a new one
 opened once it would pass ``max_file_bytes``; after each rotation the oldest
 files of the same prefix are deleted until the closed files plus one full file
 fit in ``max_total_bytes``. Records are flushed whenever the queue runs empty
-for a moment, so a reader sees them within about a second.
+for a moment, and at least every ``IDLE_FLUSH_S`` under steady traffic (a
+queue that never runs empty would otherwise hold them in the writer's buffer),
+so a reader sees them within about a second.
 
 TensorFlow's own TFRecord writer does the framing and CRC32C (C++, fast); it
 is imported when the recorder starts, not on the first request.
@@ -149,6 +151,7 @@ class Recorder:
         self._on_drop = on_drop
         self._on_write = on_write
         self._files: dict[str, LogFiles] = {}
+        self._flushed_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
         self._thread.start()
 
@@ -171,6 +174,8 @@ class Recorder:
             if item is None:
                 break
             self._write(item)
+            if time.monotonic() - self._flushed_at >= IDLE_FLUSH_S:
+                self._flush_all()
         self._close_all()
 
     def _write(self, item: _Item) -> None:
@@ -189,6 +194,7 @@ class Recorder:
             self._on_drop(item.model_name, "error")
 
     def _flush_all(self) -> None:
+        self._flushed_at = time.monotonic()
         self._each("flush")
 
     def _close_all(self) -> None:
