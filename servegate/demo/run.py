@@ -133,10 +133,11 @@ def _echo_links(echo: Callable[[str], None], tracking_uri: str, store_root: Path
 
 def _record_production(server: "ProductionServer", rows, echo: Callable[[str], None]) -> None:
     """Production's clients send every row once; the server records each request (step 3)."""
+    began = time.perf_counter()
     sent = send_production_burst(MODEL_NAME, server.rest_url, server.grpc_target, rows)
     recorded = wait_recorded(server.traffic_pattern, sent)
-    echo(f"    production clients sent {sent} requests (REST rows, REST columns, gRPC); recorded: {recorded} in "
-         f"{server.traffic_pattern}")
+    echo(f"    production clients sent {sent} requests (REST rows, REST columns, gRPC) in "
+         f"{time.perf_counter() - began:.1f} s; recorded: {recorded} in {server.traffic_pattern}")
 
 
 def echo_shadow(outcome: dict, echo: Callable[[str], None]) -> None:

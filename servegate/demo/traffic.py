@@ -34,6 +34,9 @@ SHADOW_CONFIG = """\
 # The improved model is meant to change answers (10 -> 40 epochs): allow 75% at the 99th percentile.
 shadow:
   max_rel_change_p99: 0.75
+# The newest 500 recorded requests: the replay stays around a second, however long the client runs.
+traffic:
+  max_requests: 500
 """
 
 

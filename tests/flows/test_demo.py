@@ -35,7 +35,7 @@ def test_demo_tells_the_whole_story(tmp_path, prefect_harness):
     broken, improved = summary.outcomes[1], summary.outcomes[2]
     for outcome in (broken, improved):
         assert "shadow" not in {g["check"] for g in outcome["gates_not_run"]}, outcome["gates_not_run"]
-        assert outcome["figures"]["shadow.requests_replayed"] >= 111  # the burst: 442 rows, 4 a request
+        assert 111 <= outcome["figures"]["shadow.requests_replayed"] <= 500  # the burst: 442 rows, 4 a request
     assert improved["figures"]["shadow.rel_change_p99"] <= 0.75
     assert broken["figures"]["shadow.rel_change_p99"] > 0.75
     assert any(r.startswith("shadow") for r in broken["reasons"]), broken["reasons"]
