@@ -144,3 +144,24 @@ def test_classify_or_regress_logs_production_cannot_answer_that_way_are_refused_
     _record(prefix, kind, -1.0, 1.0, n=3, signature=signature)
     with pytest.raises(TrafficLogError, match=expected):
         _validate(canary, reference, tmp_path, "retrain", prefix + "-*.tfrecord")
+
+
+def test_a_grpc_classify_record_is_refused_before_any_replay_naming_why(tmp_path):
+    """``servegate tap`` logs gRPC Classify calls; the check replays requests only as they came, and the bundled
+    server answers no gRPC Classify: refused when the logs are read (the deploy's preflight reads them too)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from servegate.validation.shadow_logs import load_traffic
+
+    record = prediction_log_pb2.PredictionLog()
+    record.log_metadata.model_spec.name = MODEL
+    record.log_metadata.model_spec.signature_name = "classify_x_to_y"
+    record.log_metadata.request_origin = plog.ORIGIN_GRPC
+    record.classify_log.request.model_spec.name = MODEL
+    prefix = str(tmp_path / MODEL)
+    recorder = Recorder()
+    recorder.submit(prefix, MODEL, record.SerializeToString)
+    recorder.close()
+    with pytest.raises(TrafficLogError, match="a classify request that came as 'grpc'; the shadow check replays "
+                                              "classify and regress requests that came over REST"):
+        load_traffic(prefix + "-*.tfrecord", MODEL, "serving_default", 100, None)
