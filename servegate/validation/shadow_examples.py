@@ -96,7 +96,7 @@ def check_replayable(client, traffic: RecordedTraffic, production: dict) -> None
     first = next(iter(wanted.values()))
     if not client.rest_url:
         raise TrafficLogError(f"request log {first.where()}: a REST :{first.kind} request, but the canary "
-                              "has no REST API to replay it on")
+                              "has no REST API to replay it on", subject=str(first.path))
     metadata = client.metadata(**production)
     signatures = metadata.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
     who = f"production ({', '.join(f'{k} {v}' for k, v in production.items())})"
@@ -106,9 +106,9 @@ def check_replayable(client, traffic: RecordedTraffic, production: dict) -> None
             raise TrafficLogError(
                 f"request log {item.path} record #{item.index + 1}: a :{kind} request on signature "
                 f"{signature!r}, but {who} has no such signature (it has: {', '.join(sorted(signatures))}); "
-                "these logs are of another model (check traffic.logs / --traffic)")
+                "these logs are of another model (check traffic.logs / --traffic)", subject=str(item.path))
         if found.get("method_name") != METHODS[kind]:
             raise TrafficLogError(
                 f"request log {item.path} record #{item.index + 1}: a :{kind} request on signature "
                 f"{signature!r}, but {who} serves that signature with method {found.get('method_name')!r}, "
-                f"not {METHODS[kind]!r}: it cannot be replayed as a :{kind} request")
+                f"not {METHODS[kind]!r}: it cannot be replayed as a :{kind} request", subject=str(item.path))

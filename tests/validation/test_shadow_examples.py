@@ -142,8 +142,9 @@ def test_classify_or_regress_logs_production_cannot_answer_that_way_are_refused_
         canary, reference, tmp_path, kind, signature, expected):
     prefix = str(tmp_path / "logs" / MODEL)
     _record(prefix, kind, -1.0, 1.0, n=3, signature=signature)
-    with pytest.raises(TrafficLogError, match=expected):
+    with pytest.raises(TrafficLogError, match=expected) as refused:
         _validate(canary, reference, tmp_path, "retrain", prefix + "-*.tfrecord")
+    assert refused.value.subject.startswith(prefix)  # --json names the log file
 
 
 def test_a_grpc_classify_record_is_refused_before_any_replay_naming_why(tmp_path):
