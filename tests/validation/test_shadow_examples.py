@@ -166,3 +166,15 @@ def test_a_grpc_classify_record_is_refused_before_any_replay_naming_why(tmp_path
     with pytest.raises(TrafficLogError, match="a classify request that came as 'grpc'; the shadow check replays "
                                               "classify and regress requests that came over REST"):
         load_traffic(prefix + "-*.tfrecord", MODEL, "serving_default", 100, None)
+
+
+def test_a_multi_class_answer_is_compared_by_the_top_class_label_else_by_its_position():
+    from servegate.validation.checks.shadow import _top_class
+
+    scores = np.array([[0.1, 0.9], [0.8, 0.2]])
+    # two versions listing their classes in another order: the same labels win
+    assert list(_top_class({"scores": scores, "classes": np.array([["a", "b"], ["b", "a"]], dtype=object)})) == \
+        list(_top_class({"scores": scores[:, ::-1], "classes": np.array([["b", "a"], ["a", "b"]], dtype=object)})) \
+        == ["b", "b"]
+    # a classify signature without classes answers empty labels: the position decides
+    assert list(_top_class({"scores": scores, "classes": np.full((2, 2), "", dtype=object)})) == [1, 0]

@@ -100,6 +100,16 @@ def _classification(ctx: CheckContext, cand: np.ndarray, prod: np.ndarray) -> li
     return _flips(ctx, cand, prod, cand.argmax(axis=1), prod.argmax(axis=1))
 
 
+def _top_class(answer: dict[str, np.ndarray]) -> np.ndarray:
+    """Each example's top class: its label, since two versions may list their classes in another order;
+    its position when the signature returns no classes (every label empty)."""
+    best = np.nanargmax(answer["scores"], axis=1)
+    labels = answer["classes"]
+    if not any(labels.reshape(-1)):
+        return best.astype(object)
+    return labels[np.arange(len(best)), best]
+
+
 def _classify_answers(ctx: CheckContext, result: ReplayResult) -> list[Measurement] | str:
     """The replayed ``:classify`` requests: the top class's flips (by label) and the scores' change."""
     rows = []
@@ -113,9 +123,8 @@ def _classify_answers(ctx: CheckContext, result: ReplayResult) -> list[Measureme
     prod = np.concatenate([p["scores"] for _, p in rows])
     if cand.shape[1] == 1:
         figures = _classification(ctx, cand, prod)
-    else:  # the top class by its label: two versions may list their classes in another order
-        top = [(c["classes"][np.arange(len(c["scores"])), np.nanargmax(c["scores"], axis=1)],
-                p["classes"][np.arange(len(p["scores"])), np.nanargmax(p["scores"], axis=1)]) for c, p in rows]
+    else:
+        top = [(_top_class(c), _top_class(p)) for c, p in rows]
         figures = _flips(ctx, cand, prod, np.concatenate([t[0] for t in top]), np.concatenate([t[1] for t in top]))
     change = np.abs(cand - prod).reshape(-1)
     figures += [Measurement("score_abs_change_p50", float(np.nanpercentile(change, 50))),
