@@ -9,7 +9,12 @@ short slices, the targets taking turns; each target's median slice counts, so
 that a shared machine's noise falls on all of them alike.
 
 Figures: throughput with logging on against off (goal 0.95x: the issue's
-goal; the p99 added is in the detail), and the tap's throughput against
+goal; the p99 added is in the detail); the same as the throughput a
+CPU-bound server would reach, from the server process's own CPU time per
+request (``/proc/<pid>/stat``, summed over the slices of each target): on a
+shared machine the throughput ratio moves by several percent from run to
+run with the other processes' load, and the CPU a request costs the server
+moves much less; and the tap's throughput against
 calling the server directly (REST and gRPC), with p50/p99 added latency in
 the detail. The tap is a Python hop, so its goal is a floor that catches a
 regression (0.3x), not a promise. Last, the shadow check's replay (every
@@ -32,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_server import REPO_ROOT, _free_port
+from benchmarks.bench_server import REPO_ROOT
+from servegate.ports import pick_free_ports
 from benchmarks.harness import Figure
 
 THREADS = 4
@@ -58,7 +64,7 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
 
 
 def _server(base: Path, tmp: Path, label: str, rate: float | None) -> tuple[subprocess.Popen, str, str]:
-    rest, grpc_port = _free_port(), _free_port()
+    rest, grpc_port = pick_free_ports(2)
     logging = ""
     if rate is not None:
         logging = (f' logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: '
@@ -71,7 +77,7 @@ def _server(base: Path, tmp: Path, label: str, rate: float | None) -> tuple[subp
 
 
 def _tap(upstream_rest: str, upstream_grpc: str, tmp: Path) -> tuple[subprocess.Popen, str, str]:
-    rest, grpc_port = _free_port(), _free_port()
+    rest, grpc_port = pick_free_ports(2)
     proc = _start([sys.executable, "-m", "servegate", "tap", f"--log-dir={tmp / 'tap'}",
                    f"--upstream-rest={upstream_rest}", f"--upstream-grpc={upstream_grpc}",
                    f"--port={rest}", f"--grpc-port={grpc_port}"], tmp / "tap.log")
@@ -143,20 +149,33 @@ def _timed(worker, n: int) -> tuple[float, np.ndarray]:
     return len(latencies) / wall, latencies
 
 
-def _rounds(targets: dict[str, tuple], n: int, slices: int) -> dict[str, tuple[float, np.ndarray]]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rounds(targets: dict[str, tuple], n: int, slices: int,
+            pids: dict[str, int] | None = None) -> tuple[dict[str, tuple[float, np.ndarray]], dict[str, float]]:
     """Short slices of load, the targets taking turns, ``slices`` times: the median slice's throughput and
-    every latency. Turns this short spread a shared machine's noise over all targets alike."""
+    every latency. Turns this short spread a shared machine's noise over all targets alike. Second: for
+    each target in ``pids``, its server's CPU seconds per request over all its slices."""
     rates: dict[str, list[float]] = {name: [] for name in targets}
     latencies: dict[str, list[np.ndarray]] = {name: [] for name in targets}
+    cpu = {name: 0.0 for name in pids or {}}
     names = list(targets)
     for i in range(slices):
         # the order rotates, so no target always follows the heaviest one (the tap leaves the CPU busy)
         for name in names[i % len(names):] + names[:i % len(names)]:
             load, address = targets[name]
+            before = _cpu_seconds(pids[name]) if name in cpu else 0.0
             rps, lat = load(address, n)
+            if name in cpu:
+                cpu[name] += _cpu_seconds(pids[name]) - before
             rates[name].append(rps)
             latencies[name].append(lat)
-    return {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
+    out = {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
+    return out, {name: cpu[name] / sum(len(x) for x in latencies[name]) for name in cpu}
 
 
 def _replay_figure(base: Path, tmp: Path, rest_url: str, grpc_target: str, n: int) -> Figure:
@@ -213,9 +232,10 @@ def run(quick: bool = False) -> list[Figure]:
             procs.append(tap[0])
             for proc, url, _ in [*servers.values(), tap]:
                 _wait(url, proc)
-            rest = _rounds({"off": (_load_rest, servers["off"][1]), "log1": (_load_rest, servers["log1"][1]),
-                            "log01": (_load_rest, servers["log01"][1]), "tap": (_load_rest, tap[1])}, n, repeats)
-            grpc = _rounds({"off": (_load_grpc, servers["off"][2]), "tap": (_load_grpc, tap[2])}, n, repeats)
+            rest, cpu = _rounds({"off": (_load_rest, servers["off"][1]), "log1": (_load_rest, servers["log1"][1]),
+                                 "log01": (_load_rest, servers["log01"][1]), "tap": (_load_rest, tap[1])}, n, repeats,
+                                pids={label: servers[label][0].pid for label in ("off", "log1", "log01")})
+            grpc, _ = _rounds({"off": (_load_grpc, servers["off"][2]), "tap": (_load_grpc, tap[2])}, n, repeats)
             replayed = _replay_figure(base, tmp, servers["off"][1], servers["off"][2], 300 if quick else 1500)
         finally:
             for proc in procs:
@@ -232,6 +252,12 @@ def run(quick: bool = False) -> list[Figure]:
                _detail(off, rest["log1"])),
         Figure("request log at 0.1, REST throughput vs off", rest["log01"][0] / off[0], 0.95, True,
                _detail(off, rest["log01"])),
+        Figure("request log at 1.0, CPU-bound throughput vs off", cpu["off"] / cpu["log1"], 0.95, True,
+               {"server_cpu_us_per_request": round(cpu["log1"] * 1e6, 1),
+                "baseline_server_cpu_us_per_request": round(cpu["off"] * 1e6, 1)}),
+        Figure("request log at 0.1, CPU-bound throughput vs off", cpu["off"] / cpu["log01"], 0.95, True,
+               {"server_cpu_us_per_request": round(cpu["log01"] * 1e6, 1),
+                "baseline_server_cpu_us_per_request": round(cpu["off"] * 1e6, 1)}),
         Figure("servegate tap, REST throughput vs direct", rest["tap"][0] / off[0], 0.3, True,
                _detail(off, rest["tap"])),
         Figure("servegate tap, gRPC throughput vs direct", grpc["tap"][0] / grpc["off"][0], 0.3, True,

@@ -84,3 +84,30 @@ def sigmoid_module(path: Path, weights: np.ndarray, *, flip_above: float | None 
     module = Sigmoid()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
+
+
+def examples_module(path: Path, slope: float, intercept: float, *, classify: bool = True) -> Path:
+    """``y = slope * x + intercept`` as TF Serving's half_plus_two is built (TF1 SavedModel builder):
+    ``serving_default`` (predict, ``x`` [None, 1] -> ``y``), ``regress_x_to_y`` (regress: serialized
+    ``tf.Example``s with a float feature ``x`` -> ``outputs``) and, with ``classify``, ``classify_x_to_y``
+    (classify: the same examples -> one ``scores`` column). TF2's ``tf.saved_model.save`` writes only predict
+    signatures, so the classify/regress methods need this builder."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        serialized = v1.placeholder(tf.string, [None], name="tf_example")
+        parsed = v1.parse_example(serialized, {"x": v1.FixedLenFeature([1], tf.float32)})
+        x = v1.placeholder_with_default(parsed["x"], [None, 1], name="x")
+        y = tf.add(tf.multiply(x, slope), intercept, name="y")
+        signatures = {
+            "serving_default": v1.saved_model.predict_signature_def({"x": x}, {"y": y}),
+            "regress_x_to_y": v1.saved_model.regression_signature_def(serialized, y),
+        }
+        if classify:
+            signatures["classify_x_to_y"] = v1.saved_model.classification_signature_def(serialized, None, y)
+        with v1.Session() as session:
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(session, [v1.saved_model.SERVING], signature_def_map=signatures)
+            builder.save()
+    return path

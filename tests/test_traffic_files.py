@@ -77,3 +77,36 @@ def test_masked_crc_matches_tensorflows_framing(tmp_path):
     data = path.read_bytes()
     assert struct.unpack("<I", data[8:12])[0] == masked_crc32c(data[:8])
     assert struct.unpack("<I", data[15:19])[0] == masked_crc32c(b"abc")
+
+
+def test_a_framed_record_parses_to_the_prediction_log_protobuf_would_build():
+    """The builders frame the serialized request and response by hand (no copy into a new message): the
+    bytes must parse to exactly the message protobuf builds, field by field, for big payloads too (lengths
+    of more than one varint byte)."""
+    import numpy as np
+    from tensorflow_serving.apis import predict_pb2
+
+    from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto
+    from servegate.traffic import prediction_log as plog
+
+    served = plog.Served("m", 7, "serving_default", plog.ORIGIN_GRPC, 0.5, 1_700_000_000)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    request.inputs["x"].CopyFrom(ndarray_to_tensor_proto(np.arange(5000, dtype=np.float32).reshape(50, 100)))
+    request.inputs["s"].CopyFrom(ndarray_to_tensor_proto(np.array([b"a", b"bc"], dtype=object)))
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = "m"
+    response.outputs["y"].CopyFrom(ndarray_to_tensor_proto(np.float32(3.5)))
+    expected = prediction_log_pb2.PredictionLog(log_metadata=plog.metadata(served))
+    expected.predict_log.request.CopyFrom(request)
+    expected.predict_log.response.CopyFrom(response)
+    assert plog.parse(plog.grpc_predict_log(served, request, response)) == expected
+
+    rows = plog.Served("m", 7, "serving_default", plog.ORIGIN_ROWS, 1.0)  # no time given: now
+    record = plog.parse(plog.rest_predict_log(rows, plog.Addressed(label="stable"), {"x": np.ones((2, 3), "int64")},
+                                              {"y": np.float32(1.0)}))
+    assert record.log_metadata.request_origin == "rest:instances" and record.log_metadata.timestamp_secs > 0
+    assert record.predict_log.request.model_spec.version_label == "stable"
+    assert [d.size for d in record.predict_log.request.inputs["x"].tensor_shape.dim] == [2, 3]
+    assert record.predict_log.response.outputs["y"].HasField("tensor_shape")  # a scalar: present, empty
+    assert record.predict_log.response.model_spec.version.value == 7

@@ -2,10 +2,14 @@
 
 1. train the demo model's three variants (the ``train-demo-model`` flow);
 2. deploy the baseline: version 1 is promoted;
-3. start a production bundled server on the store's production base path;
+3. start a production bundled server on the store's production base path,
+   recording its traffic (``logging_config``), and let production clients
+   send it every row of the data (:mod:`servegate.demo.traffic`);
 4. deploy a deliberately broken model: rejected, production still serves 1;
 5. deploy an improved model while a client thread queries production
-   continuously: promoted, the production server swaps to it, no request fails;
+   continuously: promoted, the production server swaps to it, no request fails.
+   Steps 4 and 5 are also judged on production's recorded traffic (the shadow
+   check), and their shadow figures are printed;
 6. print a summary and the commands that open the Prefect UI and the MLflow UI
    on these runs.
 
@@ -23,81 +27,37 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from servegate.demo.isolation import DemoPrefect, own_prefect
+from servegate.demo.traffic import (SHADOW_CONFIG, ProductionTraffic, TrafficStats, model_config_text,
+                                    production_rows, send_production_burst, wait_recorded)
 from servegate.errors import ServingError
 
 MODEL_NAME = "diabetes"
 
 
-@dataclass
-class TrafficStats:
-    """What the client thread saw while it queried production."""
-
-    sent: int = 0
-    failed: int = 0
-    versions_seen: dict[int, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
-class ProductionTraffic:
-    """A client thread sending predictions to production until stopped (bounded in time)."""
-
-    def __init__(self, grpc_target: str, inputs: dict[str, np.ndarray], max_seconds: float = 300.0) -> None:
-        self.grpc_target = grpc_target
-        self.inputs = inputs
-        self.max_seconds = max_seconds
-        self.stats = TrafficStats()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-production-traffic", daemon=True)
-
-    def __enter__(self) -> "ProductionTraffic":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        from servegate.serving.client import ServingClient
-
-        deadline = time.monotonic() + self.max_seconds
-        with ServingClient(MODEL_NAME, grpc_target=self.grpc_target, timeout_s=10) as client:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                self.stats.sent += 1
-                try:
-                    result = client.predict(self.inputs)
-                    version = int(result.model_version or 0)
-                    self.stats.versions_seen[version] = self.stats.versions_seen.get(version, 0) + 1
-                except Exception as exc:  # every failure counts: that is the point of the thread
-                    self.stats.failed += 1
-                    if len(self.stats.errors) < 5:
-                        self.stats.errors.append(str(exc))
-                self._stop.wait(0.02)
-
-
 class ProductionServer:
-    """The bundled server (or tensorflow_model_server) watching the production base path."""
+    """The bundled server watching the production base path and recording every request under
+    ``traffic_prefix``. Always the bundled server, even where tensorflow_model_server is on PATH: stock
+    TF Serving refuses to start with a ``logging_config`` (it ships no log collector)."""
 
-    def __init__(self, base_path: Path, log_path: Path, poll_s: int = 1) -> None:
+    def __init__(self, base_path: Path, log_path: Path, traffic_prefix: Path, poll_s: int = 1) -> None:
         from servegate.ports import pick_free_ports
         from servegate.serving.runners.process import default_server_command
         from servegate.serving.server.monitoring_config import DEFAULT_PROMETHEUS_PATH, write_prometheus_config
 
         self.rest_port, self.grpc_port = pick_free_ports(2)
-        self.command = default_server_command() + [
+        self.traffic_pattern = f"{traffic_prefix}-*.tfrecord"
+        config = log_path.parent / "production-models.config"
+        config.write_text(model_config_text(MODEL_NAME, base_path, traffic_prefix))
+        self.command = default_server_command("bundled") + [
             f"--port={self.grpc_port}",
             f"--rest_api_port={self.rest_port}",
-            f"--model_name={MODEL_NAME}",
-            f"--model_base_path={base_path}",
+            f"--model_config_file={config}",
             f"--file_system_poll_wait_seconds={poll_s}",
             f"--monitoring_config_file={write_prometheus_config(log_path.parent / 'monitoring.config')}",
         ]
@@ -171,18 +131,42 @@ def _echo_links(echo: Callable[[str], None], tracking_uri: str, store_root: Path
     echo(f"  store:       {bin_dir / 'servegate'} status --name {MODEL_NAME} --store {store_root}")
 
 
+def _record_production(server: "ProductionServer", rows, echo: Callable[[str], None]) -> None:
+    """Production's clients send every row once; the server records each request (step 3)."""
+    began = time.perf_counter()
+    sent = send_production_burst(MODEL_NAME, server.rest_url, server.grpc_target, rows)
+    recorded = wait_recorded(server.traffic_pattern, sent)
+    echo(f"    production clients sent {sent} requests (REST rows, REST columns, gRPC) in "
+         f"{time.perf_counter() - began:.1f} s; recorded: {recorded} in {server.traffic_pattern}")
+
+
+def echo_shadow(outcome: dict, echo: Callable[[str], None]) -> None:
+    """The shadow check's figures of one deploy (or why it did not run)."""
+    figures = {k.removeprefix("shadow."): v for k, v in outcome.get("figures", {}).items() if k.startswith("shadow.")}
+    if figures:
+        echo("    shadow check on recorded production traffic: "
+             + ", ".join(f"{k} {v:.3g}" for k, v in figures.items()))
+        return
+    for gate in outcome.get("gates_not_run", []):
+        if gate.get("check") == "shadow":
+            echo(f"    shadow check not run: {gate.get('reason')}")
+
+
 def _under_traffic(server: "ProductionServer", deploy: Callable[..., dict], echo: Callable[[str], None]):
-    """Steps 4 and 5: a broken model rejected, an improved one promoted while a client queries production."""
+    """Steps 4 and 5: a broken model rejected, an improved one promoted while a client queries production;
+    both judged on production's recorded traffic too."""
+    judged_on_traffic = {"production_url": server.rest_url, "traffic": server.traffic_pattern,
+                         "config": str(server.log_path.parent / "shadow.yaml")}
+    (server.log_path.parent / "shadow.yaml").write_text(SHADOW_CONFIG)
     echo("4/5 deploying a deliberately broken model (its output bias wiped)")
-    broken = deploy("broken", production_url=server.rest_url)
+    broken = deploy("broken", **judged_on_traffic)
+    echo_shadow(broken, echo)
     echo(f"    production server still serves version {server.serving_version()}")
 
     echo("5/5 deploying the improved model while a client queries production continuously")
-    from servegate.demo.model import load_data
-
-    sample = {"features": load_data().x_reference[:4]}
-    with ProductionTraffic(server.grpc_target, sample) as traffic:
-        improved = deploy("improved", production_url=server.rest_url)
+    with ProductionTraffic(MODEL_NAME, server.grpc_target, production_rows()) as traffic:
+        improved = deploy("improved", **judged_on_traffic)
+        echo_shadow(improved, echo)
         time.sleep(1.0)  # let the client see the new version answer for a moment
     stats = traffic.stats
     echo(f"    production traffic: {stats.sent} requests, {stats.failed} failed, answers by version: "
@@ -235,10 +219,12 @@ def _story(work_dir: Path, echo: Callable[[str], None], prefect: DemoPrefect, st
         raise ServingError(f"demo: the baseline was not promoted: {first['reasons']}")
 
     echo("3/5 starting a production server on " + str(store.base_path("production", MODEL_NAME)))
-    with ProductionServer(store.base_path("production", MODEL_NAME), work_dir / "production-server.log") as server:
+    with ProductionServer(store.base_path("production", MODEL_NAME), work_dir / "production-server.log",
+                          work_dir / "traffic" / MODEL_NAME) as server:
         server.wait_for_version(first["version"])
         echo(f"    production server: {server.rest_url} (REST), {server.grpc_target} (gRPC), serving version "
-             f"{first['version']}")
+             f"{first['version']}, recording its traffic")
+        _record_production(server, production_rows(), echo)
         broken, improved, stats, served_now = _under_traffic(server, deploy, echo)
 
     seconds = time.perf_counter() - started

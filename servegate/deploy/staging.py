@@ -83,14 +83,16 @@ def _warmup_from_traffic(record: AttemptRecord, cfg) -> bool:
 
     traffic = load_traffic(cfg.traffic.logs, record.name, cfg.signature_name, cfg.warmup.requests,
                            cfg.traffic.max_age_hours)
-    if not traffic.requests:
-        say(f"stage: no recorded request in {cfg.traffic.logs}: warm-up requests from the reference rows instead")
+    # Predict requests only: they are on the signature validated; a :classify or :regress request names
+    # a signature of its own.
+    requests = [r.record.predict_log.request for r in traffic.requests if r.kind == "predict"]
+    if not requests:
+        say(f"stage: no recorded predict request in {cfg.traffic.logs}: warm-up requests from the reference "
+            "rows instead")
         return False
-    written = write_warmup_from_requests(Path(record.savedmodel_dir),
-                                         [r.record.predict_log.request for r in traffic.requests],
-                                         model_name=record.name)
+    written = write_warmup_from_requests(Path(record.savedmodel_dir), requests, model_name=record.name)
     if written is not None:
-        say(f"stage: {len(traffic.requests)} warm-up requests from recorded traffic in {written.parent.name}/")
+        say(f"stage: {len(requests)} warm-up requests from recorded traffic in {written.parent.name}/")
     return True
 
 

@@ -14,12 +14,20 @@ arrived, so a replay can send it the same way:
 
 Only answered requests are logged: a request the server refused has no
 answer to compare a candidate's with.
+
+The records are built on the request log's writer thread, which shares the
+GIL with the request threads, so the builders keep their Python work small:
+the metadata is serialized once per model, version, signature, origin, rate
+and second (cached), and the request and response are serialized on their
+own and framed into the ``PredictionLog`` as protobuf's wire format frames a
+length-delimited field, rather than copied into a new message first.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -48,6 +56,7 @@ class Served:
     signature_name: str
     origin: str
     sampling_rate: float
+    timestamp_secs: int | None = None  # when the request was answered; None: now
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class Addressed:
 
 def metadata(served: Served) -> logging_pb2.LogMetadata:
     meta = logging_pb2.LogMetadata(
-        timestamp_secs=int(time.time()),
+        timestamp_secs=int(time.time()) if served.timestamp_secs is None else served.timestamp_secs,
         request_origin=served.origin,
         saved_model_tags=["serve"],
         sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=served.sampling_rate),
@@ -70,6 +79,45 @@ def metadata(served: Served) -> logging_pb2.LogMetadata:
     meta.model_spec.version.value = served.version
     meta.model_spec.signature_name = served.signature_name
     return meta
+
+
+@lru_cache(maxsize=256)
+def _metadata_bytes(served: Served) -> bytes:
+    return metadata(served).SerializeToString()
+
+
+_ONE_BYTE = [bytes((v,)) for v in range(0x80)]
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2) of protobuf's wire format."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+#: PredictionLog's field numbers (tensorflow_serving/apis/prediction_log.proto); each *Log holds its
+#: request as field 1 and its response as field 2.
+_LOG_METADATA, _LOG_FIELD = 1, {"classify_log": 2, "regress_log": 3, "predict_log": 6}
+
+
+def framed_log(served: Served, kind: str, request: bytes, response: bytes) -> bytes:
+    """A serialized PredictionLog of ``kind`` (``predict_log``, ``classify_log``, ``regress_log``) from the
+    serialized request and response, without building the message."""
+    if served.timestamp_secs is None:
+        served = Served(served.model_name, served.version, served.signature_name, served.origin,
+                        served.sampling_rate, int(time.time()))
+    return (_field(_LOG_METADATA, _metadata_bytes(served))
+            + _field(_LOG_FIELD[kind], _field(1, request) + _field(2, response)))
 
 
 def _request_spec(spec: model_pb2.ModelSpec, name: str, addressed: Addressed) -> None:
@@ -90,27 +138,23 @@ def _response_spec(spec: model_pb2.ModelSpec, served: Served) -> None:
 def grpc_predict_log(served: Served, request: predict_pb2.PredictRequest,
                      response: predict_pb2.PredictResponse) -> bytes:
     """A gRPC Predict, logged as it was sent and answered."""
-    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
-    record.predict_log.request.CopyFrom(request)
-    record.predict_log.response.CopyFrom(response)
-    return record.SerializeToString()
+    return framed_log(served, "predict_log", request.SerializeToString(), response.SerializeToString())
 
 
 def rest_predict_log(served: Served, addressed: Addressed, inputs: Mapping[str, np.ndarray],
                      outputs: Mapping[str, np.ndarray]) -> bytes:
     """A REST ``:predict`` (row or columnar), its decoded tensors as a PredictRequest/Response."""
-    from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto
+    from servegate.serving.server.tensor_codec import fill_tensor_proto
 
-    record = prediction_log_pb2.PredictionLog(log_metadata=metadata(served))
-    request = record.predict_log.request
+    request = predict_pb2.PredictRequest()
     _request_spec(request.model_spec, served.model_name, addressed)
     for name, array in inputs.items():
-        request.inputs[name].CopyFrom(ndarray_to_tensor_proto(np.asarray(array)))
-    response = record.predict_log.response
+        fill_tensor_proto(request.inputs[name], np.asarray(array))
+    response = predict_pb2.PredictResponse()
     _response_spec(response.model_spec, served)
     for name, array in outputs.items():
-        response.outputs[name].CopyFrom(ndarray_to_tensor_proto(np.asarray(array)))
-    return record.SerializeToString()
+        fill_tensor_proto(response.outputs[name], np.asarray(array))
+    return framed_log(served, "predict_log", request.SerializeToString(), response.SerializeToString())
 
 
 def _example_input(serialized: list[bytes]) -> input_pb2.Input:

@@ -1,17 +1,23 @@
 """Write request logs as TensorFlow Serving's ``PredictionLog`` TFRecord files, off the request path.
 
-A request thread only decides to log (sampling) and puts a small item on a
-bounded queue; one writer thread builds the ``PredictionLog`` and appends it.
-When the queue is full the item is dropped and counted: logging never makes a
-request wait or fail, and a slow disk shows up as drops, not as latency.
+A request thread only decides to log (sampling) and appends a small item to
+a bounded queue: a plain ``deque`` append, with no lock and no wake-up of the
+writer. One writer thread wakes every ``DRAIN_INTERVAL_S`` (or at once when
+the queue is half full), builds the ``PredictionLog`` of every queued item,
+appends them and flushes. Waking the writer for each request would make it
+contend for the GIL with the request threads on every request. When the queue
+is full the item is dropped and counted: logging never makes a request wait or
+fail, and a slow disk shows up as drops, not as latency. The bound is checked
+without a lock, so the queue may pass it by at most one item per request
+thread.
 
 Files are ``<filename_prefix>-<UTC time>-<pid>-<sequence>.tfrecord``, created
 with mode 0600 (the payloads are the clients' data and may be personal), in a
 directory created with mode 0700 when missing. A file is closed and a new one
 opened once it would pass ``max_file_bytes``; after each rotation the oldest
 files of the same prefix are deleted until the closed files plus one full file
-fit in ``max_total_bytes``. Records are flushed whenever the queue runs empty
-for a moment, so a reader sees them within about a second.
+fit in ``max_total_bytes``. The records of each wake-up are flushed together,
+so a reader sees them within a fraction of a second.
 
 TensorFlow's own TFRecord writer does the framing and CRC32C (C++, fast); it
 is imported when the recorder starts, not on the first request.
@@ -19,10 +25,10 @@ is imported when the recorder starts, not on the first request.
 
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ log = logging.getLogger("servegate.traffic")
 
 FILE_SUFFIX = ".tfrecord"
 FRAMING_BYTES = 16  # TFRecord: 8-byte length, 4-byte length CRC, payload, 4-byte payload CRC
-IDLE_FLUSH_S = 0.5
+DRAIN_INTERVAL_S = 0.05
 
 #: Builds one serialized PredictionLog in the writer thread; None means "nothing to write".
 Build = Callable[[], "bytes | None"]
@@ -123,73 +129,80 @@ class LogFiles:
             self._writer = None
 
 
-@dataclass
-class _Item:
-    prefix: str
-    model_name: str
-    build: Build
-
-
 class Recorder:
     """A bounded queue and one writer thread for every prefix of a process.
 
     ``on_drop(model_name, reason)`` is called for each record not written
-    (``queue_full`` or ``error``), ``on_write(model_name)`` for each written.
+    (``queue_full`` or ``error``), ``on_write(model_name, count)`` after each
+    wake-up with the records written for that model.
     """
 
     def __init__(self, queue_size: int = 1024, limits: RotationLimits = RotationLimits(), *,
                  on_drop: Callable[[str, str], None] = lambda m, r: None,
-                 on_write: Callable[[str], None] = lambda m: None) -> None:
+                 on_write: Callable[[str, int], None] = lambda m, n: None) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         import tensorflow  # noqa: F401  (imported now: a first import in the writer thread would stall requests)
 
         self.limits = limits
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        self._wake_at = max(1, queue_size // 2)
+        # (prefix, model name, build): a tuple, the cheapest record to make on the request thread
+        self._items: collections.deque[tuple[str, str, Build]] = collections.deque()
         self._on_drop = on_drop
         self._on_write = on_write
         self._files: dict[str, LogFiles] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
         self._thread.start()
 
     def submit(self, prefix: str, model_name: str, build: Build) -> bool:
         """Queue one record; False (and a counted drop) when the queue is full."""
-        try:
-            self._queue.put_nowait(_Item(prefix, model_name, build))
-            return True
-        except queue.Full:
+        if len(self._items) >= self._capacity:
             self._on_drop(model_name, "queue_full")
             return False
+        self._items.append((prefix, model_name, build))
+        if len(self._items) >= self._wake_at:
+            self._wake.set()
+        return True
 
     def _run(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=IDLE_FLUSH_S)
-            except queue.Empty:
-                self._flush_all()
-                continue
-            if item is None:
+            stopping = self._stop.is_set()  # read before draining: what was queued before close() is written
+            self._drain()
+            if stopping:
                 break
-            self._write(item)
+            self._wake.wait(DRAIN_INTERVAL_S)
+            self._wake.clear()
         self._close_all()
 
-    def _write(self, item: _Item) -> None:
-        try:
-            record = item.build()
-            if record is None:
-                return
-            files = self._files.get(item.prefix)
-            if files is None:
-                files = self._files[item.prefix] = LogFiles(item.prefix, self.limits)
-            files.write(record)
-            self._on_write(item.model_name)
-        except Exception:  # a log that cannot be written must never stop the writer or reach a client
-            log.exception("request log: could not write a record of model %s under %s", item.model_name,
-                          item.prefix)
-            self._on_drop(item.model_name, "error")
+    def _drain(self) -> None:
+        """Write every queued item (one at a time, so a full queue frees up as it goes), then flush."""
+        written: dict[str, int] = {}
+        while self._items:
+            prefix, model_name, build = self._items.popleft()
+            if self._write(prefix, model_name, build):
+                written[model_name] = written.get(model_name, 0) + 1
+        if written:
+            self._each("flush")
+            for model_name, count in written.items():
+                self._on_write(model_name, count)
 
-    def _flush_all(self) -> None:
-        self._each("flush")
+    def _write(self, prefix: str, model_name: str, build: Build) -> bool:
+        try:
+            record = build()
+            if record is None:
+                return False
+            files = self._files.get(prefix)
+            if files is None:
+                files = self._files[prefix] = LogFiles(prefix, self.limits)
+            files.write(record)
+            return True
+        except Exception:  # a log that cannot be written must never stop the writer or reach a client
+            log.exception("request log: could not write a record of model %s under %s", model_name, prefix)
+            self._on_drop(model_name, "error")
+            return False
 
     def _close_all(self) -> None:
         self._each("close")
@@ -206,9 +219,9 @@ class Recorder:
         """Write what is queued, close the files, stop the thread."""
         if not self._thread.is_alive():
             return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            log.warning("request log: queue still full at shutdown; records in it are lost")
-            return
+        self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("request log: the writer did not finish within %g s; records still queued are lost",
+                        timeout)

@@ -91,10 +91,13 @@ def _recorded(record, path: Path, index: int, model_name: str, signature_name: s
         raise TrafficLogError(f"{where}: recorded traffic of model {name!r}, but the model deployed is "
                               f"{model_name!r} (check traffic.logs / --traffic)")
     signature = spec.signature_name or "serving_default"
-    if signature != signature_name:
+    # A classify/regress request names its own classification/regression signature, checked against
+    # what production serves before the replay (validation/shadow_examples.py).
+    if kind == "predict" and signature != signature_name:
         raise TrafficLogError(f"{where}: recorded on signature {signature!r}, but the signature validated is "
                               f"{signature_name!r} (check traffic.logs / --traffic, or signature_name)")
-    if kind != "predict":
-        raise TrafficLogError(f"{where}: a {kind} request; the shadow check replays predict traffic "
-                              "(gRPC Predict, REST :predict)")
-    return Recorded(kind, record.log_metadata.request_origin or "grpc", record, path, index)
+    origin = record.log_metadata.request_origin or "grpc"
+    if kind != "predict" and origin != "rest:examples":
+        raise TrafficLogError(f"{where}: a {kind} request that came as {origin!r}; the shadow check replays "
+                              "classify and regress requests that came over REST (rest:examples), as they came")
+    return Recorded(kind, origin, record, path, index)

@@ -4,7 +4,9 @@ A gRPC Predict goes back as the same ``PredictRequest`` (only the model
 spec's version or label changes); a REST ``:predict`` is rebuilt from its
 logged tensors in the form the client used (``instances`` rows or ``inputs``
 columns), so a change that breaks real clients' payloads fails here even when
-the reference file was adapted to the new signature. Both versions answer in
+the reference file was adapted to the new signature. A REST ``:classify`` or
+``:regress`` goes back as the same JSON examples on the same signature
+(``validation/shadow_examples.py``). Both versions answer in
 the same canary, one request after the other, so they meet the same machine.
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from servegate.serving.client import ServingClient
 from servegate.validation.send import address
+from servegate.validation.shadow_examples import MAIN_OUTPUT, answer_arrays, check_replayable, examples_body, request_of
 from servegate.validation.shadow_logs import Recorded, RecordedTraffic
 
 
@@ -83,17 +86,27 @@ def _rest_outputs(answer: dict, output_names: list[str]) -> dict[str, np.ndarray
     return {n: np.asarray(v) for n, v in outputs.items()}
 
 
-def _send_rest(client: ServingClient, item: Recorded, who: dict, output_names: list[str]) -> Answer:
+def _post(client: ServingClient, who: dict, verb: str, body: dict) -> Answer | dict:
+    """POST ``body`` to one version's ``:verb``; its JSON answer, or the Answer naming why there is none."""
     url = f"{client.rest_url}/v1/models/{client.model_name}"
     url += f"/versions/{who['version']}" if "version" in who else f"/labels/{who['label']}"
     try:
-        response = client._http().post(f"{url}:predict", json=rest_body(item.record.predict_log.request, item.origin),
-                                       timeout=client.timeout_s)
+        response = client._http().post(f"{url}:{verb}", json=body, timeout=client.timeout_s)
     except Exception as exc:  # a dropped connection is the version's failure to answer, not a crash
         return Answer(error=f"REST request failed: {exc}")
     if response.status_code != 200:
         return Answer(error=f"HTTP {response.status_code}: {response.text[:300]}")
-    return Answer(_rest_outputs(response.json(), output_names))
+    return response.json()
+
+
+def _send_rest(client: ServingClient, item: Recorded, who: dict, output_names: list[str]) -> Answer:
+    answer = _post(client, who, "predict", rest_body(item.record.predict_log.request, item.origin))
+    return answer if isinstance(answer, Answer) else Answer(_rest_outputs(answer, output_names))
+
+
+def _send_examples(client: ServingClient, item: Recorded, who: dict) -> Answer:
+    answer = _post(client, who, item.kind, examples_body(request_of(item)))
+    return answer if isinstance(answer, Answer) else Answer(answer_arrays(item.kind, answer))
 
 
 def _send_grpc(client: ServingClient, item: Recorded, who: dict) -> Answer:
@@ -117,6 +130,8 @@ def _send_grpc(client: ServingClient, item: Recorded, who: dict) -> Answer:
 
 
 def _send(client: ServingClient, item: Recorded, who: dict, output_names: list[str]) -> Answer:
+    if item.kind != "predict":
+        return _send_examples(client, item, who)
     if item.origin == "grpc" and client.grpc_target:
         return _send_grpc(client, item, who)
     if client.rest_url:
@@ -127,8 +142,9 @@ def _send(client: ServingClient, item: Recorded, who: dict, output_names: list[s
 def replay(client: ServingClient, traffic: RecordedTraffic, candidate: str | int, production: str | int,
            output_names: list[str], deadline_s: float, concurrency: int = 4) -> ReplayResult:
     """Send every recorded request to both versions; stops sending at the deadline (counted in ``not_sent``)."""
-    started = time.perf_counter()
     cand, prod = address(candidate), address(production)
+    check_replayable(client, traffic, prod)
+    started = time.perf_counter()
     result = ReplayResult(traffic)
 
     def both(item: Recorded) -> Replayed | None:
@@ -147,23 +163,25 @@ def replay(client: ServingClient, traffic: RecordedTraffic, candidate: str | int
 
 
 def write_most_changed(result: ReplayResult, output: str, path, limit: int = 20) -> int:
-    """A CSV of the recorded requests whose answer changed most (production's beside the candidate's)."""
+    """A CSV of the recorded requests whose answer changed most (production's beside the candidate's):
+    ``output`` of the predict requests, the scores of the classify ones, the values of the regress ones."""
     import csv
 
     rows = []
     for r in result.replayed:
         if r.candidate.error or r.production.error:
             continue
-        c, p = r.candidate.outputs.get(output), r.production.outputs.get(output)
+        name = MAIN_OUTPUT.get(r.request.kind, output)
+        c, p = r.candidate.outputs.get(name), r.production.outputs.get(name)
         if c is None or p is None or np.shape(c) != np.shape(p):
             continue
         change = float(np.max(np.abs(np.asarray(c, np.float64) - np.asarray(p, np.float64)), initial=0.0))
-        rows.append((change, r, p, c))
+        rows.append((change, r, name, p, c))
     rows.sort(key=lambda item: -item[0])
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["request", "origin", "output", "production", "candidate", "max_abs_change"])
-        for change, r, p, c in rows[:limit]:
-            writer.writerow([f"{r.request.path.name}#{r.request.index + 1}", r.request.origin, output,
+        for change, r, name, p, c in rows[:limit]:
+            writer.writerow([f"{r.request.path.name}#{r.request.index + 1}", r.request.origin, name,
                              np.asarray(p).tolist(), np.asarray(c).tolist(), change])
     return min(len(rows), limit)

@@ -1,6 +1,9 @@
 """``servegate demo`` end to end, in-process: train, v1 promoted, a production
-server on the production base path, a broken model rejected, an improved one
-promoted and swapped in while a client queries production: no failed request."""
+server on the production base path recording its traffic, a broken model
+rejected, an improved one promoted and swapped in while a client queries
+production: no failed request. Both later deploys are judged on production's
+recorded traffic by the shadow check: it fails the broken one and passes the
+improved one."""
 
 from __future__ import annotations
 
@@ -27,6 +30,19 @@ def test_demo_tells_the_whole_story(tmp_path, prefect_harness):
     assert summary.traffic.failed == 0 and summary.traffic.sent > 10
     assert set(summary.traffic.versions_seen) == {1, 3}
     assert summary.production_version == 3
+
+    # the shadow check ran on production's recorded traffic: it judged both later deploys
+    broken, improved = summary.outcomes[1], summary.outcomes[2]
+    for outcome in (broken, improved):
+        assert "shadow" not in {g["check"] for g in outcome["gates_not_run"]}, outcome["gates_not_run"]
+        assert 111 <= outcome["figures"]["shadow.requests_replayed"] <= 500  # the burst: 442 rows, 4 a request
+    assert improved["figures"]["shadow.rel_change_p99"] <= 0.75
+    assert broken["figures"]["shadow.rel_change_p99"] > 0.75
+    assert any(r.startswith("shadow") for r in broken["reasons"]), broken["reasons"]
+    assert "shadow check on recorded production traffic: requests_replayed" in text
+    traffic = list((tmp_path / "demo" / "traffic").glob("diabetes-*.tfrecord"))
+    assert traffic and all(p.stat().st_mode & 0o777 == 0o600 for p in traffic)
+    assert "Traceback" not in (tmp_path / "demo" / "production-server.log").read_text()
 
     status = ModelStore(tmp_path / "demo" / "store").status("diabetes")
     assert status.versions["production"] == [1, 3] and status.versions["rejected"] == [2]

@@ -73,8 +73,8 @@ class ServingMetrics:
     def record_warmup(self, model_path: str, status: str, seconds: float) -> None:
         self._warmup.labels(model_path, status).observe(seconds * 1e6)
 
-    def record_log_written(self, model_name: str) -> None:
-        self._log_records.labels(model_name).inc()
+    def record_log_written(self, model_name: str, count: int = 1) -> None:
+        self._log_records.labels(model_name).inc(count)
 
     def record_log_dropped(self, model_name: str, reason: str) -> None:
         self._log_dropped.labels(model_name, reason).inc()

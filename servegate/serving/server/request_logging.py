@@ -4,9 +4,10 @@ TensorFlow Serving's model config has a ``logging_config`` per model, but the
 stock model server ships no log collector and refuses any such config at
 start; the bundled server honours it. A request is sampled with the model's
 ``sampling_rate`` before it runs; only a sampled request pays for keeping its
-tensors, and the ``PredictionLog`` is built and written by the recorder's
-writer thread (``servegate.traffic.recorder``), so a request never waits for
-the disk. Settings are swapped whole when the model config file is re-read
+tensors, and the request thread only queues them with the time: the
+``PredictionLog`` (even the record of who answered) is built and written by
+the recorder's writer thread (``servegate.traffic.recorder``), so a request
+never waits for the disk and pays for as little Python as possible. Settings are swapped whole when the model config file is re-read
 (``--model_config_file_poll_wait_seconds``), as the proto allows: "can be
 changed once a model is in serving".
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -81,9 +83,15 @@ class RequestLogging:
     def log_grpc_predict(self, settings: LoggingSettings, request, response) -> None:
         """A gRPC Predict that was answered (``response`` carries the version and signature that answered)."""
         try:
-            served = plog.Served(response.model_spec.name, response.model_spec.version.value,
-                                 response.model_spec.signature_name, plog.ORIGIN_GRPC, settings.sampling_rate)
-            self._submit(settings, served.model_name, lambda: plog.grpc_predict_log(served, request, response))
+            answered = int(time.time())
+
+            def build() -> bytes:
+                spec = response.model_spec
+                served = plog.Served(spec.name, spec.version.value, spec.signature_name, plog.ORIGIN_GRPC,
+                                     settings.sampling_rate, answered)
+                return plog.grpc_predict_log(served, request, response)
+
+            self._submit(settings, response.model_spec.name, build)
         except Exception:  # the request was answered; its log must never turn it into an error
             log.exception("request log: could not queue a gRPC Predict of model %s", response.model_spec.name)
             self._metrics.record_log_dropped(response.model_spec.name, "error")
@@ -99,17 +107,16 @@ class RequestLogging:
 
     def _log_rest(self, settings: LoggingSettings, verb: str, model_name: str, version: int,
                   addressed: plog.Addressed, capture: Mapping[str, Any], answer: Mapping[str, Any]) -> None:
-        served = plog.Served(model_name, version, capture["signature"], _REST_ORIGIN[capture["form"]],
-                             settings.sampling_rate)
-        if verb == "predict":
-            def build() -> bytes:
+        answered = int(time.time())
+
+        def build() -> bytes:
+            served = plog.Served(model_name, version, capture["signature"], _REST_ORIGIN[capture["form"]],
+                                 settings.sampling_rate, answered)
+            if verb == "predict":
                 return plog.rest_predict_log(served, addressed, capture["inputs"], capture["outputs"])
-        elif verb == "classify":
-            def build() -> bytes:
-                return plog.rest_classify_log(served, addressed, capture["examples"], answer)
-        else:
-            def build() -> bytes:
-                return plog.rest_regress_log(served, addressed, capture["examples"], answer)
+            builder = plog.rest_classify_log if verb == "classify" else plog.rest_regress_log
+            return builder(served, addressed, capture["examples"], answer)
+
         self._submit(settings, model_name, build)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ import binascii
 from typing import Any
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 
 class CodecError(ValueError):
@@ -111,6 +111,13 @@ def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
 
 def ndarray_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """Encode an array: numeric ones as one ``tensor_content`` blob, strings as ``string_val``."""
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Encode ``array`` into an empty ``proto`` in place (a map entry of a request, say: no copy)."""
     array = np.asarray(array)
     if array.dtype.kind in ("U", "S"):
         array = array.astype(object)
@@ -118,18 +125,15 @@ def ndarray_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
         dtype = _DTYPE_OF[array.dtype]
     except KeyError:
         raise CodecError(f"numpy dtype {array.dtype} has no TensorFlow counterpart here") from None
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in array.shape]
-        ),
-    )
+    proto.dtype = dtype
+    proto.tensor_shape.SetInParent()  # a scalar's shape is present and empty, as TensorFlow writes it
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=int(size))
     if dtype == types_pb2.DT_STRING:
         proto.string_val.extend(_as_bytes(v) for v in array.reshape(-1))
     else:
         # tensor_content is little-endian raw data, like TensorFlow's own encoding.
         proto.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    return proto
 
 
 def _as_bytes(value: Any) -> bytes:

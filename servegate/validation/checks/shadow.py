@@ -10,6 +10,12 @@ check compares their answers output by output:
   changes) and, for a binary output, the change in the positive rate;
 - regression: quantiles of the absolute and relative change.
 
+Recorded REST ``:classify`` requests are judged on their own answers (figures
+named ``classify.*``): the flip rate of the top class (of the one score
+against ``decision_threshold`` when a single score is returned, with the
+positive rate's change) and the change in the scores. Recorded ``:regress``
+requests are judged like a regression output (``regress.*``).
+
 A request the candidate cannot answer while production can is a failure
 naming an example. Thresholds and the reasons for their defaults:
 ``validation/shadow_config.py``. No recorded traffic: skipped, with why.
@@ -53,11 +59,13 @@ def _candidate_failures(result: ReplayResult) -> CheckPlan | None:
         f"production answered; e.g. {first.request.where()}: {first.candidate.error}"))
 
 
-def _stack(result: ReplayResult, name: str) -> tuple[np.ndarray, np.ndarray] | str:
+def _answered(result: ReplayResult, kind: str) -> list:
+    return [r for r in result.replayed if r.request.kind == kind and not (r.candidate.error or r.production.error)]
+
+
+def _stack(result: ReplayResult, name: str, kind: str = "predict") -> tuple[np.ndarray, np.ndarray] | str:
     cand, prod = [], []
-    for r in result.replayed:
-        if r.candidate.error or r.production.error:
-            continue
+    for r in _answered(result, kind):
         c, p = r.candidate.outputs.get(name), r.production.outputs.get(name)
         if c is None or p is None:
             return f"output {name!r} missing from the {'candidate' if c is None else 'production'} answer " \
@@ -73,12 +81,9 @@ def _stack(result: ReplayResult, name: str) -> tuple[np.ndarray, np.ndarray] | s
     return np.concatenate(cand), np.concatenate(prod)
 
 
-def _classification(ctx: CheckContext, cand: np.ndarray, prod: np.ndarray) -> list[Measurement]:
+def _flips(ctx: CheckContext, cand: np.ndarray, prod: np.ndarray, c_class: np.ndarray,
+           p_class: np.ndarray) -> list[Measurement]:
     s = ctx.config.shadow
-    if cand.shape[1] == 1:
-        c_class, p_class = cand[:, 0] >= ctx.config.decision_threshold, prod[:, 0] >= ctx.config.decision_threshold
-    else:
-        c_class, p_class = cand.argmax(axis=1), prod.argmax(axis=1)
     flip = float(np.mean(c_class != p_class))
     out = [Measurement("flip_rate", flip, s.max_flip_rate, "<=", flip <= s.max_flip_rate)]
     if cand.shape[1] == 1:
@@ -86,6 +91,45 @@ def _classification(ctx: CheckContext, cand: np.ndarray, prod: np.ndarray) -> li
         out.append(Measurement("positive_rate_change", change, s.max_positive_rate_change, "<=",
                                change <= s.max_positive_rate_change))
     return out
+
+
+def _classification(ctx: CheckContext, cand: np.ndarray, prod: np.ndarray) -> list[Measurement]:
+    if cand.shape[1] == 1:
+        threshold = ctx.config.decision_threshold
+        return _flips(ctx, cand, prod, cand[:, 0] >= threshold, prod[:, 0] >= threshold)
+    return _flips(ctx, cand, prod, cand.argmax(axis=1), prod.argmax(axis=1))
+
+
+def _top_class(answer: dict[str, np.ndarray]) -> np.ndarray:
+    """Each example's top class: its label, since two versions may list their classes in another order;
+    its position when the signature returns no classes (every label empty)."""
+    best = np.nanargmax(answer["scores"], axis=1)
+    labels = answer["classes"]
+    if not any(labels.reshape(-1)):
+        return best.astype(object)
+    return labels[np.arange(len(best)), best]
+
+
+def _classify_answers(ctx: CheckContext, result: ReplayResult) -> list[Measurement] | str:
+    """The replayed ``:classify`` requests: the top class's flips (by label) and the scores' change."""
+    rows = []
+    for r in _answered(result, "classify"):
+        c, p = r.candidate.outputs, r.production.outputs
+        if c["scores"].shape != p["scores"].shape:
+            return (f":classify answers have {c['scores'].shape[1]} classes from the candidate, "
+                    f"{p['scores'].shape[1]} from production ({r.request.where()})")
+        rows.append((c, p))
+    cand = np.concatenate([c["scores"] for c, _ in rows])
+    prod = np.concatenate([p["scores"] for _, p in rows])
+    if cand.shape[1] == 1:
+        figures = _classification(ctx, cand, prod)
+    else:
+        top = [(_top_class(c), _top_class(p)) for c, p in rows]
+        figures = _flips(ctx, cand, prod, np.concatenate([t[0] for t in top]), np.concatenate([t[1] for t in top]))
+    change = np.abs(cand - prod).reshape(-1)
+    figures += [Measurement("score_abs_change_p50", float(np.nanpercentile(change, 50))),
+                Measurement("score_abs_change_p99", float(np.nanpercentile(change, 99)))]
+    return figures
 
 
 def _regression(ctx: CheckContext, cand: np.ndarray, prod: np.ndarray) -> list[Measurement]:
@@ -114,6 +158,27 @@ def _one(ctx: CheckContext, out: OutputData, result: ReplayResult) -> CheckPlan:
     return CheckPlan(NAME, ours=ctx.tag(out, figures))
 
 
+def _examples(ctx: CheckContext, result: ReplayResult, kind: str) -> CheckPlan:
+    """The figures of the replayed ``:classify`` or ``:regress`` requests, named ``classify.*`` / ``regress.*``."""
+    if kind == "classify":
+        figures = _classify_answers(ctx, result)
+    else:
+        stacked = _stack(result, "outputs", "regress")
+        figures = stacked if isinstance(stacked, str) else _regression(ctx, *stacked)
+    if isinstance(figures, str):
+        return CheckPlan(NAME, failed=figures)
+    for figure in figures:
+        figure.output = kind
+    return CheckPlan(NAME, ours=figures)
+
+
+def _parts(ctx: CheckContext, result: ReplayResult) -> list[CheckPlan]:
+    """One plan per validated output for the predict requests, one per other kind replayed."""
+    kinds = {r.request.kind for r in result.replayed if not r.production.error}
+    parts = [_one(ctx, out, result) for out in ctx.outputs] if "predict" in kinds else []
+    return parts + [_examples(ctx, result, kind) for kind in ("classify", "regress") if kind in kinds]
+
+
 def _notes(result: ReplayResult) -> list[str]:
     t = result.traffic
     notes = [f"{len(result.replayed)} recorded requests replayed from {len(t.files)} files"]
@@ -138,8 +203,7 @@ def plan(ctx: CheckContext) -> CheckPlan:
         return failed
     combined = CheckPlan(NAME, notes=_notes(result))
     combined.ours.append(Measurement("requests_replayed", float(len(result.replayed))))
-    for out in ctx.outputs:
-        part = _one(ctx, out, result)
+    for part in _parts(ctx, result):
         if part.failed:
             return part
         combined.ours += part.ours
