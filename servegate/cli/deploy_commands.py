@@ -126,6 +126,7 @@ def _finish(terminal: Terminal, code: int) -> None:
     raise typer.Exit(code)
 
 
+# Over 60 lines only for its typer options, one per flag; the body is the short part.
 @app.command()
 def deploy(
     model: Path = typer.Option(..., "--model", help="Keras model file (.keras, .h5) or SavedModel directory"),
