@@ -66,11 +66,15 @@ def test_status_shows_the_fleet(s3_store, half_plus_two, tmp_path, seaweed):
 
 @pytest.mark.reliability  # two deploys with a canary each
 def test_a_node_that_cannot_load_the_version_fails_the_deploy_and_production_is_rolled_back(
-        tmp_path, seaweed, s3_location, hp2_files):  # noqa: F811 - the fixture
+        tmp_path, seaweed, s3_location, hp2_files, prefect_harness):  # noqa: F811 - the fixture
+    from prefect.settings import PREFECT_API_URL
+
     home = tmp_path / "home"
     home.mkdir()
     model, reference = hp2_files
-    env = seaweed.env()
+    # The session's Prefect server: what is proven here is the fleet; each deploy starting its own
+    # temporary server (a fresh HOME's path) is proven by test_cli_deploy.
+    env = {**seaweed.env(), "PREFECT_API_URL": PREFECT_API_URL.value()}
     deploy = ["deploy", "--model", str(model), "--name", "m", "--reference", str(reference), "--store",
               s3_location.uri, "--json", "--force-new-version"]
     assert run_cli(home, *deploy, env=env).returncode == 0
