@@ -5,6 +5,8 @@ manifests depend on, each from the Kubernetes or prefect-kubernetes docs: a nati
 init container with ``restartPolicy: Always``; every volumeMount names a volume of the pod; a Prefect
 Kubernetes work pool's job manifest keeps ``containers[0].name == "prefect-job"``, parallelism 1,
 completions 1 and ``restartPolicy: Never``, and every ``{{ var }}`` it uses is a declared variable.
+Every document is also validated against Kubernetes' own OpenAPI schemas in strict mode (unknown
+fields are errors), offline, with ``kubernetes-validate`` (tests/test_k8s_schemas.py).
 The sidecar's arguments are parsed by the real ``servegate sync`` (a usage error would exit 2 naming
 the option; a good command line gets as far as the S3 endpoint).
 """
@@ -66,9 +68,10 @@ def test_the_sidecar_arguments_are_the_real_cli(tmp_path):
 
 def test_the_work_pool_template_keeps_what_the_kubernetes_worker_requires():
     template = json.loads((K8S / "work-pool-job-template.json").read_text())
-    spec = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    job = template["job_configuration"]["job_manifest"]["spec"]
+    spec = job["template"]["spec"]
     assert spec["containers"][0]["name"] == "prefect-job"
-    assert (spec["parallelism"], spec["completions"], spec["restartPolicy"]) == (1, 1, "Never")
+    assert (job["parallelism"], job["completions"], spec["restartPolicy"]) == (1, 1, "Never")
     assert template["job_configuration"]["command"] == "python -m servegate.flows.engine"
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", json.dumps(template["job_configuration"])))
     assert used <= set(template["variables"]["properties"]), used - set(template["variables"]["properties"])
