@@ -26,7 +26,7 @@ length-delimited field, rather than copied into a new message first.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -113,9 +113,8 @@ _LOG_METADATA, _LOG_FIELD = 1, {"classify_log": 2, "regress_log": 3, "predict_lo
 def framed_log(served: Served, kind: str, request: bytes, response: bytes) -> bytes:
     """A serialized PredictionLog of ``kind`` (``predict_log``, ``classify_log``, ``regress_log``) from the
     serialized request and response, without building the message."""
-    if served.timestamp_secs is None:
-        served = Served(served.model_name, served.version, served.signature_name, served.origin,
-                        served.sampling_rate, int(time.time()))
+    if served.timestamp_secs is None:  # stamped here: the cached metadata must not keep one "now"
+        served = replace(served, timestamp_secs=int(time.time()))
     return (_field(_LOG_METADATA, _metadata_bytes(served))
             + _field(_LOG_FIELD[kind], _field(1, request) + _field(2, response)))
 
