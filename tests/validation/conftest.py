@@ -8,13 +8,13 @@ can address the model it needs without booting a server of its own.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support.canary import running_canary
 from tests.validation import models
 
 VERSION = {name: i + 1 for i, name in enumerate(models.VARIANTS)}  # good=1, worse=2, nan=3, ... (VARIANTS order)
@@ -44,17 +44,9 @@ def reference_parquet(tmp_path_factory, reference_arrays) -> Path:
 @pytest.fixture(scope="session")
 def canary(model_dirs, tmp_path_factory):
     """(runner, seconds to AVAILABLE) of the shared canary; stopped at the end of the session."""
-    from servegate.serving.runners import CanarySpec, make_runner
+    from servegate.serving.runners import CanarySpec
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SERVEGATE_HOME", str(tmp_path_factory.mktemp("servegate_home")))
-        spec = CanarySpec(MODEL_NAME, {VERSION[name]: path for name, path in model_dirs.items()},
-                          labels={"stable": VERSION["good"], "canary": VERSION["worse"]})
-        runner = make_runner("process", spec)
-        try:
-            runner.start()
-            began = time.perf_counter()
-            runner.wait_until_available(120.0)
-            yield runner, time.perf_counter() - began
-        finally:
-            runner.stop()
+    spec = CanarySpec(MODEL_NAME, {VERSION[name]: path for name, path in model_dirs.items()},
+                      labels={"stable": VERSION["good"], "canary": VERSION["worse"]})
+    with running_canary(spec, tmp_path_factory.mktemp("servegate_home")) as started:
+        yield started

@@ -14,6 +14,7 @@ from servegate.errors import ValidationInputError
 from servegate.traffic import prediction_log as plog
 from servegate.traffic.recorder import Recorder, log_files
 from servegate.validation import load_config, load_reference, validate
+from tests.support.canary import running_canary
 
 MODEL = "shadowed"
 W = np.array([[1.0], [-1.0], [0.5], [0.25]], dtype="float32")
@@ -33,19 +34,13 @@ def _export(variant: str, path):
 
 @pytest.fixture(scope="module")
 def canary(tmp_path_factory):
-    from servegate.serving.runners import CanarySpec, make_runner
+    from servegate.serving.runners import CanarySpec
 
     root = tmp_path_factory.mktemp("shadow_models")
     dirs = {VERSIONS[v]: _export(v, root / v) for v in VERSIONS}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SERVEGATE_HOME", str(tmp_path_factory.mktemp("servegate_home")))
-        runner = make_runner("process", CanarySpec(MODEL, dirs, labels={"stable": 1}))
-        try:
-            runner.start()
-            runner.wait_until_available(120.0)
-            yield runner
-        finally:
-            runner.stop()
+    with running_canary(CanarySpec(MODEL, dirs, labels={"stable": 1}),
+                        tmp_path_factory.mktemp("servegate_home")) as (runner, _):
+        yield runner
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from servegate.traffic import prediction_log as plog
 from servegate.traffic.recorder import Recorder
 from servegate.validation import load_config, load_reference, validate
 from servegate.validation.shadow_logs import TrafficLogError
+from tests.support.canary import running_canary
 
 MODEL = "halves"
 VERSIONS = {"production": 1, "retrain": 2, "shifted": 3, "no_classify": 4}
@@ -29,21 +30,15 @@ SIGNATURE_OF = {"classify": "classify_x_to_y", "regress": "regress_x_to_y"}
 
 @pytest.fixture(scope="module")
 def canary(tmp_path_factory):
-    from servegate.serving.runners import CanarySpec, make_runner
+    from servegate.serving.runners import CanarySpec
     from tests.modelzoo import examples_module
 
     root = tmp_path_factory.mktemp("shadow_examples_models")
     dirs = {VERSIONS[v]: examples_module(root / v, 0.5, INTERCEPT[v], classify=v != "no_classify")
             for v in VERSIONS}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SERVEGATE_HOME", str(tmp_path_factory.mktemp("servegate_home")))
-        runner = make_runner("process", CanarySpec(MODEL, dirs, labels={"stable": 1}))
-        try:
-            runner.start()
-            runner.wait_until_available(120.0)
-            yield runner
-        finally:
-            runner.stop()
+    with running_canary(CanarySpec(MODEL, dirs, labels={"stable": 1}),
+                        tmp_path_factory.mktemp("servegate_home")) as (runner, _):
+        yield runner
 
 
 @pytest.fixture(scope="module")
