@@ -139,3 +139,28 @@ def test_startup_waits_for_a_first_version(tmp_path):
         assert [s.version for s in manager.status("m")] == [4]
     finally:
         manager.stop()
+
+
+def test_retries_stop_when_the_version_directory_disappears(tmp_path):
+    """A version rolled back while it was failing to load must not hold the polling thread for its
+    retry interval: the next version would wait behind it."""
+    loader = RecordingLoader()
+    manager = ModelManager(ModelConfig("m", tmp_path), loader, max_num_load_retries=5, load_retry_interval_s=60)
+    _version(tmp_path, "1", broken=True)
+    threading.Timer(0.3, lambda: (tmp_path / "1").rename(tmp_path / ".gone-1")).start()
+    poll = threading.Thread(target=manager.poll_once)
+    poll.start()
+    poll.join(timeout=10)
+    assert not poll.is_alive(), "the load kept retrying a version whose directory is gone"
+    assert loader.events == [("fail", 1)]
+    _version(tmp_path, "2")
+    manager.poll_once()
+    assert manager.available_versions() == [2]
+
+
+def test_retries_continue_while_the_directory_stays(tmp_path):
+    loader = RecordingLoader()
+    manager = ModelManager(ModelConfig("m", tmp_path), loader, max_num_load_retries=2, load_retry_interval_s=0.2)
+    _version(tmp_path, "1", broken=True)
+    manager.poll_once()
+    assert loader.events == [("fail", 1)] * 3

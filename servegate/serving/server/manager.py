@@ -15,6 +15,7 @@ Invariants (TensorFlow Serving's availability-preserving policy):
 - A version that fails to load (after ``--max_num_load_retries`` retries) is
   recorded in state ``END`` with its error; it is not retried while its
   directory stays on disk, and the versions already serving keep serving.
+  Its retries stop as soon as its directory disappears.
 - A version still on disk but no longer wanted by the policy unloads only once
   some wanted version is ``AVAILABLE``; a version whose directory disappeared
   unloads at once.
@@ -165,7 +166,7 @@ class ModelManager:
                 log.error("Loading servable {name: %s version: %d} failed (attempt %d of %d): %s",
                           self.name, version, attempt, attempts, exc.message)
                 error = exc
-                if attempt < attempts and not self._stopping.wait(self._retry_interval_s):
+                if attempt < attempts and self._wait_to_retry(path):
                     continue
                 with self._lock:
                     record.state, record.failed = END, True
@@ -182,6 +183,25 @@ class ModelManager:
             log.info("Successfully loaded servable version {name: %s version: %d} in %.2f s",
                      self.name, version, time.monotonic() - started)
             return
+
+    def _wait_to_retry(self, path: Path) -> bool:
+        """Wait out the retry interval; False when the server stops or the version's directory goes.
+
+        A version whose directory disappeared is no longer aspired, and, as TensorFlow Serving cancels
+        the load retries of a version that stopped being aspired, its retries stop at once: otherwise a
+        version rolled back while it was loading would hold this model's polling thread for minutes, and
+        the version promoted next would wait behind it.
+        """
+        deadline = time.monotonic() + self._retry_interval_s
+        while True:
+            if not path.is_dir():
+                log.info("Not retrying servable {name: %s}: %s is gone", self.name, path)
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if self._stopping.wait(min(left, 0.5)):
+                return False
 
     def _begin_unload(self, record: _Version) -> None:
         # Caller holds the lock. The record leaves routing now; the session closes with the last reference.
