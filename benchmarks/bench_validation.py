@@ -5,8 +5,10 @@
    process, and (b) ``validate()`` against a canary (bundled server, process
    runner), which sends them over gRPC with ``tensor_content`` bytes and the
    default concurrency. Ratio = canary rows/s (the send phase of validate) /
-   in-process rows/s, both measured in this run with the same batch size.
-   Goal >= 0.5. The whole validate() time (GX, plots included) is in the detail.
+   in-process rows/s, both measured in this run with the same batch size,
+   side by side in each of 3 rounds (1 with ``--quick``); the figure is the
+   median of the rounds' ratios. Goal >= 0.8. The whole validate() time (GX,
+   plots included) is in the detail.
 2. **memory** — a 1M-row, 64-column Parquet reference validates in batches in
    a child process (the validating process alone, not the server); its peak
    RSS from ``resource.getrusage`` against 2 GB. Goal <= 1.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,19 +111,22 @@ def run(quick: bool = False) -> list[Figure]:
                               "service_level": {"max_p95_ms": None}})
         reference = load_reference(ref_small, SIGNATURE, config)
         x = np.concatenate([b["features"] for b in reference.batches(BATCH)])
-        inproc_rps, _ = _in_process_rows_per_s(model_dir, x)
 
         with make_runner("process", CanarySpec("mlp", {1: model_dir})) as runner:
             runner.wait_until_available(180.0)
-            report = validate(runner, reference, config, candidate=1, out_dir=tmp_path / "report_small")
-            send_s = report.timings["send_candidate_s"]
-            canary_rps = report.rows / send_s
+            rounds = []
+            for i in range(1 if quick else 3):
+                inproc_rps, _ = _in_process_rows_per_s(model_dir, x)
+                report = validate(runner, reference, config, candidate=1, out_dir=tmp_path / f"report_small_{i}")
+                canary_rps = report.rows / report.timings["send_candidate_s"]
+                rounds.append({"ratio": round(canary_rps / inproc_rps, 3), "canary_rows_per_s": round(canary_rps),
+                               "in_process_rows_per_s": round(inproc_rps),
+                               "validate_total_s": round(report.timings["total_s"], 2), "verdict": report.verdict})
             figures.append(Figure(
                 f"validation throughput: canary gRPC vs in-process ({n_throughput // 1000}k rows)",
-                canary_rps / inproc_rps, 0.5, higher_is_better=True,
-                detail={"canary_rows_per_s": canary_rps, "in_process_rows_per_s": inproc_rps,
-                        "batch_size": BATCH, "concurrency": config.concurrency,
-                        "validate_total_s": report.timings["total_s"], "verdict": report.verdict}))
+                statistics.median(r["ratio"] for r in rounds), 0.8, higher_is_better=True,
+                detail={"rounds": rounds, "batch_size": BATCH, "concurrency": config.concurrency,
+                        "load_average": os.getloadavg()}))
 
             ref_big = _write_reference(tmp_path / "big.parquet", n_memory)
             child = subprocess.run(

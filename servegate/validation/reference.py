@@ -21,9 +21,12 @@ inputs and scans it once in batches (constant memory) to reject every bad input
 *before any canary starts*: missing, unreadable or empty file (``0 rows``),
 missing columns (named, with the columns that are there), wrong dtypes or
 widths, list values written as CSV text, NaN/null inputs, missing or NaN
-labels, quality thresholds without labels or for the wrong task. The returned
-:class:`Reference` is then read again, batch by batch, while validating; only
-the labels and golden columns (one or a few numbers per row) are held whole.
+labels, quality thresholds without labels or for the wrong task. A reference whose
+numeric input tensors fit in :data:`IN_MEMORY_BYTES` keeps them from that scan,
+so the passes that follow (warm-up, candidate, baseline, steady load) slice
+memory instead of reading and decoding the file again; a bigger one is read
+again, batch by batch, while validating. The labels and golden columns (one or
+a few numbers per row) are held whole.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ from servegate.validation.reference_scan import scan
 from servegate.validation.signature import Signature, TensorSpec, parse_signature
 
 __all__ = ["InputColumns", "Reference", "ReferenceError", "check_input_rows", "load_reference"]
+
+#: Input tensors up to this size are held in memory after the scan. Sending is then
+#: bounded by the canary, not by Parquet decoding on the validating process's core;
+#: a bigger reference streams in constant memory.
+IN_MEMORY_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Reference:
     label_columns: dict[str, str] = field(default_factory=dict)  # output -> its label column (present ones)
     _labels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _golden: np.ndarray | None = field(default=None, repr=False)
+    _held: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def has_labels(self) -> bool:
@@ -110,9 +119,43 @@ class Reference:
 
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Input tensors, ``batch_size`` rows at a time, in file order (the last batch may be short)."""
+        if self._held is not None:
+            for start in range(0, self.n_rows, batch_size):
+                yield {name: held[start:start + batch_size] for name, held in self._held.items()}
+            return
         columns = sorted({c for m in self.inputs.values() for c in m.columns})
         for batch in rebatch(iter_batches(self.path, self.format, columns), batch_size):
             yield {name: _tensor(batch, m) for name, m in self.inputs.items()}
+
+
+class _Holder:
+    """Collects the input tensors of each scanned block while they fit :data:`IN_MEMORY_BYTES`."""
+
+    def __init__(self, inputs: dict[str, InputColumns]):
+        self.inputs = inputs
+        # String inputs are object arrays whose nbytes counts pointers, not the values: always streamed.
+        self.parts: dict[str, list[np.ndarray]] | None = (
+            None if any(m.spec.dtype == "string" for m in inputs.values()) else {name: [] for name in inputs})
+        self.nbytes = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        if self.parts is None:
+            return
+        arrays = {name: _tensor(batch, m) for name, m in self.inputs.items()}
+        self.nbytes += sum(a.nbytes for a in arrays.values())
+        if self.nbytes > IN_MEMORY_BYTES:
+            self.parts = None  # too big: stream it
+            return
+        for name, array in arrays.items():
+            self.parts[name].append(array)
+
+    def held(self) -> dict[str, np.ndarray] | None:
+        if self.parts is None:
+            return None
+        out = {name: np.concatenate(parts) for name, parts in self.parts.items()}
+        for array in out.values():
+            array.flags.writeable = False  # batches are views of it: a caller must not change the reference
+        return out
 
 
 def _tensor(batch: pa.RecordBatch, m: InputColumns) -> np.ndarray:
@@ -307,10 +350,12 @@ def _load_reference(path: Path, signature: Any, config: DeployConfig) -> Referen
                        + [config.reference.golden_column], golden, config.reference.ignore_columns)
     _one_output_per_label(path, schema, plans, config)
     labels = _label_columns(path, schema, plans, config)
-    n_rows = scan(path, fmt, mapped, sorted(set(labels.values())))
+    holder = _Holder(mapped)
+    n_rows = scan(path, fmt, mapped, sorted(set(labels.values())), holder)
     primary = labels.get(plans[0].name) if plans else (
         config.reference.label_column if config.reference.label_column in schema.names else None)
-    ref = Reference(path, fmt, n_rows, sig, mapped, primary, golden, golden_is_list, labels)
+    ref = Reference(path, fmt, n_rows, sig, mapped, primary, golden, golden_is_list, labels,
+                    _held=holder.held())
     _check_tasks_from_labels(ref, plans, config)
     return ref
 

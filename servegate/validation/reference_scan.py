@@ -6,6 +6,7 @@ that reads every row; it streams in blocks, so memory stays constant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,13 @@ def _check_width(path: Path, values: pa.Array, column: str, shape: tuple[int, ..
                              f"{width} per row (shape {list(shape)})")
 
 
-def scan(path: Path, fmt: str, mapped: dict[str, "InputColumns"], labels: list[str]) -> int:
-    """The number of rows; raises :class:`ReferenceError` at the first bad value."""
+def scan(path: Path, fmt: str, mapped: dict[str, "InputColumns"], labels: list[str],
+         on_batch: Callable[[pa.RecordBatch], None] | None = None) -> int:
+    """The number of rows; raises :class:`ReferenceError` at the first bad value.
+
+    ``on_batch`` sees every checked block in file order (the reference keeps a
+    small file's input tensors from this one read instead of reading it again).
+    """
     checked = sorted({c for m in mapped.values() for c in m.columns} | set(labels))
     list_shape = {m.columns[0]: m.row_shape for m in mapped.values() if m.is_list and m.row_shape}
     n = 0
@@ -56,6 +62,8 @@ def scan(path: Path, fmt: str, mapped: dict[str, "InputColumns"], labels: list[s
                 _check_nulls(path, batch, column, n, labels)
                 if column in list_shape:
                     _check_width(path, batch.column(column), column, list_shape[column], n)
+            if on_batch is not None:
+                on_batch(batch)
             n += len(batch)
     except ReferenceError:
         raise

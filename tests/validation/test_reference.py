@@ -191,3 +191,30 @@ def test_non_numeric_labels(tmp_path, x):
     path = tmp_path / "ref.parquet"
     _frame(x, label=["cat"] * len(x)).to_parquet(path)
     _expect(path, "label column 'label' has type string")
+
+
+def test_a_small_reference_is_sent_from_memory_after_its_scan(tmp_path, x):
+    """Held from the scan, the rows are the file's rows; a change to the file after the checks does not
+    reach the canary, and no caller can change the held rows through a batch."""
+    path = tmp_path / "ref.parquet"
+    _frame(x).to_parquet(path)
+    ref = load_reference(path, SIGNATURE)
+    path.unlink()  # every later pass reads memory, not the file
+    assert [len(b["features"]) for b in ref.batches(300)] == [300, 300, 300, 100]
+    np.testing.assert_array_equal(_all_rows(ref, 300), x)
+    batch = next(iter(ref.batches(10)))["features"]
+    with pytest.raises(ValueError, match="read-only"):
+        batch[0, 0] = 1.0
+
+
+def test_a_reference_bigger_than_the_bound_streams_from_the_file(tmp_path, x, monkeypatch):
+    from servegate.validation import reference as module
+
+    monkeypatch.setattr(module, "IN_MEMORY_BYTES", x[:500].nbytes)  # half the rows fit: none are held
+    path = tmp_path / "ref.parquet"
+    _frame(x).to_parquet(path)
+    ref = load_reference(path, SIGNATURE)
+    np.testing.assert_array_equal(_all_rows(ref, 300), x)
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        next(iter(ref.batches(300)))
