@@ -13,9 +13,13 @@ included) and peak memory (the sum of the RSS of all their processes, sampled).
   64x64x3 inputs), where export dominates. Goal: <= 1.2x.
 - ``BENCH_DEPLOY_WORKER=1``: also prefect.yaml's ``deploy-model`` deployment
   on a real ``prefect server start`` + ``prefect worker start`` (a fresh HOME,
-  as tests/flows/test_prefect_worker.py runs it), ``prefect deployment run
+  started as docs/deploying-with-prefect.md says, polling every second, as
+  tests/flows/test_prefect_worker.py runs it), ``prefect deployment run
   --watch`` of the demo model, timed against the CLI deploy of the same model
-  in the same round. Goal: <= 1.5x. Memory: the worker's flow-run processes.
+  in the same round. Goal: at most the CLI deploy + 5 s (the figure is the
+  median of worker / (CLI + 5 s), goal <= 1). ``BENCH_DEPLOY_WORKER_QUERY_SECONDS``
+  starts the worker with another poll interval (10: Prefect's default).
+  Memory: the worker's flow-run processes.
 
 - ``BENCH_DEPLOY_SERVER=1``: also ``servegate deploy`` of the demo model with
   ``PREFECT_API_URL`` set to a running ``prefect server start`` (started before
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from benchmarks.harness import Figure
@@ -145,7 +150,8 @@ class _Worker:
         self.stack = PrefectStack(home=home)
         self.stack.start_server()
         self.stack.register("deploy-model")
-        self.stack.start_worker()
+        query_seconds = os.environ.get("BENCH_DEPLOY_WORKER_QUERY_SECONDS")
+        self.stack.start_worker(*([query_seconds] if query_seconds else []))
         from servegate.tracking import Tracker
 
         Tracker(f"sqlite:///{home / '.servegate' / 'mlflow.db'}")  # tables exist, as for the CLI's runs
@@ -165,8 +171,14 @@ class _Worker:
         import httpx
 
         run = httpx.get(f"{self.stack.api}/flow_runs/{found.group(1)}", timeout=30).json()
-        timing = {"flow_run_s": run.get("total_run_time"),
-                  "wait_for_worker_s": round(wall - float(run.get("total_run_time") or 0), 1)}
+        states = httpx.get(f"{self.stack.api}/flow_run_states/", params={"flow_run_id": found.group(1)},
+                           timeout=30).json()
+        created = datetime.fromisoformat(run["created"]).timestamp()
+        # seconds from the run's creation: PENDING when the worker took it, RUNNING once its process
+        # loaded the flow; the rest of the wall time is the `prefect deployment run` command's own
+        timing = {"flow_run_s": run.get("total_run_time"), "wall_s": round(wall, 1),
+                  **{state["type"].lower(): round(datetime.fromisoformat(state["timestamp"]).timestamp() - created, 1)
+                     for state in states}}
         return Usage(wall, sampler.cpu_s, sampler.peak_mib), timing
 
     def close(self) -> None:
@@ -174,10 +186,12 @@ class _Worker:
 
 
 def _worker_figure(cli: list[Usage], worker: list[Usage], timings: list[dict]) -> Figure:
-    ratio = round(statistics.median(u.wall_s for u in worker) / statistics.median(u.wall_s for u in cli), 2)
-    detail = {"worker": _summary(worker), "cli": _summary(cli), "worker_runs": timings}
-    print(f"# worker vs CLI: {ratio}; {detail}", flush=True)
-    return Figure("worker deployment run vs servegate deploy (demo)", ratio, 1.5, detail=detail)
+    ratio = round(statistics.median(w.wall_s / (c.wall_s + 5) for w, c in zip(worker, cli)), 2)
+    detail = {"worker_minus_cli_s": [round(w.wall_s - c.wall_s, 1) for w, c in zip(worker, cli)],
+              "worker": _summary(worker), "cli": _summary(cli), "worker_runs": timings,
+              "load_average": os.getloadavg()}
+    print(f"# worker vs CLI + 5 s: {ratio}; {detail}", flush=True)
+    return Figure("worker deployment run vs servegate deploy + 5 s (demo)", ratio, 1.0, detail=detail)
 
 
 def run(quick: bool = False) -> list[Figure]:

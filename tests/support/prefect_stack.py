@@ -21,6 +21,9 @@ PREFECT = str(VENV_BIN / "prefect")
 POOL = "servegate-process"
 # Prefect's own first start creates its database: slow on a busy 2-core machine.
 SERVER_START_S = 240
+# docs/deploying-with-prefect.md starts the worker with PREFECT_WORKER_QUERY_SECONDS=1: a run waits
+# at most ~1.3 s for the worker's next poll instead of up to ~13 s.
+WORKER_QUERY_SECONDS = "1"
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
@@ -81,8 +84,8 @@ class PrefectStack:
     def worker_log(self) -> Path:
         return (self.logs or self.home) / "worker.log"
 
-    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen:
-        return subprocess.Popen([PREFECT, *args], env=self.env, cwd=REPO, stdin=subprocess.DEVNULL,
+    def _spawn(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen([PREFECT, *args], env={**self.env, **(env or {})}, cwd=REPO, stdin=subprocess.DEVNULL,
                                 stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_server(self) -> float:
@@ -105,8 +108,11 @@ class PrefectStack:
         names = [arg for name in deployments for arg in ("--name", name)] or ["--all"]
         self.prefect("--no-prompt", "deploy", *names)
 
-    def start_worker(self) -> None:
-        self.worker = self._spawn(["worker", "start", "--pool", POOL], self.worker_log)
+    def start_worker(self, query_seconds: str | None = WORKER_QUERY_SECONDS) -> None:
+        """``prefect worker start`` as the docs start it: polling every ``query_seconds`` (None: Prefect's
+        default, 10 s)."""
+        env = {"PREFECT_WORKER_QUERY_SECONDS": query_seconds} if query_seconds else None
+        self.worker = self._spawn(["worker", "start", "--pool", POOL], self.worker_log, env)
 
     def post(self, path: str, body: dict) -> list | dict:
         import httpx
