@@ -78,8 +78,11 @@ def _floor(model: Path, work: Path) -> Usage:
 def _deploy(model: Path, reference: Path, home: Path, store: Path, name: str,
             prefect_api_url: str | None = None) -> tuple[Usage, dict]:
     env = _env(home) if prefect_api_url is None else {**_env(home), "PREFECT_API_URL": prefect_api_url}
+    # --force-new-version: every round deploys the same file, which production serves after the first;
+    # without it the later rounds answer "unchanged" in 2 s and measure nothing
     usage = measure([sys.executable, "-m", "servegate", "deploy", "--model", str(model), "--name", name,
-                     "--reference", str(reference), "--store", str(store), "--json"], env=env, cwd=REPO_ROOT)
+                     "--reference", str(reference), "--store", str(store), "--json", "--force-new-version"],
+                    env=env, cwd=REPO_ROOT)
     if usage.returncode != 0:
         raise RuntimeError(f"servegate deploy exited {usage.returncode}: {usage.stderr[-2000:]}")
     return usage, json.loads(usage.stdout)
