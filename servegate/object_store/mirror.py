@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from servegate.model_store.errors import StoreError
@@ -130,6 +131,11 @@ class MirroredStore:
     def recover(self, name: str) -> None:
         """Retire the uploads of dead workers (lease expired)."""
         list_versions(self.objects.client, self.location, name, clean=True)
+
+    def last_promotion_time(self, name: str) -> datetime | None:
+        """When production last changed by a promotion (production.json's history; None: never)."""
+        promotions = [entry for entry in self._state(name).history if entry["operation"] == "promote"]
+        return datetime.fromisoformat(promotions[-1]["time"]) if promotions else None
 
     def history(self, name: str) -> list:
         """No stage records: a dead stager's version is retired by its lease, not by its pid."""
