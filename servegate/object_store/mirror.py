@@ -129,8 +129,9 @@ class MirroredStore:
         return wait_for_fleet(self.objects.client, self.location, name, version, deadline_s)
 
     def recover(self, name: str) -> None:
-        """Retire the uploads of dead workers (lease expired)."""
+        """Retire the uploads of dead workers (lease expired); delete what left production and no node holds."""
         list_versions(self.objects.client, self.location, name, clean=True)
+        self.objects.prune(name)
 
     def last_promotion_time(self, name: str) -> datetime | None:
         """When production last changed by a promotion (production.json's history; None: never)."""

@@ -93,6 +93,25 @@ def test_a_version_a_node_reports_is_kept_until_no_node_does(s3_store, half_plus
     assert _files(s3_store, "m", one)
 
 
+def test_a_version_production_lists_as_served_is_never_deleted(s3_store, half_plus_two):
+    """production.json written by hand (or by another tool) naming a version both served and rejected: the
+    served stack wins; the same state without it in the stack deletes it."""
+    one, two = _published(s3_store, "m", half_plus_two, 2)
+    s3_store.promote("m", one)
+    s3_store.promote("m", two)
+
+    def rewrite(served: list[int]) -> None:
+        state, etag = p.read_production(s3_store.client, s3_store.location, "m")
+        state.served, state.rejected = served, {str(two): "by hand"}
+        s3_store.client.put_object(Bucket=s3_store.location.bucket, Key=p.production_key(s3_store.location, "m"),
+                                   Body=state.to_json(), IfMatch=etag)
+
+    rewrite([one, two])
+    assert s3_store.status("m").deleted == [] and _files(s3_store, "m", two)
+    rewrite([one])
+    assert s3_store.status("m").deleted == [two] and _files(s3_store, "m", two) == []
+
+
 def test_a_wanted_version_is_kept_while_the_node_downloads_it(s3_store, half_plus_two):
     one, two = _published(s3_store, "m", half_plus_two, 2)
     s3_store.promote("m", one)
