@@ -11,6 +11,7 @@ production (:mod:`servegate.object_store.serve_sync`).
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -80,6 +81,9 @@ def _serve_from_bucket(location, name: str, temp: Path, port: int, grpc_port: in
     base_path.mkdir(parents=True)
     synced = ServedFromBucket(location, name, base_path, node_id or default_node_id(port), serving_url(host, port),
                               poll_seconds, say=lambda line: print(line, file=sys.stderr, flush=True))
+    # Until the server installs its own handlers: SIGTERM during the first download ends the command
+    # through the finally below (directory and heartbeat removed), not by the default abrupt exit.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         synced.first_pass()
         synced.start()

@@ -86,3 +86,27 @@ def test_serve_from_a_bucket_follows_promotion_and_rollback(tmp_path, seaweed, s
     time.sleep(0.1)
     assert read_heartbeats(s3_store.client, s3_store.location) == []  # its directory went with it
     assert s3_store.status("hp2").deleted == [two]  # so nothing protects the rolled-back version any more
+
+
+_PAUSED = ("import sys, time; from servegate.model_store import fsutil; "
+           "fsutil._checkpoint_hook = lambda point: time.sleep(60) if point == 's3-download:verified' else None; "
+           "from servegate.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_sigterm_during_the_first_download_leaves_nothing(tmp_path, seaweed, s3_store, half_plus_two):
+    """Killed politely before the server started: the temporary directory goes, exit 128+15."""
+    s3_store.promote("hp2", s3_store.stage("hp2", half_plus_two).version)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    server = subprocess.Popen([sys.executable, "-c", _PAUSED, "serve", "--name", "hp2", "--store",
+                               s3_store.location.uri, "--port", str(_port()), "--grpc-port", "0"],
+                              env=_env(tmp_path, seaweed, TMPDIR=str(temp)), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(temp.glob("servegate-serve-*/models/hp2/.servegate-tmp-*")):
+        assert server.poll() is None and time.monotonic() < deadline, server.communicate()[1][-3000:]
+        time.sleep(0.1)
+    time.sleep(0.3)  # past the last file: paused between the verification and the rename
+    server.send_signal(signal.SIGTERM)
+    _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr[-3000:]
+    assert list(temp.iterdir()) == []
