@@ -72,8 +72,8 @@ def _assert_refused(result: subprocess.CompletedProcess, location: str, what: st
         assert list(place.iterdir()) == [], f"{place}: {list(place.rglob('*'))}"
 
 
-# deploy, status and rollback take s3:// store roots (tests/object_store); gs:// they refuse like the rest.
-_TAKE_S3 = ("deploy", "status", "rollback")
+# deploy, status, rollback and serve take s3:// store roots (tests/object_store); gs:// they refuse like the rest.
+_TAKE_S3 = ("deploy", "status", "rollback", "serve")
 _REFUSING = [(command, location) for command in ["deploy", "status", "rollback", "serve", "demo"]
              for location in OBJECT_STORES if not (command in _TAKE_S3 and location.startswith("s3://"))]
 

@@ -192,6 +192,22 @@ def deploy(
     _finish(terminal, code)
 
 
+def _refuse_a_store_for_the_demo() -> None:
+    """The demo deploys a broken model on purpose into a store of its own: it never uses the store
+    ``SERVEGATE_STORE`` names (a directory or a bucket), and says so rather than leave the setting unused."""
+    import os
+
+    from servegate.errors import ConfigError
+
+    configured = os.environ.get("SERVEGATE_STORE")
+    if configured:
+        raise ConfigError(
+            f"SERVEGATE_STORE {configured!r}: the demo keeps its own store in its work dir (<work dir>/store, "
+            "--work-dir to choose it) and never deploys into yours; run it with SERVEGATE_STORE unset "
+            "(env -u SERVEGATE_STORE servegate demo). To deploy to and serve from that store: servegate deploy, "
+            "servegate serve (and servegate sync for an s3:// store) with --store", subject="SERVEGATE_STORE")
+
+
 @app.command()
 def demo(
     work_dir: Optional[Path] = typer.Option(
@@ -202,6 +218,7 @@ def demo(
     """The whole story on the embedded default: train, deploy v1, serve it, reject a broken
     model, promote a better one under live traffic."""
     deploy_run.library_settings(verbose)
+    _refuse_a_store_for_the_demo()
     # The demo's store is <work dir>/store: the work dir is a store location like any --store.
     work_dir = resolve_location("--work-dir", work_dir) if work_dir is not None else None
     terminal = open_terminal("demo", "demo", verbose, deploy_run.is_servegate_process())

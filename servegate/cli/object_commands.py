@@ -29,6 +29,10 @@ def format_object_status(status: ObjectStoreStatus) -> str:
              f"  uploading (lease held)                 {_versions(status.in_progress)}"]
     if status.cleaned:
         lines.append(f"  retired now (dead uploads)             {_versions(status.cleaned)}")
+    if status.deleted:
+        lines.append(f"  deleted now (left production)          {_versions(status.deleted)}")
+    for version, why in sorted(status.kept.items(), key=lambda item: int(item[0])):
+        lines.append(f"  left production, files kept {version}: {why}")
     for version, reason in sorted(status.rejected_reasons.items(), key=lambda item: int(item[0])):
         lines.append(f"  rejected {version}: {reason}")
     lines.append(f"next version: {status.next_version}")

@@ -9,6 +9,10 @@ store's history. Nothing to do is a Completed run that says so.
 The reference data for ``<stem>.keras`` is ``<stem>-reference.parquet`` beside
 it (the demo's training flow writes that pair), unless ``reference`` is given.
 
+The store is a directory or ``s3://BUCKET/PREFIX`` (``store``, else ``SERVEGATE_STORE``): the
+deploy goes into it either way. The store is opened first (for a bucket: every up-front check), so a
+store that cannot be used fails every run, with an exported model or without.
+
 The watched folder defaults to :func:`servegate.settings.default_exports_dir`
 (``$SERVEGATE_HOME/exports``, resolved where the flow runs), created when
 missing so that a scheduled run on a fresh machine completes with "nothing to
@@ -55,7 +59,12 @@ def newest_export(watch_dir: Path) -> Path | None:
 
 
 def last_promotion_time(store, name: str) -> datetime | None:
-    """When production last changed by a promotion, from the store's history (None: never)."""
+    """When production last changed by a promotion, from the store's history (None: never); for a store
+    in a bucket, from production.json's history."""
+    from servegate.object_store.mirror import MirroredStore
+
+    if isinstance(store, MirroredStore):
+        return store.last_promotion_time(name)
     for record in reversed(store.history(name)):
         if record.to_area == "production" and record.from_area == "staging":
             return datetime.fromisoformat(record.time.replace("Z", "+00:00"))
@@ -82,16 +91,17 @@ def deploy_newest_export(
 ):
     from servegate.deploy.record import DeployRequest
     from servegate.flows.deploy import deploy_model
-    from servegate.model_store import ModelStore
+    from servegate.object_store.mirror import open_model_store
     from servegate.settings import resolve_store_root
 
     logger = get_run_logger()
+    # first: a store that cannot be used fails every scheduled run, exported model or not
+    model_store = open_model_store(resolve_store_root(store, "store", object_store=True))  # a path or s3://
     folder = watched_folder(watch_dir)
     newest = newest_export(folder)
     if newest is None:
         logger.info("no exported model in %s", folder)
         return {"deployed": False, "reason": "no exported model"}
-    model_store = ModelStore(resolve_store_root(store, "store"))
     promoted_at = last_promotion_time(model_store, name)
     modified = datetime.fromtimestamp(newest.stat().st_mtime, tz=timezone.utc)
     if promoted_at is not None and modified <= promoted_at:

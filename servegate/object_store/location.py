@@ -12,7 +12,7 @@ from servegate.object_store.errors import BadStoreURI
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SCHEME = "s3://"
 #: The commands that take an s3:// store root (the others need a directory and refuse it by name).
-OBJECT_STORE_COMMANDS = "servegate deploy, status and rollback"
+OBJECT_STORE_COMMANDS = "servegate deploy, status, rollback, serve and sync"
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+from servegate.model_store.errors import StoreError
 from servegate.model_store.layout import PRODUCTION, REJECTED, STAGING
+from servegate.model_store.store import DEFAULT_RETENTION
 from servegate.model_store.results import StoreStatus
 from servegate.object_store import lock, production
 from servegate.object_store.download import TMP_PREFIX, download_version
@@ -26,20 +29,29 @@ from servegate.object_store.store import ObjectModelStore, ObjectRollback
 from servegate.object_store.versions import list_versions
 
 
+#: The local store's options a store in a bucket applies too; any other is refused by name.
+_OBJECT_STORE_OPTIONS = ("lock_timeout", "retention")
+
+
 def open_model_store(location: Path | S3Location, **options):
     """A local :class:`ModelStore` for a path, a :class:`MirroredStore` for an ``s3://`` root."""
     if isinstance(location, S3Location):
-        return MirroredStore(location, lock_timeout=options.get("lock_timeout", 30.0))
+        unknown = sorted(set(options) - set(_OBJECT_STORE_OPTIONS))
+        if unknown:
+            raise StoreError(f"{', '.join(unknown)}: not an option of a store in a bucket ({location.uri}); "
+                             f"it takes {' and '.join(_OBJECT_STORE_OPTIONS)}", subject=unknown[0])
+        return MirroredStore(location, **options)
     from servegate.model_store import ModelStore
 
     return ModelStore(location, **options)
 
 
 class MirroredStore:
-    def __init__(self, location: S3Location, *, lock_timeout: float = 30.0, cache: Path | None = None):
+    def __init__(self, location: S3Location, *, lock_timeout: float = 30.0, cache: Path | None = None,
+                 retention: int = DEFAULT_RETENTION):
         from servegate.settings import servegate_home
 
-        self.objects = ObjectModelStore.open(location)
+        self.objects = ObjectModelStore.open(location, retention=retention)
         self.location = location
         self.lock_timeout = lock_timeout
         self.cache = cache or servegate_home() / "s3-cache" / location.bucket / (location.prefix or "_")
@@ -99,7 +111,7 @@ class MirroredStore:
         self.objects.promote(name, version, run_id=run_id)
 
     def reject(self, name: str, version: int, reason: str, *, run_id: str | None = None) -> None:
-        production.reject(self.objects.client, self.location, name, version, reason, run_id=run_id)
+        self.objects.reject(name, version, reason, run_id=run_id)
 
     def rollback(self, name: str, *, to_version: int | None = None, run_id: str | None = None,
                  reason: str = "rolled back") -> ObjectRollback:
@@ -117,8 +129,14 @@ class MirroredStore:
         return wait_for_fleet(self.objects.client, self.location, name, version, deadline_s)
 
     def recover(self, name: str) -> None:
-        """Retire the uploads of dead workers (lease expired)."""
+        """Retire the uploads of dead workers (lease expired); delete what left production and no node holds."""
         list_versions(self.objects.client, self.location, name, clean=True)
+        self.objects.prune(name)
+
+    def last_promotion_time(self, name: str) -> datetime | None:
+        """When production last changed by a promotion (production.json's history; None: never)."""
+        promotions = [entry for entry in self._state(name).history if entry["operation"] == "promote"]
+        return datetime.fromisoformat(promotions[-1]["time"]) if promotions else None
 
     def history(self, name: str) -> list:
         """No stage records: a dead stager's version is retired by its lease, not by its pid."""

@@ -74,10 +74,21 @@ def _entry(operation: str, version: int, previous: int | None, run_id: str | Non
             "from_version": previous, "run_id": run_id, "reason": reason}
 
 
-def promote(client: Any, location: S3Location, name: str, version: int, *, run_id: str | None = None) -> Production:
+def retirement_reason(retention: int) -> str:
+    return f"retired (retention keeps the newest {retention} production versions)"
+
+
+def promote(client: Any, location: S3Location, name: str, version: int, *, run_id: str | None = None,
+            retention: int | None = None) -> Production:
     """Make ``version`` (published) what production serves; refused when production already serves a
-    newer or equal one (judged again on every retry)."""
+    newer or equal one, or when it was rejected (judged again on every retry). With ``retention``, the
+    served stack keeps the newest ``retention`` versions and the older ones are retired into the rejected
+    set in the same conditional write (as the local store moves them to ``rejected/``)."""
     if read_manifest(client, location, name, version) is None:
+        rejected = read_production(client, location, name)[0].rejected
+        if str(version) in rejected:  # its files deleted since it left production
+            raise UnknownVersion(f"version {version} of model {name!r} was rejected ({rejected[str(version)]}); "
+                                 "only staged versions can be promoted", subject="--name")
         raise UnknownVersion(f"{location.uri}: version {version} of {name!r} has no complete manifest; only a "
                              "published version can be promoted", subject=location.source)
     checkpoint("s3-promote:before-write")
@@ -87,8 +98,16 @@ def promote(client: Any, location: S3Location, name: str, version: int, *, run_i
         if serving is not None and version <= serving:
             raise NotNewerThanProduction(f"version {version} of {name!r} is not newer than version {serving}, "
                                          "which production serves", subject="--name")
+        if str(version) in state.rejected:
+            # a rejected version's files may already be deleted (prune.py): it never comes back
+            raise UnknownVersion(f"version {version} of model {name!r} was rejected ({state.rejected[str(version)]}); "
+                                 "only staged versions can be promoted", subject="--name")
         state.served = [v for v in state.served if v != version] + [version]
         state.record(_entry("promote", version, serving, run_id, None))
+        for old in state.served[: max(0, len(state.served) - retention)] if retention else []:
+            state.rejected[str(old)] = retirement_reason(retention)
+            state.record(_entry("retire", old, version, run_id, retirement_reason(retention)))
+        state.served = state.served[-retention:] if retention else state.served
         return state
 
     return change(client, location, name, decide)

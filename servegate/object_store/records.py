@@ -21,7 +21,9 @@ class Manifest:
     """Written last, create-only: a version exists for readers only once this is complete.
 
     ``abandoned`` marks a tombstone the cleaner wrote in its place after the uploader's lease expired:
-    that version number is then never used (the late uploader's own manifest write gets a 412)."""
+    that version number is then never used (the late uploader's own manifest write gets a 412).
+    ``deleted_at`` marks a version that left production and whose files were deleted from the bucket
+    (:mod:`~servegate.object_store.prune`): the record of what it was stays, the version no longer exists."""
 
     model: str
     version: int
@@ -29,6 +31,12 @@ class Manifest:
     created_at: str = ""
     run_id: str | None = None
     abandoned: bool = False
+    deleted_at: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        """A version a reader may list, download or promote: neither a tombstone nor deleted."""
+        return not self.abandoned and self.deleted_at is None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -171,7 +171,7 @@ def read_manifest(client: Any, location: S3Location, name: str, version: int) ->
             return None
         raise translate(exc, location, client, f"reading {key}") from exc
     manifest = Manifest.from_json(body)
-    return None if manifest.abandoned else manifest
+    return manifest if manifest.exists else None
 
 
 @dataclass
@@ -196,8 +196,11 @@ def list_versions(client: Any, location: S3Location, name: str, *, clean: bool =
                 raise translate(exc, location, client, f"reading {key}") from exc
             manifest = None
         if manifest is not None:
-            if not manifest.abandoned:
+            if manifest.exists:
                 listing.published.append(number)
+            elif clean and manifest.abandoned:
+                # a cleaner killed between the tombstone and the deletion left files: finish its work
+                delete_prefix(client, location, files_prefix(location, name, number))
             continue
         claim = Claim.from_json(call(client, location, "reading a claim", "get_object", Bucket=location.bucket,
                                      Key=claim_key(location, name, number))["Body"].read())

@@ -70,7 +70,9 @@ def test_deploy_deploy_again_rollback_status(tmp_path, seaweed, s3_location, hp2
     shown = run_cli(home, "status", "--name", "hp2", "--store", s3_location.uri, "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
-    assert status["serving_version"] == 1 and status["served"] == [1] and status["published"] == [1, 2]
+    # version 2 left production and no node reports it: the rollback deleted its files (its record stays)
+    assert status["serving_version"] == 1 and status["served"] == [1] and status["published"] == [1]
+    assert store.manifest("hp2", 2) is None and store.manifest("hp2", 1) is not None
     assert status["rejected_reasons"] == {"2": "rolled back from the command line"}
     assert [h["operation"] for h in status["history"]] == ["promote", "promote", "rollback"]
     assert not (home / "s3:").exists()
