@@ -41,7 +41,7 @@ SUPERSEDED_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet(tmp_path_factory, docker_client):  # docker_client: no engine skips, or fails in CI
     require_postgres()  # before anything starts: fails under SERVEGATE_REQUIRE_DOCKER=1, else skips
     print(f"image build: {build_image():.0f} s")
     root = tmp_path_factory.mktemp("fleet")
