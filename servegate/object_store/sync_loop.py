@@ -62,7 +62,11 @@ def one_pass(client: Any, options: SyncOptions) -> dict[str, ModelReport]:
         try:
             reports[target.name] = converge(client, options.location, target, options.serving_url)
         except (ServegateError, OSError, requests.RequestException) as exc:
+            # With a serving URL, what the node serves is what its server answers: after a failed pass
+            # that is nothing known ([]), never the versions on disk (a fleet view reads None as
+            # "no server to ask" and would count a node whose server is down as serving them).
             reports[target.name] = ModelReport(present=present_versions(target.base_path),
+                                               available=[] if options.serving_url else None,
                                                last_error=f"{type(exc).__name__}: {exc}")
     return reports
 

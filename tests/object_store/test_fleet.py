@@ -34,6 +34,21 @@ def test_every_live_node_serving_the_version_passes(s3_store, half_plus_two, tmp
     assert wait_for_fleet(s3_store.client, s3_store.location, "m", 1, deadline_s=2) == ["a", "b"]
 
 
+@pytest.mark.parametrize("serving_url, shown", [(None, 1), ("closed", None)])
+def test_a_node_whose_server_does_not_answer_serves_nothing(s3_store, half_plus_two, tmp_path, closed_port_url,
+                                                            serving_url, shown):
+    """A pass that could not ask the node's model server reports nothing served, not what is on disk;
+    without a serving URL the versions on disk are what the node serves."""
+    from servegate.object_store.sync_loop import SyncOptions, one_pass
+
+    s3_store.promote("m", s3_store.stage("m", half_plus_two).version)
+    url = closed_port_url if serving_url else None
+    reports = one_pass(s3_store.client, SyncOptions(s3_store.location, [SyncTarget("m", tmp_path / "n")], "n", url))
+    write_heartbeat(s3_store.client, s3_store.location, "n", reports)
+    assert reports["m"].present == [1] and bool(reports["m"].last_error) == bool(serving_url)
+    assert [v.serving for v in fleet(s3_store.client, s3_store.location, "m")] == [shown]
+
+
 def test_a_node_behind_fails_by_name_and_a_dead_one_is_not_waited_for(s3_store, half_plus_two, tmp_path):
     s3_store.promote("m", s3_store.stage("m", half_plus_two).version)
     node_pass(s3_store, "a", tmp_path / "a")

@@ -41,10 +41,10 @@ KILLER = "tests.reliability._deploy_child"
 
 
 class Watcher:
-    """Runs ``check`` every few ms in a thread until stopped; collects what it reports."""
+    """Runs ``check`` every ``pause_s`` (a few ms) in a thread until stopped; collects what it reports."""
 
-    def __init__(self, check: Callable[[], list[str]]) -> None:
-        self.check, self.seen, self.rounds = check, [], 0
+    def __init__(self, check: Callable[[], list[str]], pause_s: float = 0.005) -> None:
+        self.check, self.seen, self.rounds, self.pause_s = check, [], 0, pause_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -52,7 +52,7 @@ class Watcher:
         while not self._stop.is_set():
             self.seen += self.check()
             self.rounds += 1
-            time.sleep(0.005)
+            time.sleep(self.pause_s)
 
     @contextmanager
     def running(self) -> Iterator[Watcher]:
