@@ -18,7 +18,7 @@ from tests.support.prefect_stack import WORKER_QUERY_SECONDS, PrefectStack
 # A server's first start, `prefect deploy`, then the worker polling: CI's second step.
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
-POLL_S = 90  # about 90 worker polls at 1 s; Prefect 3.7.2 on SQLite logged `database is locked` within two
+POLL_S = 45  # about 45 worker polls at 1 s; Prefect 3.7.2 on SQLite logged `database is locked` within two
 _NOISE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| (WARNING|ERROR|CRITICAL) ", re.M)
 
 
