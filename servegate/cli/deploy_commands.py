@@ -52,8 +52,9 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     if serving is not None:  # a re-run: production serves this very model; no run, no version
         return _report_unchanged(terminal, request, serving, json_output)
     prefect_ready = deploy_run.start_local_prefect_early()
-    from servegate.deploy import startup
+    from servegate.deploy import resources, startup
 
+    resources.start_tracker_helper(request.tracking_uri)  # MLflow opens its store on the other core meanwhile
     startup.prewarm_spare(request)  # the canary's server imports TensorFlow while we do
     from servegate.deploy.clock import process_age_s
 
@@ -62,6 +63,7 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     record = preflight(request, inputs_checked=True)  # the export, the reference against its signature: no run yet
     try:
         phases["preflight_s"] = process_age_s()
+        resources.open_tracker_soon(request.tracking_uri)  # the input passed: MLflow's store may open now
         deploy_run.import_deploy_modules()
         prefect_ready()
         phases["imports_and_prefect_s"] = process_age_s()
