@@ -122,3 +122,21 @@ def test_a_store_that_cannot_open_after_open_soon_fails_the_next_call(tmp_path):
             helper.end_run("r")
     finally:
         helper.close()
+
+
+def test_a_signal_to_the_process_group_leaves_the_helper_answering(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: the CLI handles it and then records the
+    cancelled attempt through the helper, which must still answer."""
+    import signal
+    import time
+
+    helper = TrackerHelper.launch(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        run = helper.start_run("m-signal")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            helper._process.send_signal(signum)
+        time.sleep(0.5)
+        helper.end_run(run, "KILLED")
+        assert helper.run_status(run) == "KILLED"
+    finally:
+        helper.close()

@@ -16,8 +16,11 @@ CLI lives. Nothing else changes:
   exception comes back as itself;
 - runs opened by the helper name the CLI process as their owner
   (:mod:`servegate.tracking.owner`), and the helper ends with it (end of its
-  input, and a parent-death signal on Linux), so a killed deploy's run is still
-  found abandoned by the next one;
+  input, and SIGKILL at the CLI's death on Linux), so a killed deploy's run is
+  still found abandoned by the next one;
+- the helper ignores SIGINT and SIGTERM: a Ctrl-C or a cancel sent to the whole
+  process group is the CLI's to handle, and the CLI records the cancelled
+  attempt in MLflow through the helper afterwards;
 - a helper that died is a :class:`TrackingError` naming the tracking URI.
 
 Protocol: length-prefixed pickles on the helper's stdin and on a copy of its
@@ -128,10 +131,14 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _end_with_parent() -> None:
+    """preexec_fn (Linux): SIGKILL the helper when the thread that started it dies; SIGINT and SIGTERM
+    ignored from the exec on (an ignored signal stays ignored in the new interpreter)."""
     import ctypes
     import signal
 
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _plain(value: Any) -> Any:
@@ -186,6 +193,10 @@ def _import_mlflow() -> None:
 
 def serve(owner: str, tracking_uri: str | None) -> int:
     """The helper's side: import MLflow, then answer requests until the input ends."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the CLI's to handle; it still needs this helper then
+        signal.signal(signum, signal.SIG_IGN)
     requests = os.fdopen(0, "rb")
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # MLflow's and alembic's prints go to stderr, never into the answers
