@@ -43,11 +43,12 @@ def _what(pid: int) -> str:
     except OSError:
         return "?"
     words = [a.decode(errors="replace") for a in argv if a]
-    for marker in ("uvicorn", "servegate.serving.server.spare", "servegate.serving", "servegate", "same_work.py"):
+    names = {"uvicorn": "Prefect server", "servegate.serving.server.spare": "canary (spare bundled server)",
+             "servegate.serving": "canary (bundled server)", "servegate.tracking.helper": "MLflow helper",
+             "same_work.py": "same-work script", "servegate": "servegate deploy (CLI)"}
+    for marker, name in names.items():  # the first that matches: the more specific first
         if any(marker in w for w in words):
-            return {"uvicorn": "Prefect server", "servegate.serving.server.spare": "canary (spare bundled server)",
-                    "servegate.serving": "canary (bundled server)", "servegate": "servegate deploy (CLI)",
-                    "same_work.py": "same-work script"}[marker]
+            return name
     return " ".join(words)[:60]
 
 
