@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from servegate import export_loaded
 from servegate.errors import ExportError, naming
 from servegate.export_errors import (  # noqa: F401  (re-exported: export.<Error> is the public name)
     CUSTOM_OBJECTS_FLAG,
@@ -319,41 +320,11 @@ def _export(source: Path, out_dir: Path, custom_modules: Sequence[str], unsafe_d
             signature = signature_of(loaded, source)
         os.replace(tmp, out_dir)
         if fmt != "savedmodel":  # loaded from the export itself (a copied SavedModel was loaded from its source)
-            _keep_loaded(out_dir, loaded)
+            export_loaded.keep(out_dir, loaded)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(savedmodel_dir=out_dir, source=source, source_format=fmt, signature=signature, extra=extra)
-
-
-# The export just written, as loaded to read its signature: golden_predictions of that directory runs it
-# instead of loading the SavedModel again (for a ~100 MB model, seconds). Keyed by the directory and its
-# saved_model.pb (inode, size, mtime), so a directory written again since is loaded again; one entry,
-# dropped when used.
-_last_export: tuple[tuple, Any] | None = None
-
-
-def _export_key(savedmodel_dir: Path) -> tuple | None:
-    try:
-        stat = (savedmodel_dir / "saved_model.pb").stat()
-    except OSError:
-        return None
-    return (str(savedmodel_dir.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
-def _keep_loaded(savedmodel_dir: Path, loaded: Any) -> None:
-    global _last_export
-    key = _export_key(savedmodel_dir)
-    _last_export = None if key is None else (key, loaded)
-
-
-def _take_loaded(savedmodel_dir: Path) -> Any:
-    """The export of ``savedmodel_dir`` already loaded by :func:`export_model`, else a fresh load."""
-    global _last_export
-    kept, _last_export = _last_export, None
-    if kept is not None and kept[0] == _export_key(savedmodel_dir):
-        return kept[1]
-    return load_savedmodel(savedmodel_dir)
 
 
 #: Rows per call of ``serving_default`` in ``golden_predictions`` unless told otherwise
@@ -406,7 +377,8 @@ def golden_predictions(
     batch_size = DEFAULT_GOLDEN_BATCH_SIZE if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ExportError(f"golden predictions for {path}: batch_size {batch_size!r} is not a positive integer")
-    loaded = _take_loaded(path)  # the export this process just wrote is already loaded
+    loaded = export_loaded.take(path)  # the export this process just wrote is already loaded
+    loaded = load_savedmodel(path) if loaded is None else loaded
     signature = signature_of(loaded, path)
     tf = _tf()
     fn = loaded.signatures[SERVING_SIGNATURE]
