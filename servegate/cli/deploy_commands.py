@@ -54,7 +54,6 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     prefect_ready = deploy_run.start_local_prefect_early()
     from servegate.deploy import resources, startup
 
-    resources.start_tracker_helper(request.tracking_uri)  # MLflow opens its store on the other core meanwhile
     startup.prewarm_spare(request)  # the canary's server imports TensorFlow while we do
     from servegate.deploy.clock import process_age_s
 
@@ -63,7 +62,8 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     record = preflight(request, inputs_checked=True)  # the export, the reference against its signature: no run yet
     try:
         phases["preflight_s"] = process_age_s()
-        resources.open_tracker_soon(request.tracking_uri)  # the input passed: MLflow's store may open now
+        resources.start_tracker_helper(request.tracking_uri)  # the input passed: MLflow imports, opens its store
+        resources.open_tracker_soon(request.tracking_uri)
         deploy_run.import_deploy_modules()
         prefect_ready()
         phases["imports_and_prefect_s"] = process_age_s()

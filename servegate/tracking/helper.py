@@ -2,12 +2,13 @@
 
 Importing MLflow and opening its SQLite store cost a deploy about 2 CPU-s, on
 the CLI's critical path (the export, then the flow, in one process). The CLI
-launches this helper at its start: the helper imports MLflow on the other
-core while the CLI checks and exports the model; :meth:`TrackerHelper.open_soon`,
-once the CLI's checks passed, has it open the store while the CLI starts the
-flow (before that, a refused input leaves no MLflow store behind); then it
-runs the tracker's methods the deploy calls, one at a time, for as long as the
-CLI lives. Nothing else changes:
+launches this helper once its checks (the export included) passed, and
+:meth:`TrackerHelper.open_soon` has it open the store at once: MLflow imports
+and opens on the other core while the CLI starts the flow (started earlier,
+beside the export, the import slowed the export by as much as it saved; and a
+store opened before the checks would be left behind by a refused input). Then
+it runs the tracker's methods the deploy calls, one at a time, for as long as
+the CLI lives. Nothing else changes:
 
 - every call waits for its answer, so what the deploy wrote to MLflow is
   written before the next step starts, as in-process;
