@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from servegate import export_loaded
 from servegate.errors import ExportError, naming
 from servegate.export_errors import (  # noqa: F401  (re-exported: export.<Error> is the public name)
     CUSTOM_OBJECTS_FLAG,
@@ -315,8 +316,11 @@ def _export(source: Path, out_dir: Path, custom_modules: Sequence[str], unsafe_d
                     f"model {source} loaded but could not be exported as a SavedModel: "
                     f"{type(exc).__name__}: {str(exc)[:300]}"
                 ) from exc
-            signature = signature_of(load_savedmodel(tmp), source)
+            loaded = load_savedmodel(tmp)
+            signature = signature_of(loaded, source)
         os.replace(tmp, out_dir)
+        if fmt != "savedmodel":  # loaded from the export itself (a copied SavedModel was loaded from its source)
+            export_loaded.keep(out_dir, loaded)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -373,7 +377,8 @@ def golden_predictions(
     batch_size = DEFAULT_GOLDEN_BATCH_SIZE if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ExportError(f"golden predictions for {path}: batch_size {batch_size!r} is not a positive integer")
-    loaded = load_savedmodel(path)
+    loaded = export_loaded.take(path)  # the export this process just wrote is already loaded
+    loaded = load_savedmodel(path) if loaded is None else loaded
     signature = signature_of(loaded, path)
     tf = _tf()
     fn = loaded.signatures[SERVING_SIGNATURE]

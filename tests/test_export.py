@@ -4,6 +4,7 @@ SavedModel with serving_default, its signature and golden predictions."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,31 @@ def test_savedmodel_is_copied_and_golden_matches_keras(tmp_path, tiny_savedmodel
 
     expected = keras.saving.load_model(keras_files["keras"], compile=False).predict(x, verbose=0)
     np.testing.assert_allclose(golden[out_name], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_golden_of_a_fresh_export_runs_the_export_already_loaded(tmp_path, keras_files, monkeypatch):
+    """export_model loads the written SavedModel to read its signature; golden_predictions of that
+    directory runs it instead of loading it again; a directory written again since is loaded again."""
+    result = export.export_model(keras_files["keras"], tmp_path / "out")
+    x = modelzoo.reference_inputs(n_rows=10)
+    loads = []
+    real_load = export.load_savedmodel
+    monkeypatch.setattr(export, "load_savedmodel", lambda path: loads.append(path) or real_load(path))
+    (golden,) = export.golden_predictions(result.savedmodel_dir, {"features": x}).values()
+    assert loads == []
+    (again,) = export.golden_predictions(result.savedmodel_dir, {"features": x}).values()  # kept once only
+    assert len(loads) == 1
+    np.testing.assert_allclose(golden, again, rtol=1e-6)
+    import keras
+
+    expected = keras.saving.load_model(keras_files["keras"], compile=False).predict(x, verbose=0)
+    np.testing.assert_allclose(golden, expected, rtol=1e-5, atol=1e-6)
+    export.export_model(keras_files["keras"], tmp_path / "other")
+    shutil.rmtree(tmp_path / "other")
+    shutil.copytree(tmp_path / "out", tmp_path / "other")  # another SavedModel at the kept path
+    loads.clear()
+    export.golden_predictions(tmp_path / "other", {"features": x})
+    assert loads == [tmp_path / "other"]
 
 
 def test_golden_with_wrong_inputs_names_them(tiny_savedmodel):

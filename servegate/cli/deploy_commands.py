@@ -52,7 +52,7 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     if serving is not None:  # a re-run: production serves this very model; no run, no version
         return _report_unchanged(terminal, request, serving, json_output)
     prefect_ready = deploy_run.start_local_prefect_early()
-    from servegate.deploy import startup
+    from servegate.deploy import resources, startup
 
     startup.prewarm_spare(request)  # the canary's server imports TensorFlow while we do
     from servegate.deploy.clock import process_age_s
@@ -62,6 +62,8 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
     record = preflight(request, inputs_checked=True)  # the export, the reference against its signature: no run yet
     try:
         phases["preflight_s"] = process_age_s()
+        resources.start_tracker_helper(request.tracking_uri)  # the input passed: MLflow imports, opens its store
+        resources.open_tracker_soon(request.tracking_uri)
         deploy_run.import_deploy_modules()
         prefect_ready()
         phases["imports_and_prefect_s"] = process_age_s()

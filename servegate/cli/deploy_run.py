@@ -71,10 +71,9 @@ def start_local_prefect_early() -> Callable[[], None]:
     return ready
 
 
-# What a deploy needs anyway, imported while the local Prefect server boots
-# (the flow's order: the engine, export's TensorFlow/Keras, MLflow).
-_DEPLOY_IMPORTS = ("servegate.flows.deploy", "prefect.flow_engine", "tensorflow", "keras", "mlflow",
-                   "servegate.tracking.tracker")
+# What a deploy needs anyway, imported while the local Prefect server boots (the flow's order: the
+# engine, export's TensorFlow/Keras). MLflow loads in the tracker's helper process, never here.
+_DEPLOY_IMPORTS = ("servegate.flows.deploy", "prefect.flow_engine", "tensorflow", "keras")
 
 
 def import_deploy_modules() -> None:

@@ -27,8 +27,33 @@ def _store_at(root: str):
     return open_model_store(resolve_store_root(root, "store", object_store=True))  # a path or s3://
 
 
+_helpers: dict[str | None, Any] = {}
+
+
+def start_tracker_helper(uri: str | None) -> None:
+    """Start the tracker for ``uri`` in a helper process (:mod:`servegate.tracking.helper`): MLflow
+    imports on another core while this process works; :func:`open_tracker_soon` opens the store."""
+    from servegate.tracking.helper import TrackerHelper
+
+    if uri not in _helpers:
+        _helpers[uri] = TrackerHelper.launch(uri)
+
+
+def open_tracker_soon(uri: str | None) -> None:
+    """The helper (when started) opens the store now, while this process goes on; no-op without one."""
+    helper = _helpers.get(uri)
+    if helper is not None:
+        helper.open_soon()
+
+
+def tracker(uri: str | None):
+    """The tracker for ``uri``: the helper's when one was started, else one in this process."""
+    helper = _helpers.get(uri)
+    return helper if helper is not None else _tracker_at(uri)
+
+
 @functools.lru_cache(maxsize=8)
-def tracker(uri: str):
+def _tracker_at(uri: str | None):
     from servegate.tracking import Tracker
 
     return Tracker(uri)

@@ -29,9 +29,19 @@ BAKE_RUN_TAG, BAKE_VERSION_TAG = "servegate.bake", "bake"
 IN_PROGRESS, INTERRUPTED = "in_progress", "interrupted"
 
 
+_acting_for: ProcessIdentity | None = None
+
+
+def act_for(identity: ProcessIdentity) -> None:
+    """Name ``identity`` as the owner of the runs this process opens: a helper process that opens
+    runs for a deploy (:mod:`servegate.tracking.helper`) names the deploy, which it ends with."""
+    global _acting_for
+    _acting_for = identity
+
+
 def owner_tags() -> dict[str, str]:
-    """The tag naming this process as the owner of a run it opens."""
-    return {OWNER_TAG: str(ProcessIdentity.current())}
+    """The tag naming this process (or the process it acts for) as the owner of a run it opens."""
+    return {OWNER_TAG: str(_acting_for or ProcessIdentity.current())}
 
 
 def run_owner(tags: Mapping[str, str]) -> ProcessIdentity | None:
