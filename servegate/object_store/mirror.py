@@ -129,9 +129,30 @@ class MirroredStore:
         return wait_for_fleet(self.objects.client, self.location, name, version, deadline_s)
 
     def recover(self, name: str) -> None:
-        """Retire the uploads of dead workers (lease expired); delete what left production and no node holds."""
+        """Retire the uploads of dead workers (lease expired); delete what left production and no node holds;
+        drop this machine's copies of versions the bucket no longer publishes."""
         list_versions(self.objects.client, self.location, name, clean=True)
         self.objects.prune(name)
+        published = list_versions(self.objects.client, self.location, name, clean=False).published
+        self._drop_local_copies(name, set(published))
+
+    def _drop_local_copies(self, name: str, published: set[int]) -> None:
+        """Without this a worker's cache grows by one version per deploy, forever. A version still published
+        (served, a rollback target, another deploy's candidate, rejected but not yet deleted) keeps its copy;
+        one whose files left the bucket can never be a canary's or a baseline's again. Each copy is renamed
+        away first, so no reader ever finds half of one under its number."""
+        folder = self.cache / name
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            if not entry.name.isdigit() or int(entry.name) in published:
+                continue
+            doomed = folder / f"{TMP_PREFIX}gone-{entry.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(entry, doomed)
+            except FileNotFoundError:
+                continue  # another deploy on this machine dropped it first
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def last_promotion_time(self, name: str) -> datetime | None:
         """When production last changed by a promotion (production.json's history; None: never)."""

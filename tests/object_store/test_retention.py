@@ -164,3 +164,23 @@ def test_status_deletes_what_left_production_from_the_command_line(tmp_path, sea
     text = subprocess.run([sys.executable, "-m", "servegate", "status", "--name", "m", "--store",
                            s3_store.location.uri], capture_output=True, text=True, env=env, timeout=120)
     assert text.returncode == 0 and "deleted now" not in text.stdout  # nothing left to delete
+
+
+def test_a_workers_copies_of_versions_deleted_from_the_bucket_are_dropped(seaweed, s3_location, half_plus_two,
+                                                                          tmp_path, monkeypatch):
+    """The worker's cache keeps what the bucket still publishes and drops what left it, at the next recovery."""
+    from servegate.object_store.mirror import MirroredStore
+
+    for key, value in seaweed.env().items():
+        monkeypatch.setenv(key, value)
+    store = MirroredStore(s3_location, cache=tmp_path / "cache", retention=1)
+    one, two, three = (store.stage("m", half_plus_two) for _ in range(3))
+    store.promote("m", one)
+    store.promote("m", two)  # retention 1: version one retired, its files deleted from the bucket
+    store.reject("m", three, "quality")  # rejected: deleted from the bucket too
+    cached = tmp_path / "cache" / "m"
+    assert sorted(p.name for p in cached.iterdir()) == [str(one), str(two), str(three)]
+    store.recover("m")
+    assert sorted(p.name for p in cached.iterdir()) == [str(two)]
+    assert (cached / str(two) / "saved_model.pb").exists()
+    assert store.version_path("production", "m", two) == cached / str(two)
