@@ -10,6 +10,7 @@ is the stack of served versions, rejected the rejected set, staging every other 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -28,6 +29,7 @@ from servegate.object_store.records import Production
 from servegate.object_store.store import ObjectModelStore, ObjectRollback
 from servegate.object_store.versions import list_versions
 
+log = logging.getLogger(__name__)
 
 #: The local store's options a store in a bucket applies too; any other is refused by name.
 _OBJECT_STORE_OPTIONS = ("lock_timeout", "retention")
@@ -152,6 +154,9 @@ class MirroredStore:
                 os.rename(entry, doomed)
             except FileNotFoundError:
                 continue  # another deploy on this machine dropped it first
+            except OSError as exc:  # a copy kept costs disk, never correctness: the deploy goes on
+                log.warning("could not drop the local copy %s: %s", entry, exc)
+                continue
             shutil.rmtree(doomed, ignore_errors=True)
 
     def last_promotion_time(self, name: str) -> datetime | None:
