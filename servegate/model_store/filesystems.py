@@ -38,6 +38,7 @@ OBJECT_STORE_FUSE = frozenset({"s3fs", "goofys", "gcsfuse", "rclone", "mountpoin
 
 _INSTEAD = ("Use a POSIX filesystem every writer mounts: a local disk, a Docker volume or bind mount on one host, "
             "or NFSv4 (or another filesystem with atomic rename and flock) shared by several hosts; "
+            "or an s3:// bucket on a store with conditional writes (GCS through its S3 API too); "
             "see docs/scaling.md.")
 
 

@@ -6,6 +6,7 @@ escapes, optional fields and stacked mounts the kernel writes, and run the CLI a
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -111,12 +112,23 @@ def test_a_missing_mountinfo_checks_nothing(tmp_path):
     check_store_location("/anywhere", mountinfo=tmp_path / "absent")
 
 
-def test_the_cli_refuses_an_s3_store_with_the_reason_on_its_last_line(tmp_path):
-    # serve works on a directory TF Serving polls (status takes s3:// roots: tests/object_store)
-    done = run_servegate("serve", "--store", "s3://bucket/models", "--name", "m", home=tmp_path, timeout=120)
+def test_the_cli_refuses_a_gs_store_with_the_reason_on_its_last_line(tmp_path):
+    # s3:// roots are the object-store mode (tests/object_store); any other object store is refused
+    done = run_servegate("serve", "--store", "gs://bucket/models", "--name", "m", home=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert "--store 's3://bucket/models' is an object store" in last and "no atomic rename" in last
+    assert "--store 'gs://bucket/models' is an object store" in last and "no atomic rename" in last
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "gs:").exists()
+
+
+def test_an_s3_store_without_credentials_is_refused_by_name(tmp_path):
+    no_aws = {k: None for k in os.environ if k.startswith("AWS_")}
+    done = run_servegate("serve", "--store", "s3://bucket/models", "--name", "m", home=tmp_path, timeout=120,
+                         env=no_aws)
+    assert done.returncode == 2, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "no AWS credentials found" in last and "AWS_ACCESS_KEY_ID" in last, last
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "s3:").exists()
 
