@@ -13,14 +13,7 @@ from servegate.errors import TrackingError
 from servegate.tracking import Tracker
 from servegate.tracking.helper import TrackerHelper
 from servegate.tracking.owner import OWNER_TAG
-
-
-def _savedmodel(tmp_path: Path) -> Path:
-    d = tmp_path / "sm"
-    (d / "variables").mkdir(parents=True)
-    (d / "saved_model.pb").write_bytes(b"pb")
-    (d / "variables" / "variables.index").write_bytes(b"ix")
-    return d
+from tests.test_tracking import _savedmodel  # the same stand-in SavedModel as the in-process tracker's tests
 
 
 # A caller that never imports MLflow: runs, registry, champion and a registry lookup through the helper.
