@@ -133,10 +133,9 @@ class MirroredStore:
     def recover(self, name: str) -> None:
         """Retire the uploads of dead workers (lease expired); delete what left production and no node holds;
         drop this machine's copies of versions the bucket no longer publishes."""
-        list_versions(self.objects.client, self.location, name, clean=True)
-        self.objects.prune(name)
-        published = list_versions(self.objects.client, self.location, name, clean=False).published
-        self._drop_local_copies(name, set(published))
+        listing = list_versions(self.objects.client, self.location, name, clean=True)
+        pruned = self.objects.prune(name)
+        self._drop_local_copies(name, set(listing.published) - set(pruned.deleted))
 
     def _drop_local_copies(self, name: str, published: set[int]) -> None:
         """Without this a worker's cache grows by one version per deploy, forever. A version still published
