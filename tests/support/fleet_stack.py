@@ -26,8 +26,8 @@ from tests.object_store.seaweed import Seaweed
 from tests.support.cli import VENV_BIN
 from tests.support.ports import free_port
 from tests.support.postgres import Postgres
-from tests.support.prefect_stack import PrefectStack, stop, wait_http
-from tests.support.scale_stack import IMAGE, LABEL, POOL, docker
+from tests.support.prefect_stack import PrefectStack, wait_http
+from tests.support.scale_stack import IMAGE, LABEL, POOL, ContainerStack, docker
 
 BUCKET = "servegate"
 
@@ -60,7 +60,7 @@ class Node:
 
 
 @dataclass
-class FleetStack:
+class FleetStack(ContainerStack):
     root: Path
     seaweed: Seaweed
     postgres: Postgres
@@ -148,20 +148,6 @@ class FleetStack:
             "--interval", str(interval_s), "--serving-url", node.url])
 
     def check_running(self, names: list[str]) -> None:
-        for name in names:
-            state = docker("inspect", "-f", "{{.State.Status}}", name, check=False).stdout.strip()
-            assert state == "running", f"container {name} is {state or 'gone'}:\n{self.container_log(name)[-4000:]}"
+        super().check_running(names)
         for proc in self.procs:
             assert proc.poll() is None, f"{' '.join(map(str, proc.args[:5]))} exited {proc.returncode}"
-
-    def container_log(self, name: str) -> str:
-        done = docker("logs", name, check=False, timeout=60)
-        return done.stdout + done.stderr
-
-    def close(self) -> None:
-        for name in self.containers:
-            (self.logs / f"{name}.container.log").write_text(self.container_log(name))
-            docker("rm", "-f", name, check=False)
-        for proc in reversed(self.procs):
-            stop(proc)
-        self.prefect.close()

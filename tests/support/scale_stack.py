@@ -60,8 +60,31 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     return done
 
 
+class ContainerStack:
+    """What a stack of host processes and containers shares: its containers' state and logs, and its
+    teardown (each container's log kept under ``logs``, containers removed, processes stopped, Prefect
+    closed). Subclasses hold ``containers``, ``procs``, ``logs`` and ``prefect``."""
+
+    def check_running(self, names: list[str]) -> None:
+        for name in names:
+            state = docker("inspect", "-f", "{{.State.Status}}", name, check=False).stdout.strip()
+            assert state == "running", f"container {name} is {state or 'gone'}:\n{self.container_log(name)[-4000:]}"
+
+    def container_log(self, name: str) -> str:
+        done = docker("logs", name, check=False, timeout=60)
+        return done.stdout + done.stderr
+
+    def close(self) -> None:
+        for name in self.containers:
+            (self.logs / f"{name}.container.log").write_text(self.container_log(name))
+            docker("rm", "-f", name, check=False)
+        for proc in reversed(self.procs):
+            stop(proc)
+        self.prefect.close()
+
+
 @dataclass
-class Stack:
+class Stack(ContainerStack):
     """Everything of one scaled-out setup under ``root``; :meth:`close` stops it all."""
 
     root: Path
@@ -153,19 +176,3 @@ class Stack:
             assert time.monotonic() - started < 180, f"production server not up:\n{self.container_log(name)[-3000:]}"
             time.sleep(0.5)
 
-    def check_running(self, names: list[str]) -> None:
-        for name in names:
-            state = docker("inspect", "-f", "{{.State.Status}}", name, check=False).stdout.strip()
-            assert state == "running", f"container {name} is {state or 'gone'}:\n{self.container_log(name)[-4000:]}"
-
-    def container_log(self, name: str) -> str:
-        done = docker("logs", name, check=False, timeout=60)
-        return done.stdout + done.stderr
-
-    def close(self) -> None:
-        for name in self.containers:
-            (self.logs / f"{name}.container.log").write_text(self.container_log(name))
-            docker("rm", "-f", name, check=False)
-        for proc in reversed(self.procs):
-            stop(proc)
-        self.prefect.close()
