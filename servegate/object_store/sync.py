@@ -77,12 +77,24 @@ def _changed_at(history: list[dict]) -> float | None:
     return datetime.fromisoformat(history[-1]["time"]).timestamp()
 
 
-def converge(client: Any, location: S3Location, target: SyncTarget, serving_url: str | None = None) -> ModelReport:
-    """One pass for one model (see the module doc); errors are raised, the caller reports them."""
+def _lag(wanted: int | None, done: bool, history: list[dict]) -> float:
+    changed = _changed_at(history)
+    return 0.0 if wanted is None or done or changed is None else round(max(0.0, time.time() - changed), 3)
+
+
+def converge(client: Any, location: S3Location, target: SyncTarget, serving_url: str | None = None,
+             report: ModelReport | None = None) -> ModelReport:
+    """One pass for one model (see the module doc); errors are raised, the caller reports them.
+
+    ``report`` is filled as the pass goes, so a caller that catches an error still has what was learnt
+    before it: the version production serves, and the lag while the node is not there yet."""
+    report = report if report is not None else ModelReport()
     remove_leftovers(target.base_path)
     state, _ = read_production(client, location, target.name)
-    report = ModelReport(wanted=state.serving)
-    wanted = state.serving
+    report.wanted = wanted = state.serving
+    # Until the pass ends, a node with a server to ask is not known to serve anything.
+    report.lag_s = _lag(wanted, serving_url is None and wanted in present_versions(target.base_path),
+                        state.history)
     if wanted is not None and wanted not in present_versions(target.base_path):
         manifest = read_manifest(client, location, target.name, wanted)
         if manifest is None:
@@ -100,8 +112,7 @@ def converge(client: Any, location: S3Location, target: SyncTarget, serving_url:
     report.present = present_versions(target.base_path)
     report.available = available_versions(serving_url, target.name) if serving_url else None
     done = wanted is None or (wanted in (report.available if serving_url else report.present))
-    changed = _changed_at(state.history)
-    report.lag_s = 0.0 if done or changed is None else round(max(0.0, time.time() - changed), 3)
+    report.lag_s = _lag(wanted, done, state.history)
     return report
 
 

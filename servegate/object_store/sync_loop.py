@@ -59,15 +59,17 @@ def one_pass(client: Any, options: SyncOptions) -> dict[str, ModelReport]:
 
     reports = {}
     for target in options.targets:
+        report = reports[target.name] = ModelReport()
         try:
-            reports[target.name] = converge(client, options.location, target, options.serving_url)
+            converge(client, options.location, target, options.serving_url, report)
         except (ServegateError, OSError, requests.RequestException) as exc:
-            # With a serving URL, what the node serves is what its server answers: after a failed pass
-            # that is nothing known ([]), never the versions on disk (a fleet view reads None as
-            # "no server to ask" and would count a node whose server is down as serving them).
-            reports[target.name] = ModelReport(present=present_versions(target.base_path),
-                                               available=[] if options.serving_url else None,
-                                               last_error=f"{type(exc).__name__}: {exc}")
+            # What production serves and the lag stay as the pass learnt them before it failed. With a
+            # serving URL, what the node serves is what its server answers: after a failed pass that is
+            # nothing known ([]), never the versions on disk (a fleet view reads None as "no server to
+            # ask" and would count a node whose server is down as serving them).
+            report.present = present_versions(target.base_path)
+            report.available = [] if options.serving_url else None
+            report.last_error = f"{type(exc).__name__}: {exc}"
     return reports
 
 

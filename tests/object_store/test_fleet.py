@@ -46,6 +46,8 @@ def test_a_node_whose_server_does_not_answer_serves_nothing(s3_store, half_plus_
     reports = one_pass(s3_store.client, SyncOptions(s3_store.location, [SyncTarget("m", tmp_path / "n")], "n", url))
     write_heartbeat(s3_store.client, s3_store.location, "n", reports)
     assert reports["m"].present == [1] and bool(reports["m"].last_error) == bool(serving_url)
+    assert reports["m"].wanted == 1  # what production serves is still said after a failed pass
+    assert (reports["m"].lag_s > 0) == bool(serving_url)  # behind while its server serves nothing
     assert [v.serving for v in fleet(s3_store.client, s3_store.location, "m")] == [shown]
 
 
