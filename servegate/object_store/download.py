@@ -92,7 +92,9 @@ def _download_file(manager: Any, client: Any, location: S3Location, manifest: Ma
         try:
             manager.download(location.bucket, key, writer, subscribers=subscribers).result()
         except (ClientError, BotoCoreError, RetriesExceededError) as exc:
-            raise translate(exc, location, client, f"downloading {entry.path}") from exc
+            # s3transfer gives up on a body that keeps breaking off with the read error as last_exception
+            cause = getattr(exc, "last_exception", None) or exc
+            raise translate(cause, location, client, f"downloading {entry.path}") from exc
         size, digest = writer.size, writer.hexdigest()
         if (size, digest) != (entry.size, entry.sha256):
             raise ManifestMismatch(

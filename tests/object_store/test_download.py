@@ -62,3 +62,30 @@ def test_a_file_missing_from_the_bucket_is_named_and_nothing_is_placed(seaweed, 
     with pytest.raises(ObjectStoreError, match="downloading saved_model.pb"):
         download_version(s3_store.client, s3_store.location, manifest, tmp_path / "base" / "1")
     assert list((tmp_path / "base").iterdir()) == []
+
+
+def test_a_body_that_keeps_breaking_off_is_reported_as_the_endpoint_not_answering(tmp_path):
+    """s3transfer's retries of a broken-off body end in RetriesExceededError: the read timeout inside it is
+    what the user must act on (the named error a timeout gets everywhere else), not a bare traceback."""
+    from botocore.exceptions import ReadTimeoutError
+    from s3transfer.exceptions import RetriesExceededError
+
+    from servegate.object_store import EndpointUnreachable, S3Location
+    from servegate.object_store.download import _download_file
+    from servegate.object_store.records import FileEntry, Manifest
+
+    class Failing:
+        def download(self, *args, **kwargs):
+            return self
+
+        def result(self):
+            raise RetriesExceededError(ReadTimeoutError(endpoint_url="http://127.0.0.1:9"))
+
+    class Client:
+        class meta:
+            endpoint_url = "http://127.0.0.1:9"
+
+    entry = FileEntry("saved_model.pb", 3, "0" * 64)
+    with pytest.raises(EndpointUnreachable, match="did not answer while downloading saved_model.pb"):
+        _download_file(Failing(), Client(), S3Location("b", "p"), Manifest("m", 1, [entry]), "k", None, entry,
+                       tmp_path / "saved_model.pb")
