@@ -45,11 +45,15 @@ def test_promote_then_rollback_are_followed(s3_store, half_plus_two, tmp_path):
     assert converge(s3_store.client, s3_store.location, target).present == [one]
 
 
-def test_a_file_that_differs_from_the_manifest_is_never_placed(s3_store, half_plus_two, tmp_path):
+@pytest.mark.parametrize("same_size", [False, True], ids=["other-size", "same-size-other-bytes"])
+def test_a_file_that_differs_from_the_manifest_is_never_placed(s3_store, half_plus_two, tmp_path, same_size):
     one = s3_store.stage("m", half_plus_two).version
     s3_store.promote("m", one)
     key = v.files_prefix(s3_store.location, "m", one) + "saved_model.pb"
-    s3_store.client.put_object(Bucket=s3_store.location.bucket, Key=key, Body=b"tampered")
+    size = (half_plus_two / "saved_model.pb").stat().st_size
+    # the same size: only the sha256 comparison can tell it apart
+    body = os.urandom(size) if same_size else b"tampered"
+    s3_store.client.put_object(Bucket=s3_store.location.bucket, Key=key, Body=body)
     target = SyncTarget("m", tmp_path / "base")
     with pytest.raises(ManifestMismatch, match="saved_model.pb"):
         converge(s3_store.client, s3_store.location, target)
