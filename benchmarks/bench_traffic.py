@@ -1,21 +1,28 @@
 """Recording traffic: what the request log and ``servegate tap`` cost, measured side by side in one run.
 
-Four real subprocesses serve the same small SavedModel: a bundled server
-without logging (the baseline, and the tap's upstream), the same with
-``logging_config`` at sampling rates 1.0 and 0.1, and ``servegate tap`` in
-front of the baseline. The same load (one-row ``:predict`` requests over
-REST, and one-row gRPC Predicts, from a few client threads) goes to each in
-short slices, the targets taking turns; each target's median slice counts, so
-that a shared machine's noise falls on all of them alike.
+The request log: one bundled server serves a small SavedModel, and its
+``logging_config`` is switched (the config file re-read while serving, as
+users change it) between off, sampling rate 1.0 and 0.1, the order rotating
+from round to round. In each state it gets one slice of the same load
+(one-row ``:predict`` requests over REST from a few client threads). One
+process for all states: separate servers, each without logging, differ from
+each other by several percent (memory layout, hash seeds, scheduling), as
+much as what is measured. Each round gives a ratio of logging on against the
+same round's slice with logging off, and the figure is the median of the
+rounds' ratios (all in the detail), so one slice disturbed by another
+process on a shared machine moves one ratio, not the verdict.
 
 Figures: throughput with logging on against off (goal 0.95x: the issue's
-goal; the p99 added is in the detail); the same as the throughput a
-CPU-bound server would reach, from the server process's own CPU time per
-request (``/proc/<pid>/stat``, summed over the slices of each target): on a
-shared machine the throughput ratio moves by several percent from run to
-run with the other processes' load, and the CPU a request costs the server
-moves much less; and the tap's throughput against
-calling the server directly (REST and gRPC), with p50/p99 added latency in
+goal; the p50/p99 added is in the detail, from every slice's latencies); the
+same as the throughput a CPU-bound server would reach, from the server
+process's own CPU time per request (``/proc/<pid>/stat``, per slice): on a
+shared machine the throughput ratio moves with the other processes' load,
+and the CPU a request costs the server moves less. Once logging was first on,
+the server keeps its (idle) writer thread in the rounds with logging off.
+
+The tap: ``servegate tap`` in front of a second bundled server without
+logging, against calling that server directly (REST and gRPC), in short
+slices taking turns, each target's median slice; p50/p99 added latency in
 the detail. The tap is a Python hop, so its goal is a floor that catches a
 regression (0.3x), not a promise. Last, the shadow check's replay (every
 recorded request sent to two versions over the network, in its recorded form)
@@ -33,6 +40,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +71,25 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
 
 
-def _server(base: Path, tmp: Path, label: str, rate: float | None) -> tuple[subprocess.Popen, str, str]:
-    rest, grpc_port = pick_free_ports(2)
+def _write_config(config: Path, base: Path, prefix: Path, rate: float | None) -> None:
+    """The model config, with ``logging_config`` at ``rate`` (None: none), replaced whole (never read half)."""
     logging = ""
     if rate is not None:
         logging = (f' logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: '
-                   f'"{tmp / label / "bench"}" }} sampling_config {{ sampling_rate: {rate} }} }}')
+                   f'"{prefix}" }} sampling_config {{ sampling_rate: {rate} }} }}')
+    partial = config.with_suffix(".partial")
+    partial.write_text(f'model_config_list {{ config {{ name: "bench" base_path: "{base}"{logging} }} }}\n')
+    os.replace(partial, config)
+
+
+def _server(base: Path, tmp: Path, label: str, poll_s: float = 0.0) -> tuple[subprocess.Popen, str, str]:
+    """A bundled server without logging; with ``poll_s``, it re-reads its config file (``tmp/label.config``)."""
+    rest, grpc_port = pick_free_ports(2)
     config = tmp / f"{label}.config"
-    config.write_text(f'model_config_list {{ config {{ name: "bench" base_path: "{base}"{logging} }} }}\n')
+    _write_config(config, base, tmp / label / "bench", None)
     proc = _start([sys.executable, "-m", "servegate.serving", f"--port={grpc_port}", f"--rest_api_port={rest}",
-                   f"--model_config_file={config}"], tmp / f"{label}.log")
+                   f"--model_config_file={config}", f"--model_config_file_poll_wait_seconds={poll_s}"],
+                  tmp / f"{label}.log")
     return proc, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
 
 
@@ -150,32 +167,113 @@ def _timed(worker, n: int) -> tuple[float, np.ndarray]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process's threads, in nanoseconds' resolution (Linux's schedstat).
+
+    ``/proc/<pid>/stat`` counts in clock ticks (10 ms), 5% of a slice's CPU: too coarse for one slice.
+    A thread that ends between two readings takes its time with it; the server's threads live as long
+    as it does (its worker pool, the request log's writer, the config poll).
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1e9
 
 
-def _rounds(targets: dict[str, tuple], n: int, slices: int,
-            pids: dict[str, int] | None = None) -> tuple[dict[str, tuple[float, np.ndarray]], dict[str, float]]:
+def _rounds(targets: dict[str, tuple], n: int, slices: int) -> dict[str, tuple[float, np.ndarray]]:
     """Short slices of load, the targets taking turns, ``slices`` times: the median slice's throughput and
-    every latency. Turns this short spread a shared machine's noise over all targets alike. Second: for
-    each target in ``pids``, its server's CPU seconds per request over all its slices."""
+    every latency. Turns this short spread a shared machine's noise over all targets alike."""
     rates: dict[str, list[float]] = {name: [] for name in targets}
     latencies: dict[str, list[np.ndarray]] = {name: [] for name in targets}
-    cpu = {name: 0.0 for name in pids or {}}
     names = list(targets)
     for i in range(slices):
         # the order rotates, so no target always follows the heaviest one (the tap leaves the CPU busy)
         for name in names[i % len(names):] + names[:i % len(names)]:
             load, address = targets[name]
-            before = _cpu_seconds(pids[name]) if name in cpu else 0.0
             rps, lat = load(address, n)
-            if name in cpu:
-                cpu[name] += _cpu_seconds(pids[name]) - before
             rates[name].append(rps)
             latencies[name].append(lat)
-    out = {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
-    return out, {name: cpu[name] / sum(len(x) for x in latencies[name]) for name in cpu}
+    return {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
+
+
+_LOGGING_LINE = b"Request logging for model bench:"  # the server's line for each logging_config it applies
+_STATES: tuple[float | None, ...] = (None, 1.0, 0.1)  # logging off, at 1.0, at 0.1
+
+
+def _apply_logging(server: tuple, base: Path, tmp: Path, rate: float | None) -> None:
+    """Rewrite the toggled server's config and wait until it logs the change as applied."""
+    proc, log = server[0], tmp / "toggled.log"
+    applied = log.read_bytes().count(_LOGGING_LINE)
+    _write_config(tmp / "toggled.config", base, tmp / "toggled" / "bench", rate)
+    deadline = time.monotonic() + 60
+    while log.read_bytes().count(_LOGGING_LINE) == applied:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not apply logging at {rate}; see {log}")
+        time.sleep(0.05)
+
+
+@dataclass
+class _Slices:
+    """One logging state's slices: throughput, server CPU seconds per request, latencies."""
+
+    rps: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    latencies: list[np.ndarray] = field(default_factory=list)
+
+
+def _logging_rounds(server: tuple, base: Path, tmp: Path, n: int, rounds: int) -> dict[float | None, _Slices]:
+    """One server, its logging switched off, to 1.0 and to 0.1 in turn (the order rotating), one slice
+    of REST load in each state, ``rounds`` times. One process for all three states: separate servers
+    differ from each other by several percent with logging off (memory layout, hash seeds, scheduling),
+    as much as what is measured here."""
+    proc, url = server[0], server[1]
+    _load_rest(url, n)  # warm-up, not counted
+    slices = {state: _Slices() for state in _STATES}
+    current: object = None  # the server starts with logging off
+    for i in range(rounds):
+        for state in _STATES[i % 3:] + _STATES[:i % 3]:
+            if state != current:
+                _apply_logging(server, base, tmp, state)
+                current = state
+            before = _cpu_seconds(proc.pid)
+            rps, lat = _load_rest(url, n)
+            slices[state].cpu.append((_cpu_seconds(proc.pid) - before) / len(lat))
+            slices[state].rps.append(rps)
+            slices[state].latencies.append(lat)
+    return slices
+
+
+def _logging_figures(slices: dict[float | None, _Slices], records: int) -> list[Figure]:
+    """Per round, logging on against the same round's slice with logging off; the figure is the median
+    of those ratios, so one slice disturbed by another process moves one ratio, not the verdict."""
+    off = slices[None]
+    out = []
+    for rate, name in ((1.0, "1.0"), (0.1, "0.1")):
+        on = slices[rate]
+        rps_ratios = [a / b for a, b in zip(on.rps, off.rps)]
+        cpu_ratios = [b / a for a, b in zip(on.cpu, off.cpu)]
+        detail = _detail((float(np.median(off.rps)), np.concatenate(off.latencies)),
+                         (float(np.median(on.rps)), np.concatenate(on.latencies)))
+        detail["rounds"] = [round(r, 3) for r in rps_ratios]
+        if rate == 1.0:
+            detail["records_written"] = records
+        out.append(Figure(f"request log at {name}, REST throughput vs off", float(np.median(rps_ratios)),
+                          0.95, True, detail))
+        out.append(Figure(f"request log at {name}, CPU-bound throughput vs off", float(np.median(cpu_ratios)),
+                          0.95, True, {"server_cpu_us_per_request": round(float(np.median(on.cpu)) * 1e6, 1),
+                                       "baseline_server_cpu_us_per_request":
+                                           round(float(np.median(off.cpu)) * 1e6, 1),
+                                       "rounds": [round(r, 3) for r in cpu_ratios]}))
+    return out
+
+
+def _records(prefix: Path) -> int:
+    from servegate.traffic.reader import LogReader
+
+    reader = LogReader()
+    return sum(1 for path in sorted(prefix.parent.glob(prefix.name + "-*.tfrecord")) for _ in reader.records(path))
 
 
 def _replay_figure(base: Path, tmp: Path, rest_url: str, grpc_target: str, n: int) -> Figure:
@@ -219,24 +317,23 @@ def _detail(base: tuple[float, np.ndarray], other: tuple[float, np.ndarray]) -> 
 
 
 def run(quick: bool = False) -> list[Figure]:
-    n, repeats = (200, 3) if quick else (400, 9)
+    n, repeats = (200, 3) if quick else (500, 9)
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="bench-traffic-") as temp:
         tmp = Path(temp)
         try:
             base = _model(tmp)
-            servers = {label: _server(base, tmp, label, rate)
-                       for label, rate in (("off", None), ("log1", 1.0), ("log01", 0.1))}
-            procs += [s[0] for s in servers.values()]
-            tap = _tap(servers["off"][1], servers["off"][2], tmp)
+            off = _server(base, tmp, "off")
+            toggled = _server(base, tmp, "toggled", poll_s=0.2)
+            procs += [off[0], toggled[0]]
+            tap = _tap(off[1], off[2], tmp)
             procs.append(tap[0])
-            for proc, url, _ in [*servers.values(), tap]:
+            for proc, url, _ in (off, toggled, tap):
                 _wait(url, proc)
-            rest, cpu = _rounds({"off": (_load_rest, servers["off"][1]), "log1": (_load_rest, servers["log1"][1]),
-                                 "log01": (_load_rest, servers["log01"][1]), "tap": (_load_rest, tap[1])}, n, repeats,
-                                pids={label: servers[label][0].pid for label in ("off", "log1", "log01")})
-            grpc, _ = _rounds({"off": (_load_grpc, servers["off"][2]), "tap": (_load_grpc, tap[2])}, n, repeats)
-            replayed = _replay_figure(base, tmp, servers["off"][1], servers["off"][2], 300 if quick else 1500)
+            slices = _logging_rounds(toggled, base, tmp, n, repeats)
+            rest = _rounds({"off": (_load_rest, off[1]), "tap": (_load_rest, tap[1])}, n, repeats)
+            grpc = _rounds({"off": (_load_grpc, off[2]), "tap": (_load_grpc, tap[2])}, n, repeats)
+            replayed = _replay_figure(base, tmp, off[1], off[2], 300 if quick else 1500)
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -246,20 +343,11 @@ def run(quick: bool = False) -> list[Figure]:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    off = rest["off"]
+        records = _records(tmp / "toggled" / "bench")  # after the server's exit: its last records are flushed
     return [
-        Figure("request log at 1.0, REST throughput vs off", rest["log1"][0] / off[0], 0.95, True,
-               _detail(off, rest["log1"])),
-        Figure("request log at 0.1, REST throughput vs off", rest["log01"][0] / off[0], 0.95, True,
-               _detail(off, rest["log01"])),
-        Figure("request log at 1.0, CPU-bound throughput vs off", cpu["off"] / cpu["log1"], 0.95, True,
-               {"server_cpu_us_per_request": round(cpu["log1"] * 1e6, 1),
-                "baseline_server_cpu_us_per_request": round(cpu["off"] * 1e6, 1)}),
-        Figure("request log at 0.1, CPU-bound throughput vs off", cpu["off"] / cpu["log01"], 0.95, True,
-               {"server_cpu_us_per_request": round(cpu["log01"] * 1e6, 1),
-                "baseline_server_cpu_us_per_request": round(cpu["off"] * 1e6, 1)}),
-        Figure("servegate tap, REST throughput vs direct", rest["tap"][0] / off[0], 0.3, True,
-               _detail(off, rest["tap"])),
+        *_logging_figures(slices, records),
+        Figure("servegate tap, REST throughput vs direct", rest["tap"][0] / rest["off"][0], 0.3, True,
+               _detail(rest["off"], rest["tap"])),
         Figure("servegate tap, gRPC throughput vs direct", grpc["tap"][0] / grpc["off"][0], 0.3, True,
                _detail(grpc["off"], grpc["tap"])),
         replayed,
