@@ -317,7 +317,7 @@ def _detail(base: tuple[float, np.ndarray], other: tuple[float, np.ndarray]) -> 
 
 
 def run(quick: bool = False) -> list[Figure]:
-    n, repeats = (200, 3) if quick else (500, 9)
+    n, repeats, logging_rounds = (200, 3, 3) if quick else (500, 9, 15)
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="bench-traffic-") as temp:
         tmp = Path(temp)
@@ -330,7 +330,7 @@ def run(quick: bool = False) -> list[Figure]:
             procs.append(tap[0])
             for proc, url, _ in (off, toggled, tap):
                 _wait(url, proc)
-            slices = _logging_rounds(toggled, base, tmp, n, repeats)
+            slices = _logging_rounds(toggled, base, tmp, n, logging_rounds)
             rest = _rounds({"off": (_load_rest, off[1]), "tap": (_load_rest, tap[1])}, n, repeats)
             grpc = _rounds({"off": (_load_grpc, off[2]), "tap": (_load_grpc, tap[2])}, n, repeats)
             replayed = _replay_figure(base, tmp, off[1], off[2], 300 if quick else 1500)
