@@ -1,24 +1,27 @@
 """Recording traffic: what the request log and ``servegate tap`` cost, measured side by side in one run.
 
-The request log: one bundled server serves a small SavedModel, and its
-``logging_config`` is switched (the config file re-read while serving, as
-users change it) between off, sampling rate 1.0 and 0.1, the order rotating
-from round to round. In each state it gets one slice of the same load
-(one-row ``:predict`` requests over REST from a few client threads). One
-process for all states: separate servers, each without logging, differ from
-each other by several percent (memory layout, hash seeds, scheduling), as
-much as what is measured. Each round gives a ratio of logging on against the
-same round's slice with logging off, and the figure is the median of the
-rounds' ratios (all in the detail), so one slice disturbed by another
-process on a shared machine moves one ratio, not the verdict.
+The request log: one bundled server serves the same small SavedModel under
+four names: one without ``logging_config``, one logged at sampling rate 1.0,
+one at 0.1, and a control without logging (``LOGGING_MODELS``). Each gets one slice of the same load
+(one-row ``:predict`` requests over REST from a few client threads) in turn,
+the order rotating from round to round, the slices back to back. One process
+for all three: separate servers, each without logging, differ from each other
+by several percent (memory layout, hash seeds, scheduling), as much as what
+is measured. Each round gives a ratio of logging on against the same round's
+slice with logging off, and the figure is the median of the rounds' ratios
+(all in the detail), so one slice disturbed by another process on a shared
+machine moves one ratio, not the verdict. The control against the model
+without logging, measured the same way, shows how far this run's noise alone
+moves a ratio (in the detail). The writer thread writes a slice's
+last records (at most 50 ms of them) while the next slice runs: a fraction of
+a percent of the slice that follows.
 
 Figures: throughput with logging on against off (goal 0.95x: the issue's
 goal; the p50/p99 added is in the detail, from every slice's latencies); the
 same as the throughput a CPU-bound server would reach, from the server
-process's own CPU time per request (``/proc/<pid>/stat``, per slice): on a
-shared machine the throughput ratio moves with the other processes' load,
-and the CPU a request costs the server moves less. Once logging was first on,
-the server keeps its (idle) writer thread in the rounds with logging off.
+process's own CPU time per request (``/proc/<pid>/task/*/schedstat``, per
+slice): on a shared machine the throughput ratio moves with the other
+processes' load, and the CPU a request costs the server moves less.
 
 The tap: ``servegate tap`` in front of a second bundled server without
 logging, against calling that server directly (REST and gRPC), in short
@@ -71,25 +74,28 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
 
 
-def _write_config(config: Path, base: Path, prefix: Path, rate: float | None) -> None:
-    """The model config, with ``logging_config`` at ``rate`` (None: none), replaced whole (never read half)."""
-    logging = ""
-    if rate is not None:
-        logging = (f' logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: '
-                   f'"{prefix}" }} sampling_config {{ sampling_rate: {rate} }} }}')
-    partial = config.with_suffix(".partial")
-    partial.write_text(f'model_config_list {{ config {{ name: "bench" base_path: "{base}"{logging} }} }}\n')
-    os.replace(partial, config)
+#: The request log's states, each a model of one server (names of one length): its name and sampling rate
+#: (None: no logging_config). "control" is a second model without logging, compared with "off" as the
+#: others are: how far two identical models are apart in this run (its noise).
+LOGGING_MODELS: dict[str, tuple[str, float | None]] = {
+    "off": ("m_off", None), "1.0": ("m_100", 1.0), "0.1": ("m_010", 0.1), "control": ("m_ctl", None)}
 
 
-def _server(base: Path, tmp: Path, label: str, poll_s: float = 0.0) -> tuple[subprocess.Popen, str, str]:
-    """A bundled server without logging; with ``poll_s``, it re-reads its config file (``tmp/label.config``)."""
+def _server(base: Path, tmp: Path, label: str, rates: dict[str, float | None]) -> tuple[subprocess.Popen, str, str]:
+    """A bundled server of the SavedModel ``base`` under each name of ``rates``, each logged at its rate
+    (None: no ``logging_config``) to ``tmp/label/<name>-*.tfrecord``."""
     rest, grpc_port = pick_free_ports(2)
+    configs = []
+    for name, rate in rates.items():
+        logging = ""
+        if rate is not None:
+            logging = (f' logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: '
+                       f'"{tmp / label / name}" }} sampling_config {{ sampling_rate: {rate} }} }}')
+        configs.append(f'config {{ name: "{name}" base_path: "{base}"{logging} }}')
     config = tmp / f"{label}.config"
-    _write_config(config, base, tmp / label / "bench", None)
+    config.write_text(f"model_config_list {{ {' '.join(configs)} }}\n")
     proc = _start([sys.executable, "-m", "servegate.serving", f"--port={grpc_port}", f"--rest_api_port={rest}",
-                   f"--model_config_file={config}", f"--model_config_file_poll_wait_seconds={poll_s}"],
-                  tmp / f"{label}.log")
+                   f"--model_config_file={config}"], tmp / f"{label}.log")
     return proc, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
 
 
@@ -101,7 +107,7 @@ def _tap(upstream_rest: str, upstream_grpc: str, tmp: Path) -> tuple[subprocess.
     return proc, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def _wait(url: str, proc: subprocess.Popen, model: str = "bench", timeout: float = 180) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
@@ -109,7 +115,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
         try:
-            if requests.get(f"{url}/v1/models/bench", timeout=2).status_code == 200:
+            if requests.get(f"{url}/v1/models/{model}", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -117,7 +123,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not become available")
 
 
-def _load_rest(url: str, n: int) -> tuple[float, np.ndarray]:
+def _load_rest(url: str, n: int, model: str = "bench") -> tuple[float, np.ndarray]:
     import requests
 
     body = {"instances": [[0.1 * i for i in range(8)]]}
@@ -127,7 +133,7 @@ def _load_rest(url: str, n: int) -> tuple[float, np.ndarray]:
         with requests.Session() as session:
             for _ in range(count):
                 started = time.perf_counter()
-                session.post(f"{url}/v1/models/bench:predict", json=body, timeout=30).raise_for_status()
+                session.post(f"{url}/v1/models/{model}:predict", json=body, timeout=30).raise_for_status()
                 latencies.append(time.perf_counter() - started)
         return latencies
 
@@ -171,7 +177,7 @@ def _cpu_seconds(pid: int) -> float:
 
     ``/proc/<pid>/stat`` counts in clock ticks (10 ms), 5% of a slice's CPU: too coarse for one slice.
     A thread that ends between two readings takes its time with it; the server's threads live as long
-    as it does (its worker pool, the request log's writer, the config poll).
+    as it does (its worker pool, the request log's writer).
     """
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -198,22 +204,6 @@ def _rounds(targets: dict[str, tuple], n: int, slices: int) -> dict[str, tuple[f
     return {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
 
 
-_LOGGING_LINE = b"Request logging for model bench:"  # the server's line for each logging_config it applies
-_STATES: tuple[float | None, ...] = (None, 1.0, 0.1)  # logging off, at 1.0, at 0.1
-
-
-def _apply_logging(server: tuple, base: Path, tmp: Path, rate: float | None) -> None:
-    """Rewrite the toggled server's config and wait until it logs the change as applied."""
-    proc, log = server[0], tmp / "toggled.log"
-    applied = log.read_bytes().count(_LOGGING_LINE)
-    _write_config(tmp / "toggled.config", base, tmp / "toggled" / "bench", rate)
-    deadline = time.monotonic() + 60
-    while log.read_bytes().count(_LOGGING_LINE) == applied:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not apply logging at {rate}; see {log}")
-        time.sleep(0.05)
-
-
 @dataclass
 class _Slices:
     """One logging state's slices: throughput, server CPU seconds per request, latencies."""
@@ -223,49 +213,60 @@ class _Slices:
     latencies: list[np.ndarray] = field(default_factory=list)
 
 
-def _logging_rounds(server: tuple, base: Path, tmp: Path, n: int, rounds: int) -> dict[float | None, _Slices]:
-    """One server, its logging switched off, to 1.0 and to 0.1 in turn (the order rotating), one slice
-    of REST load in each state, ``rounds`` times. One process for all three states: separate servers
-    differ from each other by several percent with logging off (memory layout, hash seeds, scheduling),
-    as much as what is measured here."""
+def _logging_rounds(server: tuple, n: int, rounds: int) -> dict[str, _Slices]:
+    """One slice of REST load on each of the server's ``LOGGING_MODELS`` in turn (the order rotating),
+    ``rounds`` times. One process for all states: separate servers, each without logging, differ
+    from each other by several percent (memory layout, hash seeds, scheduling), as much as what is
+    measured here. The slices follow each other at once, so each round's slices meet the same machine."""
     proc, url = server[0], server[1]
-    _load_rest(url, n)  # warm-up, not counted
-    slices = {state: _Slices() for state in _STATES}
-    current: object = None  # the server starts with logging off
+    for model, _ in LOGGING_MODELS.values():
+        _load_rest(url, n, model)  # warm-up, not counted
+    states = list(LOGGING_MODELS)
+    slices = {state: _Slices() for state in states}
     for i in range(rounds):
-        for state in _STATES[i % 3:] + _STATES[:i % 3]:
-            if state != current:
-                _apply_logging(server, base, tmp, state)
-                current = state
+        at = i % len(states)
+        for state in states[at:] + states[:at]:
             before = _cpu_seconds(proc.pid)
-            rps, lat = _load_rest(url, n)
+            rps, lat = _load_rest(url, n, LOGGING_MODELS[state][0])
             slices[state].cpu.append((_cpu_seconds(proc.pid) - before) / len(lat))
             slices[state].rps.append(rps)
             slices[state].latencies.append(lat)
     return slices
 
 
-def _logging_figures(slices: dict[float | None, _Slices], records: int) -> list[Figure]:
+def _ratios(on: _Slices, off: _Slices) -> tuple[list[float], list[float]]:
+    """Per round: throughput on/off, and CPU per request off/on (the throughput a CPU-bound server keeps)."""
+    return [a / b for a, b in zip(on.rps, off.rps)], [b / a for a, b in zip(on.cpu, off.cpu)]
+
+
+def _spread(ratios: list[float]) -> dict:
+    low, median, high = np.percentile(ratios, [25, 50, 75])
+    return {"rounds": [round(r, 3) for r in ratios], "median": round(float(median), 3),
+            "interquartile": [round(float(low), 3), round(float(high), 3)]}
+
+
+def _logging_figures(slices: dict[str, _Slices], records: int) -> list[Figure]:
     """Per round, logging on against the same round's slice with logging off; the figure is the median
-    of those ratios, so one slice disturbed by another process moves one ratio, not the verdict."""
-    off = slices[None]
+    of those ratios, so one slice disturbed by another process moves one ratio, not the verdict. The
+    control (off against off) says how much of a figure this run's noise can make."""
+    off = slices["off"]
+    control_rps, control_cpu = _ratios(slices["control"], off)
     out = []
-    for rate, name in ((1.0, "1.0"), (0.1, "0.1")):
-        on = slices[rate]
-        rps_ratios = [a / b for a, b in zip(on.rps, off.rps)]
-        cpu_ratios = [b / a for a, b in zip(on.cpu, off.cpu)]
-        detail = _detail((float(np.median(off.rps)), np.concatenate(off.latencies)),
-                         (float(np.median(on.rps)), np.concatenate(on.latencies)))
-        detail["rounds"] = [round(r, 3) for r in rps_ratios]
-        if rate == 1.0:
+    for state in ("1.0", "0.1"):
+        on = slices[state]
+        rps_ratios, cpu_ratios = _ratios(on, off)
+        detail = {**_detail((float(np.median(off.rps)), np.concatenate(off.latencies)),
+                            (float(np.median(on.rps)), np.concatenate(on.latencies))),
+                  **_spread(rps_ratios), "control_off_vs_off": _spread(control_rps)}
+        if state == "1.0":
             detail["records_written"] = records
-        out.append(Figure(f"request log at {name}, REST throughput vs off", float(np.median(rps_ratios)),
+        out.append(Figure(f"request log at {state}, REST throughput vs off", float(np.median(rps_ratios)),
                           0.95, True, detail))
-        out.append(Figure(f"request log at {name}, CPU-bound throughput vs off", float(np.median(cpu_ratios)),
+        out.append(Figure(f"request log at {state}, CPU-bound throughput vs off", float(np.median(cpu_ratios)),
                           0.95, True, {"server_cpu_us_per_request": round(float(np.median(on.cpu)) * 1e6, 1),
                                        "baseline_server_cpu_us_per_request":
                                            round(float(np.median(off.cpu)) * 1e6, 1),
-                                       "rounds": [round(r, 3) for r in cpu_ratios]}))
+                                       **_spread(cpu_ratios), "control_off_vs_off": _spread(control_cpu)}))
     return out
 
 
@@ -323,14 +324,16 @@ def run(quick: bool = False) -> list[Figure]:
         tmp = Path(temp)
         try:
             base = _model(tmp)
-            off = _server(base, tmp, "off")
-            toggled = _server(base, tmp, "toggled", poll_s=0.2)
-            procs += [off[0], toggled[0]]
+            off = _server(base, tmp, "off", {"bench": None})
+            logged = _server(base, tmp, "logged", dict(LOGGING_MODELS.values()))
+            procs += [off[0], logged[0]]
             tap = _tap(off[1], off[2], tmp)
             procs.append(tap[0])
-            for proc, url, _ in (off, toggled, tap):
+            for proc, url, _ in (off, tap):
                 _wait(url, proc)
-            slices = _logging_rounds(toggled, base, tmp, n, logging_rounds)
+            for model, _ in LOGGING_MODELS.values():
+                _wait(logged[1], logged[0], model)
+            slices = _logging_rounds(logged, n, logging_rounds)
             rest = _rounds({"off": (_load_rest, off[1]), "tap": (_load_rest, tap[1])}, n, repeats)
             grpc = _rounds({"off": (_load_grpc, off[2]), "tap": (_load_grpc, tap[2])}, n, repeats)
             replayed = _replay_figure(base, tmp, off[1], off[2], 300 if quick else 1500)
@@ -343,7 +346,8 @@ def run(quick: bool = False) -> list[Figure]:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        records = _records(tmp / "toggled" / "bench")  # after the server's exit: its last records are flushed
+        # read after the server's exit, which writes its last records
+        records = _records(tmp / "logged" / LOGGING_MODELS["1.0"][0])
     return [
         *_logging_figures(slices, records),
         Figure("servegate tap, REST throughput vs direct", rest["tap"][0] / rest["off"][0], 0.3, True,
