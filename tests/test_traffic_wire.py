@@ -54,8 +54,8 @@ def test_the_comparison_catches_a_record_written_wrong():
     """The check above can fail: the same tensors under the response's field number, or one value changed."""
     inputs, outputs = TENSORS[0]
     expected = _built_the_plain_way(SERVED, plog.Addressed(), inputs, outputs)
-    request = wire.field(wire.REQUEST_SPEC, plog._request_spec_bytes("m", plog.Addressed()))
-    response = wire.field(wire.RESPONSE_SPEC, plog._response_spec_bytes("m", 7, "serving_default"))
+    request = plog._request_spec_field("m", None, None, "")
+    response = plog._response_spec_field("m", 7, "serving_default")
     swapped = plog.framed_log(SERVED, "predict_log", request + wire.tensor_map(wire.RESPONSE_OUTPUTS, inputs),
                               response + wire.tensor_map(wire.RESPONSE_OUTPUTS, outputs))
     assert plog.parse(swapped) != expected

@@ -29,7 +29,7 @@ as messages.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -86,22 +86,24 @@ def metadata(served: Served) -> logging_pb2.LogMetadata:
     return meta
 
 
-@lru_cache(maxsize=256)
-def _metadata_bytes(served: Served) -> bytes:
-    return metadata(served).SerializeToString()
-
-
 #: PredictionLog's field numbers (tensorflow_serving/apis/prediction_log.proto); each *Log holds its
 #: request as field 1 and its response as field 2.
 _LOG_METADATA, _LOG_FIELD = 1, {"classify_log": 2, "regress_log": 3, "predict_log": 6}
 
 
+@lru_cache(maxsize=256)
+def _metadata_field(*fields: Any) -> bytes:
+    """``log_metadata``, framed as the record's field. Keyed by ``Served``'s fields as a tuple: hashed and
+    compared in C, not by the dataclass's Python code."""
+    return wire.field(_LOG_METADATA, metadata(Served(*fields)).SerializeToString())
+
+
 def framed_log(served: Served, kind: str, request: bytes, response: bytes) -> bytes:
     """A serialized PredictionLog of ``kind`` (``predict_log``, ``classify_log``, ``regress_log``) from the
     serialized request and response, without building the message."""
-    if served.timestamp_secs is None:  # stamped here: the cached metadata must not keep one "now"
-        served = replace(served, timestamp_secs=int(time.time()))
-    return (wire.field(_LOG_METADATA, _metadata_bytes(served))
+    stamp = int(time.time()) if served.timestamp_secs is None else served.timestamp_secs
+    return (_metadata_field(served.model_name, served.version, served.signature_name, served.origin,
+                            served.sampling_rate, stamp)
             + wire.field(_LOG_FIELD[kind], wire.field(1, request) + wire.field(2, response)))
 
 
@@ -127,17 +129,19 @@ def grpc_predict_log(served: Served, request: predict_pb2.PredictRequest,
 
 
 @lru_cache(maxsize=256)
-def _request_spec_bytes(name: str, addressed: Addressed) -> bytes:
+def _request_spec_field(name: str, version: int | None, label: str | None, signature_name: str) -> bytes:
+    """A PredictRequest's ``model_spec``, framed as its field."""
     spec = model_pb2.ModelSpec()
-    _request_spec(spec, name, addressed)
-    return spec.SerializeToString()
+    _request_spec(spec, name, Addressed(version, label, signature_name))
+    return wire.field(wire.REQUEST_SPEC, spec.SerializeToString())
 
 
 @lru_cache(maxsize=256)
-def _response_spec_bytes(name: str, version: int, signature_name: str) -> bytes:
+def _response_spec_field(name: str, version: int, signature_name: str) -> bytes:
+    """A PredictResponse's ``model_spec``, framed as its field."""
     spec = model_pb2.ModelSpec()
     _response_spec(spec, Served(name, version, signature_name, "", 0.0))
-    return spec.SerializeToString()
+    return wire.field(wire.RESPONSE_SPEC, spec.SerializeToString())
 
 
 def rest_predict_log(served: Served, addressed: Addressed, inputs: Mapping[str, np.ndarray],
@@ -147,11 +151,10 @@ def rest_predict_log(served: Served, addressed: Addressed, inputs: Mapping[str, 
     Written on the wire directly (``wire``): the same message as filling a PredictRequest and a
     PredictResponse with ``tensor_codec.fill_tensor_proto``, at a fraction of the writer's time.
     """
-    request = (wire.field(wire.REQUEST_SPEC, _request_spec_bytes(served.model_name, addressed))
+    request = (_request_spec_field(served.model_name, addressed.version, addressed.label, addressed.signature_name)
                + wire.tensor_map(wire.REQUEST_INPUTS, inputs))
     response = (wire.tensor_map(wire.RESPONSE_OUTPUTS, outputs)
-                + wire.field(wire.RESPONSE_SPEC,
-                             _response_spec_bytes(served.model_name, served.version, served.signature_name)))
+                + _response_spec_field(served.model_name, served.version, served.signature_name))
     return framed_log(served, "predict_log", request, response)
 
 
