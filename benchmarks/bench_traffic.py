@@ -1,21 +1,31 @@
 """Recording traffic: what the request log and ``servegate tap`` cost, measured side by side in one run.
 
-Four real subprocesses serve the same small SavedModel: a bundled server
-without logging (the baseline, and the tap's upstream), the same with
-``logging_config`` at sampling rates 1.0 and 0.1, and ``servegate tap`` in
-front of the baseline. The same load (one-row ``:predict`` requests over
-REST, and one-row gRPC Predicts, from a few client threads) goes to each in
-short slices, the targets taking turns; each target's median slice counts, so
-that a shared machine's noise falls on all of them alike.
+The request log: one bundled server serves the same small SavedModel under
+four names: one without ``logging_config``, one logged at sampling rate 1.0,
+one at 0.1, and a control without logging (``LOGGING_MODELS``). Each gets one slice of the same load
+(one-row ``:predict`` requests over REST from a few client threads) in turn,
+the order rotating from round to round, the slices back to back. One process
+for all three: separate servers, each without logging, differ from each other
+by several percent (memory layout, hash seeds, scheduling), as much as what
+is measured. Each round gives a ratio of logging on against the same round's
+slice with logging off, and the figure is the median of the rounds' ratios
+(all in the detail), so one slice disturbed by another process on a shared
+machine moves one ratio, not the verdict. The control against the model
+without logging, measured the same way, shows how far this run's noise alone
+moves a ratio (in the detail). The writer thread writes a slice's
+last records (at most 50 ms of them) while the next slice runs: a fraction of
+a percent of the slice that follows.
 
 Figures: throughput with logging on against off (goal 0.95x: the issue's
-goal; the p99 added is in the detail); the same as the throughput a
-CPU-bound server would reach, from the server process's own CPU time per
-request (``/proc/<pid>/stat``, summed over the slices of each target): on a
-shared machine the throughput ratio moves by several percent from run to
-run with the other processes' load, and the CPU a request costs the server
-moves much less; and the tap's throughput against
-calling the server directly (REST and gRPC), with p50/p99 added latency in
+goal; the p50/p99 added is in the detail, from every slice's latencies); the
+same as the throughput a CPU-bound server would reach, from the server
+process's own CPU time per request (``/proc/<pid>/task/*/schedstat``, per
+slice): on a shared machine the throughput ratio moves with the other
+processes' load, and the CPU a request costs the server moves less.
+
+The tap: ``servegate tap`` in front of a second bundled server without
+logging, against calling that server directly (REST and gRPC), in short
+slices taking turns, each target's median slice; p50/p99 added latency in
 the detail. The tap is a Python hop, so its goal is a floor that catches a
 regression (0.3x), not a promise. Last, the shadow check's replay (every
 recorded request sent to two versions over the network, in its recorded form)
@@ -33,6 +43,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +74,26 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
 
 
-def _server(base: Path, tmp: Path, label: str, rate: float | None) -> tuple[subprocess.Popen, str, str]:
+#: The request log's states, each a model of one server (names of one length): its name and sampling rate
+#: (None: no logging_config). "control" is a second model without logging, compared with "off" as the
+#: others are: how far two identical models are apart in this run (its noise).
+LOGGING_MODELS: dict[str, tuple[str, float | None]] = {
+    "off": ("m_off", None), "1.0": ("m_100", 1.0), "0.1": ("m_010", 0.1), "control": ("m_ctl", None)}
+
+
+def _server(base: Path, tmp: Path, label: str, rates: dict[str, float | None]) -> tuple[subprocess.Popen, str, str]:
+    """A bundled server of the SavedModel ``base`` under each name of ``rates``, each logged at its rate
+    (None: no ``logging_config``) to ``tmp/label/<name>-*.tfrecord``."""
     rest, grpc_port = pick_free_ports(2)
-    logging = ""
-    if rate is not None:
-        logging = (f' logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: '
-                   f'"{tmp / label / "bench"}" }} sampling_config {{ sampling_rate: {rate} }} }}')
+    configs = []
+    for name, rate in rates.items():
+        logging = ""
+        if rate is not None:
+            logging = (f' logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: '
+                       f'"{tmp / label / name}" }} sampling_config {{ sampling_rate: {rate} }} }}')
+        configs.append(f'config {{ name: "{name}" base_path: "{base}"{logging} }}')
     config = tmp / f"{label}.config"
-    config.write_text(f'model_config_list {{ config {{ name: "bench" base_path: "{base}"{logging} }} }}\n')
+    config.write_text(f"model_config_list {{ {' '.join(configs)} }}\n")
     proc = _start([sys.executable, "-m", "servegate.serving", f"--port={grpc_port}", f"--rest_api_port={rest}",
                    f"--model_config_file={config}"], tmp / f"{label}.log")
     return proc, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
@@ -84,7 +107,7 @@ def _tap(upstream_rest: str, upstream_grpc: str, tmp: Path) -> tuple[subprocess.
     return proc, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def _wait(url: str, proc: subprocess.Popen, model: str = "bench", timeout: float = 180) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
@@ -92,7 +115,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
         try:
-            if requests.get(f"{url}/v1/models/bench", timeout=2).status_code == 200:
+            if requests.get(f"{url}/v1/models/{model}", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -100,7 +123,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not become available")
 
 
-def _load_rest(url: str, n: int) -> tuple[float, np.ndarray]:
+def _load_rest(url: str, n: int, model: str = "bench") -> tuple[float, np.ndarray]:
     import requests
 
     body = {"instances": [[0.1 * i for i in range(8)]]}
@@ -110,7 +133,7 @@ def _load_rest(url: str, n: int) -> tuple[float, np.ndarray]:
         with requests.Session() as session:
             for _ in range(count):
                 started = time.perf_counter()
-                session.post(f"{url}/v1/models/bench:predict", json=body, timeout=30).raise_for_status()
+                session.post(f"{url}/v1/models/{model}:predict", json=body, timeout=30).raise_for_status()
                 latencies.append(time.perf_counter() - started)
         return latencies
 
@@ -150,32 +173,108 @@ def _timed(worker, n: int) -> tuple[float, np.ndarray]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process's threads, in nanoseconds' resolution (Linux's schedstat).
+
+    ``/proc/<pid>/stat`` counts in clock ticks (10 ms), 5% of a slice's CPU: too coarse for one slice.
+    A thread that ends between two readings takes its time with it; the server's threads live as long
+    as it does (its worker pool, the request log's writer).
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1e9
 
 
-def _rounds(targets: dict[str, tuple], n: int, slices: int,
-            pids: dict[str, int] | None = None) -> tuple[dict[str, tuple[float, np.ndarray]], dict[str, float]]:
+def _rounds(targets: dict[str, tuple], n: int, slices: int) -> dict[str, tuple[float, np.ndarray]]:
     """Short slices of load, the targets taking turns, ``slices`` times: the median slice's throughput and
-    every latency. Turns this short spread a shared machine's noise over all targets alike. Second: for
-    each target in ``pids``, its server's CPU seconds per request over all its slices."""
+    every latency. Turns this short spread a shared machine's noise over all targets alike."""
     rates: dict[str, list[float]] = {name: [] for name in targets}
     latencies: dict[str, list[np.ndarray]] = {name: [] for name in targets}
-    cpu = {name: 0.0 for name in pids or {}}
     names = list(targets)
     for i in range(slices):
         # the order rotates, so no target always follows the heaviest one (the tap leaves the CPU busy)
         for name in names[i % len(names):] + names[:i % len(names)]:
             load, address = targets[name]
-            before = _cpu_seconds(pids[name]) if name in cpu else 0.0
             rps, lat = load(address, n)
-            if name in cpu:
-                cpu[name] += _cpu_seconds(pids[name]) - before
             rates[name].append(rps)
             latencies[name].append(lat)
-    out = {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
-    return out, {name: cpu[name] / sum(len(x) for x in latencies[name]) for name in cpu}
+    return {name: (float(np.median(rates[name])), np.concatenate(latencies[name])) for name in targets}
+
+
+@dataclass
+class _Slices:
+    """One logging state's slices: throughput, server CPU seconds per request, latencies."""
+
+    rps: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    latencies: list[np.ndarray] = field(default_factory=list)
+
+
+def _logging_rounds(server: tuple, n: int, rounds: int) -> dict[str, _Slices]:
+    """One slice of REST load on each of the server's ``LOGGING_MODELS`` in turn (the order rotating),
+    ``rounds`` times. One process for all states: separate servers, each without logging, differ
+    from each other by several percent (memory layout, hash seeds, scheduling), as much as what is
+    measured here. The slices follow each other at once, so each round's slices meet the same machine."""
+    proc, url = server[0], server[1]
+    for model, _ in LOGGING_MODELS.values():
+        _load_rest(url, n, model)  # warm-up, not counted
+    states = list(LOGGING_MODELS)
+    slices = {state: _Slices() for state in states}
+    for i in range(rounds):
+        at = i % len(states)
+        for state in states[at:] + states[:at]:
+            before = _cpu_seconds(proc.pid)
+            rps, lat = _load_rest(url, n, LOGGING_MODELS[state][0])
+            slices[state].cpu.append((_cpu_seconds(proc.pid) - before) / len(lat))
+            slices[state].rps.append(rps)
+            slices[state].latencies.append(lat)
+    return slices
+
+
+def _ratios(on: _Slices, off: _Slices) -> tuple[list[float], list[float]]:
+    """Per round: throughput on/off, and CPU per request off/on (the throughput a CPU-bound server keeps)."""
+    return [a / b for a, b in zip(on.rps, off.rps)], [b / a for a, b in zip(on.cpu, off.cpu)]
+
+
+def _spread(ratios: list[float]) -> dict:
+    low, median, high = np.percentile(ratios, [25, 50, 75])
+    return {"rounds": [round(r, 3) for r in ratios], "median": round(float(median), 3),
+            "interquartile": [round(float(low), 3), round(float(high), 3)]}
+
+
+def _logging_figures(slices: dict[str, _Slices], records: int) -> list[Figure]:
+    """Per round, logging on against the same round's slice with logging off; the figure is the median
+    of those ratios, so one slice disturbed by another process moves one ratio, not the verdict. The
+    control (off against off) says how much of a figure this run's noise can make."""
+    off = slices["off"]
+    control_rps, control_cpu = _ratios(slices["control"], off)
+    out = []
+    for state in ("1.0", "0.1"):
+        on = slices[state]
+        rps_ratios, cpu_ratios = _ratios(on, off)
+        detail = {**_detail((float(np.median(off.rps)), np.concatenate(off.latencies)),
+                            (float(np.median(on.rps)), np.concatenate(on.latencies))),
+                  **_spread(rps_ratios), "control_off_vs_off": _spread(control_rps)}
+        if state == "1.0":
+            detail["records_written"] = records
+        out.append(Figure(f"request log at {state}, REST throughput vs off", float(np.median(rps_ratios)),
+                          0.95, True, detail))
+        out.append(Figure(f"request log at {state}, CPU-bound throughput vs off", float(np.median(cpu_ratios)),
+                          0.95, True, {"server_cpu_us_per_request": round(float(np.median(on.cpu)) * 1e6, 1),
+                                       "baseline_server_cpu_us_per_request":
+                                           round(float(np.median(off.cpu)) * 1e6, 1),
+                                       **_spread(cpu_ratios), "control_off_vs_off": _spread(control_cpu)}))
+    return out
+
+
+def _records(prefix: Path) -> int:
+    from servegate.traffic.reader import LogReader
+
+    reader = LogReader()
+    return sum(1 for path in sorted(prefix.parent.glob(prefix.name + "-*.tfrecord")) for _ in reader.records(path))
 
 
 def _replay_figure(base: Path, tmp: Path, rest_url: str, grpc_target: str, n: int) -> Figure:
@@ -219,24 +318,25 @@ def _detail(base: tuple[float, np.ndarray], other: tuple[float, np.ndarray]) -> 
 
 
 def run(quick: bool = False) -> list[Figure]:
-    n, repeats = (200, 3) if quick else (400, 9)
+    n, repeats, logging_rounds = (200, 3, 3) if quick else (500, 9, 15)
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="bench-traffic-") as temp:
         tmp = Path(temp)
         try:
             base = _model(tmp)
-            servers = {label: _server(base, tmp, label, rate)
-                       for label, rate in (("off", None), ("log1", 1.0), ("log01", 0.1))}
-            procs += [s[0] for s in servers.values()]
-            tap = _tap(servers["off"][1], servers["off"][2], tmp)
+            off = _server(base, tmp, "off", {"bench": None})
+            logged = _server(base, tmp, "logged", dict(LOGGING_MODELS.values()))
+            procs += [off[0], logged[0]]
+            tap = _tap(off[1], off[2], tmp)
             procs.append(tap[0])
-            for proc, url, _ in [*servers.values(), tap]:
+            for proc, url, _ in (off, tap):
                 _wait(url, proc)
-            rest, cpu = _rounds({"off": (_load_rest, servers["off"][1]), "log1": (_load_rest, servers["log1"][1]),
-                                 "log01": (_load_rest, servers["log01"][1]), "tap": (_load_rest, tap[1])}, n, repeats,
-                                pids={label: servers[label][0].pid for label in ("off", "log1", "log01")})
-            grpc, _ = _rounds({"off": (_load_grpc, servers["off"][2]), "tap": (_load_grpc, tap[2])}, n, repeats)
-            replayed = _replay_figure(base, tmp, servers["off"][1], servers["off"][2], 300 if quick else 1500)
+            for model, _ in LOGGING_MODELS.values():
+                _wait(logged[1], logged[0], model)
+            slices = _logging_rounds(logged, n, logging_rounds)
+            rest = _rounds({"off": (_load_rest, off[1]), "tap": (_load_rest, tap[1])}, n, repeats)
+            grpc = _rounds({"off": (_load_grpc, off[2]), "tap": (_load_grpc, tap[2])}, n, repeats)
+            replayed = _replay_figure(base, tmp, off[1], off[2], 300 if quick else 1500)
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -246,20 +346,12 @@ def run(quick: bool = False) -> list[Figure]:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    off = rest["off"]
+        # read after the server's exit, which writes its last records
+        records = _records(tmp / "logged" / LOGGING_MODELS["1.0"][0])
     return [
-        Figure("request log at 1.0, REST throughput vs off", rest["log1"][0] / off[0], 0.95, True,
-               _detail(off, rest["log1"])),
-        Figure("request log at 0.1, REST throughput vs off", rest["log01"][0] / off[0], 0.95, True,
-               _detail(off, rest["log01"])),
-        Figure("request log at 1.0, CPU-bound throughput vs off", cpu["off"] / cpu["log1"], 0.95, True,
-               {"server_cpu_us_per_request": round(cpu["log1"] * 1e6, 1),
-                "baseline_server_cpu_us_per_request": round(cpu["off"] * 1e6, 1)}),
-        Figure("request log at 0.1, CPU-bound throughput vs off", cpu["off"] / cpu["log01"], 0.95, True,
-               {"server_cpu_us_per_request": round(cpu["log01"] * 1e6, 1),
-                "baseline_server_cpu_us_per_request": round(cpu["off"] * 1e6, 1)}),
-        Figure("servegate tap, REST throughput vs direct", rest["tap"][0] / off[0], 0.3, True,
-               _detail(off, rest["tap"])),
+        *_logging_figures(slices, records),
+        Figure("servegate tap, REST throughput vs direct", rest["tap"][0] / rest["off"][0], 0.3, True,
+               _detail(rest["off"], rest["tap"])),
         Figure("servegate tap, gRPC throughput vs direct", grpc["tap"][0] / grpc["off"][0], 0.3, True,
                _detail(grpc["off"], grpc["tap"])),
         replayed,

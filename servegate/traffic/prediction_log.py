@@ -18,15 +18,18 @@ answer to compare a candidate's with.
 The records are built on the request log's writer thread, which shares the
 GIL with the request threads, so the builders keep their Python work small:
 the metadata is serialized once per model, version, signature, origin, rate
-and second (cached), and the request and response are serialized on their
-own and framed into the ``PredictionLog`` as protobuf's wire format frames a
-length-delimited field, rather than copied into a new message first.
+and second, and the model specs once per model, version and signature
+(cached); the request and response are serialized on their own and framed
+into the ``PredictionLog`` as protobuf's wire format frames a
+length-delimited field, rather than copied into a new message first; and a
+REST ``:predict``'s tensors are written on the wire directly (``wire``), never
+as messages.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -39,6 +42,8 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 from tensorflow_serving.config import logging_config_pb2
+
+from servegate.traffic import wire
 
 ORIGIN_GRPC = "grpc"
 ORIGIN_ROWS = "rest:instances"
@@ -81,42 +86,25 @@ def metadata(served: Served) -> logging_pb2.LogMetadata:
     return meta
 
 
-@lru_cache(maxsize=256)
-def _metadata_bytes(served: Served) -> bytes:
-    return metadata(served).SerializeToString()
-
-
-_ONE_BYTE = [bytes((v,)) for v in range(0x80)]
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _ONE_BYTE[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2) of protobuf's wire format."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 #: PredictionLog's field numbers (tensorflow_serving/apis/prediction_log.proto); each *Log holds its
 #: request as field 1 and its response as field 2.
 _LOG_METADATA, _LOG_FIELD = 1, {"classify_log": 2, "regress_log": 3, "predict_log": 6}
 
 
+@lru_cache(maxsize=256)
+def _metadata_field(*fields: Any) -> bytes:
+    """``log_metadata``, framed as the record's field. Keyed by ``Served``'s fields as a tuple: hashed and
+    compared in C, not by the dataclass's Python code."""
+    return wire.field(_LOG_METADATA, metadata(Served(*fields)).SerializeToString())
+
+
 def framed_log(served: Served, kind: str, request: bytes, response: bytes) -> bytes:
     """A serialized PredictionLog of ``kind`` (``predict_log``, ``classify_log``, ``regress_log``) from the
     serialized request and response, without building the message."""
-    if served.timestamp_secs is None:  # stamped here: the cached metadata must not keep one "now"
-        served = replace(served, timestamp_secs=int(time.time()))
-    return (_field(_LOG_METADATA, _metadata_bytes(served))
-            + _field(_LOG_FIELD[kind], _field(1, request) + _field(2, response)))
+    stamp = int(time.time()) if served.timestamp_secs is None else served.timestamp_secs
+    return (_metadata_field(served.model_name, served.version, served.signature_name, served.origin,
+                            served.sampling_rate, stamp)
+            + wire.field(_LOG_FIELD[kind], wire.field(1, request) + wire.field(2, response)))
 
 
 def _request_spec(spec: model_pb2.ModelSpec, name: str, addressed: Addressed) -> None:
@@ -140,20 +128,34 @@ def grpc_predict_log(served: Served, request: predict_pb2.PredictRequest,
     return framed_log(served, "predict_log", request.SerializeToString(), response.SerializeToString())
 
 
+@lru_cache(maxsize=256)
+def _request_spec_field(name: str, version: int | None, label: str | None, signature_name: str) -> bytes:
+    """A PredictRequest's ``model_spec``, framed as its field."""
+    spec = model_pb2.ModelSpec()
+    _request_spec(spec, name, Addressed(version, label, signature_name))
+    return wire.field(wire.REQUEST_SPEC, spec.SerializeToString())
+
+
+@lru_cache(maxsize=256)
+def _response_spec_field(name: str, version: int, signature_name: str) -> bytes:
+    """A PredictResponse's ``model_spec``, framed as its field."""
+    spec = model_pb2.ModelSpec()
+    _response_spec(spec, Served(name, version, signature_name, "", 0.0))
+    return wire.field(wire.RESPONSE_SPEC, spec.SerializeToString())
+
+
 def rest_predict_log(served: Served, addressed: Addressed, inputs: Mapping[str, np.ndarray],
                      outputs: Mapping[str, np.ndarray]) -> bytes:
-    """A REST ``:predict`` (row or columnar), its decoded tensors as a PredictRequest/Response."""
-    from servegate.serving.server.tensor_codec import fill_tensor_proto
+    """A REST ``:predict`` (row or columnar), its decoded tensors as a PredictRequest/Response.
 
-    request = predict_pb2.PredictRequest()
-    _request_spec(request.model_spec, served.model_name, addressed)
-    for name, array in inputs.items():
-        fill_tensor_proto(request.inputs[name], np.asarray(array))
-    response = predict_pb2.PredictResponse()
-    _response_spec(response.model_spec, served)
-    for name, array in outputs.items():
-        fill_tensor_proto(response.outputs[name], np.asarray(array))
-    return framed_log(served, "predict_log", request.SerializeToString(), response.SerializeToString())
+    Written on the wire directly (``wire``): the same message as filling a PredictRequest and a
+    PredictResponse with ``tensor_codec.fill_tensor_proto``, at a fraction of the writer's time.
+    """
+    request = (_request_spec_field(served.model_name, addressed.version, addressed.label, addressed.signature_name)
+               + wire.tensor_map(wire.REQUEST_INPUTS, inputs))
+    response = (wire.tensor_map(wire.RESPONSE_OUTPUTS, outputs)
+                + _response_spec_field(served.model_name, served.version, served.signature_name))
+    return framed_log(served, "predict_log", request, response)
 
 
 def _example_input(serialized: list[bytes]) -> input_pb2.Input:

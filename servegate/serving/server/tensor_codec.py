@@ -66,6 +66,11 @@ def dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype)
 
 
+def tf_dtype_of(dtype: np.dtype) -> int | None:
+    """The DataType of a numpy dtype, None when it has none (byte-swapped and unusual dtypes included)."""
+    return _DTYPE_OF.get(dtype)
+
+
 def numpy_dtype(dtype: int) -> np.dtype:
     try:
         return _NUMPY_OF[dtype]
