@@ -28,9 +28,11 @@ def prewarm_spare(request: DeployRequest) -> None:
 
 
 def _start_preload(record: AttemptRecord) -> None:
-    from servegate.runtime.preload import preloader
+    from servegate.deploy import resources
+    from servegate.runtime.preload import MLFLOW_STORE_SHARED_MODULES, preloader
 
-    preloader().start()
+    mlflow_here = not resources.tracks_in_helper(record.request.tracking_uri)
+    preloader().start(MLFLOW_STORE_SHARED_MODULES if mlflow_here else ())
 
 
 def _join_preload(record: AttemptRecord) -> None:
