@@ -34,6 +34,9 @@ from servegate.validation.config import DeployConfig, load_config
 from servegate.validation.gx_suite import run_suites
 from servegate.validation.outputs import plan_outputs
 from servegate.validation.reference import Reference, load_reference
+# Imported here rather than lazily in report.write: the report may be drawn in a thread beside the
+# caller's own imports, and two threads importing at once can deadlock (servegate.runtime.preload).
+from servegate.validation import report_html  # noqa: F401
 from servegate.validation.report import CheckResult, ValidationReport
 from servegate.validation.send import (GoldenError, RowProgress, address, describe, golden_arrays, make_client,
                                        send)
