@@ -6,6 +6,8 @@ production serves a version, that version under ``stable`` — the baseline the
 checks compare against, on the same rows in the same server. A failed
 verdict is recorded in the returned record; :func:`judge_validation` (the
 step's judge) raises it as :class:`~servegate.deploy.verdict.ModelRejected`.
+After a passed verdict the report's plots and files are drawn beside the next
+steps (:mod:`servegate.deploy.side_work`).
 
 The canary's graceful shutdown (about a second) overlaps the next steps;
 :func:`wait_for_stopped` (called when the attempt ends) waits for it.
@@ -13,12 +15,13 @@ The canary's graceful shutdown (about a second) overlaps the next steps;
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from typing import Any
 
-from servegate.deploy import resources
+from servegate.deploy import resources, side_work
 from servegate.deploy.progress import say
 from servegate.deploy.record import AttemptRecord
 
@@ -123,7 +126,7 @@ def run_validation(record: AttemptRecord, runner, load_seconds: float):
         baseline="stable" if record.previous_production is not None else None,
         golden=resources.golden(record), production_signature=production_signature,
         out_dir=record.work_path / "report", load_seconds=load_seconds, model_name=record.name,
-        progress=_row_progress(),
+        progress=_row_progress(), beside=functools.partial(side_work.start, str(record.work_path / "report")),
     )
 
 

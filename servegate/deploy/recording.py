@@ -83,6 +83,14 @@ def store_outcome(record: AttemptRecord, outcome: DeployOutcome, after_error: bo
     """Figures, verdict, report, dataset and outcome into the attempt's MLflow run, which ends;
     returns the report's artifact URI. After an error, tracking trouble is only logged: the
     earlier error matters more."""
+    from servegate.deploy import side_work
+
+    try:
+        side_work.join(record.report_dir)  # the report uploaded is complete
+    except side_work.ReportError:
+        if not after_error:
+            raise
+        log.exception("the validation report of the failed attempt is incomplete")
     if record.run_id is None:
         return None
     from pathlib import Path

@@ -46,6 +46,11 @@ def open_tracker_soon(uri: str | None) -> None:
         helper.open_soon()
 
 
+def tracks_in_helper(uri: str | None) -> bool:
+    """Whether MLflow for ``uri`` runs in a helper process (so never imports in this one)."""
+    return uri in _helpers
+
+
 def tracker(uri: str | None):
     """The tracker for ``uri``: the helper's when one was started, else one in this process."""
     helper = _helpers.get(uri)

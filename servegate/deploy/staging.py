@@ -72,7 +72,7 @@ def write_warmup(record: AttemptRecord) -> None:
     written = write_warmup_requests(Path(record.savedmodel_dir), rows, model_name=record.name,
                                     count=cfg.warmup.requests)
     if written is not None:
-        say(f"stage: {cfg.warmup.requests} warm-up requests from the reference rows in {written.parent.name}/")
+        say(f"stage: a warm-up request per request shape of the reference rows in {written.parent.name}/")
 
 
 def _warmup_from_traffic(record: AttemptRecord, cfg) -> bool:
@@ -92,7 +92,8 @@ def _warmup_from_traffic(record: AttemptRecord, cfg) -> bool:
         return False
     written = write_warmup_from_requests(Path(record.savedmodel_dir), requests, model_name=record.name)
     if written is not None:
-        say(f"stage: {len(requests)} warm-up requests from recorded traffic in {written.parent.name}/")
+        say(f"stage: a warm-up request per request shape of {len(requests)} recorded requests in "
+            f"{written.parent.name}/")
     return True
 
 

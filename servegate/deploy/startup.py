@@ -7,8 +7,11 @@
   and registering keep the main thread waiting;
 - before "validate on canary": those imports are joined (two threads must
   never import the same modules at once);
-- when the attempt ends (:func:`after_attempt`): the imports are joined and an
-  unused spare is ended.
+- after a passed verdict, the validation report's plots and files are drawn
+  beside the snapshot and the promotion (:mod:`servegate.deploy.side_work`);
+  before "verify production" they are joined, and their failure fails that step;
+- when the attempt ends (:func:`after_attempt`): the imports and any side work
+  are joined and an unused spare is ended.
 
 The step runner (:func:`servegate.deploy.steps.call_step`) calls
 :func:`before_step`; the steps themselves know nothing of this.
@@ -28,9 +31,11 @@ def prewarm_spare(request: DeployRequest) -> None:
 
 
 def _start_preload(record: AttemptRecord) -> None:
-    from servegate.runtime.preload import preloader
+    from servegate.deploy import resources
+    from servegate.runtime.preload import MLFLOW_STORE_SHARED_MODULES, preloader
 
-    preloader().start()
+    mlflow_here = not resources.tracks_in_helper(record.request.tracking_uri)
+    preloader().start(MLFLOW_STORE_SHARED_MODULES if mlflow_here else ())
 
 
 def _join_preload(record: AttemptRecord) -> None:
@@ -39,10 +44,17 @@ def _join_preload(record: AttemptRecord) -> None:
     preloader().join()
 
 
+def _join_report(record: AttemptRecord) -> None:
+    from servegate.deploy import side_work
+
+    side_work.join(record.report_dir)
+
+
 _BEFORE = {
     "export model": lambda record: prewarm_spare(record.request),
     "open MLflow run": _start_preload,
     "validate on canary": _join_preload,
+    "verify production": _join_report,
 }
 
 
@@ -53,10 +65,12 @@ def before_step(name: str, record: AttemptRecord) -> None:
 
 
 def after_attempt(record: AttemptRecord) -> None:
-    """Never leave an import running into interpreter exit; end a spare nobody took."""
+    """Never leave an import or side work running into interpreter exit; end a spare nobody took."""
+    from servegate.deploy import side_work
     from servegate.runtime.preload import preloader
 
     preloader().join()
+    side_work.join_all()
     if record.request.serving == "process":
         from servegate.serving.runners import spare
 

@@ -22,13 +22,18 @@ from collections.abc import Callable
 
 log = logging.getLogger("servegate.runtime.preload")
 
-# What a deploy's steps between the MLflow run and validation (the MLflow SQLite store, the
-# reference data) import that validation's libraries import too. Measured on the demo model with
-# MLflow's SQLite store: the modules both sides load. tests/runtime checks each still imports.
+# What a deploy's steps between the MLflow run and validation (staging's warm-up file, the reference
+# data) import that validation's libraries import too. tests/runtime checks each still imports.
 VALIDATION_SHARED_MODULES = (
-    "sqlite3", "sqlalchemy.orm", "sqlalchemy.connectors.asyncio", "sqlalchemy.dialects.sqlite",
-    "sqlalchemy.dialects.postgresql", "markupsafe", "cryptography.hazmat.primitives.ciphers",
-    "cryptography.hazmat.primitives.hashes", "servegate.validation.reference",
+    "sqlite3", "markupsafe", "cryptography.hazmat.primitives.ciphers", "cryptography.hazmat.primitives.hashes",
+    "servegate.validation.reference",
+)
+# What MLflow's SQL store imports that Great Expectations imports too: shared only when MLflow runs in
+# this process (a Prefect worker's flow run); the CLI's MLflow runs in a helper process, so there its
+# import (~0.3 s) would be the calling thread's for nothing.
+MLFLOW_STORE_SHARED_MODULES = (
+    "sqlalchemy.orm", "sqlalchemy.connectors.asyncio", "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql",
 )
 
 
@@ -50,12 +55,12 @@ class Preloader:
     def started(self) -> bool:
         return self._thread is not None
 
-    def start(self) -> None:
-        """Start once (later calls do nothing)."""
+    def start(self, also_first: tuple[str, ...] = ()) -> None:
+        """Start once (later calls do nothing); ``also_first``: more modules to import here first."""
         with self._guard:
             if self._thread is not None:
                 return
-            for module in self.modules_first:
+            for module in self.modules_first + tuple(also_first):
                 importlib.import_module(module)
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()

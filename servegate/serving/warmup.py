@@ -7,9 +7,17 @@ a swap do not pay for lazy initialisation (TensorFlow Serving's
 saved_model_warmup.md). The format, from that page: a TFRecord file whose
 records are ``PredictionLog`` protos, at most 1000 of them, representative of
 the requests served. Here each record is a ``PredictLog`` holding a
-``PredictRequest`` against the served signature with one reference row
-(batch of 1, the shape of a typical online request); rows are taken in
-order and start again from the first when ``count`` exceeds them.
+``PredictRequest`` against the served signature.
+
+What TensorFlow initialises lazily (kernels, the graph's optimisation for an
+input shape) is done once per distinct input shape: a second request of a
+shape already replayed warms nothing more, and only lengthens every load of
+the version. So the file holds one record per distinct request shape (the
+dtype and shape of each input, and the signature): from reference rows, one
+row per request (batch of 1, a typical online request), so one record; from
+recorded traffic, the first request of each batch shape seen. A server that
+wants each record replayed more than once has
+``--num_request_iterations_for_warmup``.
 
 The file is written with ``tf.io.TFRecordWriter`` (TensorFlow computes the
 TFRecord framing and its masked CRC32C checksums) under a temporary name,
@@ -65,6 +73,21 @@ def _rows(inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
     return arrays, n_rows
 
 
+def _shape_key(inputs: dict[str, tuple[str, tuple[int, ...]]], signature_name: str) -> tuple:
+    """What makes two requests warm up the same: the signature and each input's dtype and shape."""
+    return signature_name, tuple(sorted(inputs.items()))
+
+
+def _row_key(arrays: dict[str, np.ndarray], row: int, signature_name: str) -> tuple:
+    return _shape_key({name: (array.dtype.str, array[row:row + 1].shape) for name, array in arrays.items()},
+                      signature_name)
+
+
+def _request_key(request) -> tuple:
+    return _shape_key({name: (int(tensor.dtype), tuple(d.size for d in tensor.tensor_shape.dim))
+                       for name, tensor in request.inputs.items()}, request.model_spec.signature_name)
+
+
 def _request_bytes(arrays: dict[str, np.ndarray], row: int, model_name: str, signature_name: str) -> bytes:
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -104,17 +127,23 @@ def _write_atomically(target: Path, records: list[bytes]) -> None:
 
 
 def write_warmup_from_requests(savedmodel_dir: Path, requests: list, *, model_name: str) -> Path | None:
-    """Write the warm-up file from recorded ``PredictRequest``s (at most 1000; each addressed to
-    ``model_name`` at whatever version loads it). None, writing nothing, when there are none or the
-    SavedModel already has a warm-up file."""
+    """Write the warm-up file from recorded ``PredictRequest``s: the first of each distinct request shape
+    (at most 1000 records; each addressed to ``model_name`` at whatever version loads it). None, writing
+    nothing, when there are none or the SavedModel already has a warm-up file."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     savedmodel_dir = Path(savedmodel_dir)
     target = warmup_file(savedmodel_dir)
     if not requests or target.exists():
         return None
-    records = []
-    for recorded in requests[:MAX_WARMUP_RECORDS]:
+    records, seen = [], set()
+    for recorded in requests:
+        key = _request_key(recorded)
+        if key in seen:
+            continue
+        if len(records) == MAX_WARMUP_RECORDS:
+            break
+        seen.add(key)
         request = predict_pb2.PredictRequest()
         request.CopyFrom(recorded)
         request.model_spec.Clear()  # the version that loads the file answers it, whatever was addressed then
@@ -123,7 +152,8 @@ def write_warmup_from_requests(savedmodel_dir: Path, requests: list, *, model_na
         records.append(prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
     _write_atomically(target, records)
-    log.info("wrote %d warm-up requests from recorded traffic to %s", len(records), target)
+    log.info("wrote %d warm-up requests (one per request shape among %d recorded) to %s",
+             len(records), len(requests), target)
     return target
 
 
@@ -138,8 +168,10 @@ def write_warmup_requests(
     """Write ``<savedmodel_dir>/assets.extra/tf_serving_warmup_requests``; returns its path.
 
     ``inputs`` maps each input of ``signature_name`` to an array of rows (the
-    same number of rows in each, dtypes as the signature wants them). The file
-    gets ``min(count, 1000)`` PredictRequests of one row each.
+    same number of rows in each, dtypes as the signature wants them). Of the
+    first ``count`` rows, each row of a request shape not seen yet becomes a
+    PredictRequest of that one row (arrays of rows share one shape per input,
+    so this is one record; at most 1000).
 
     Returns None, writing nothing, when ``count <= 0`` (warm-up off) or when
     the SavedModel already has a warm-up file (the user's own is kept).
@@ -156,8 +188,12 @@ def write_warmup_requests(
     if not any((savedmodel_dir / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
         raise WarmupDataError(f"warm-up: {savedmodel_dir} is not a SavedModel directory (no saved_model.pb)")
     arrays, n_rows = _rows(inputs)
-    n_records = min(int(count), MAX_WARMUP_RECORDS)
-    records = [_request_bytes(arrays, i % n_rows, model_name, signature_name) for i in range(n_records)]
+    first_of_shape: dict[tuple, int] = {}
+    for row in range(min(int(count), n_rows)):
+        first_of_shape.setdefault(_row_key(arrays, row, signature_name), row)
+    rows = list(first_of_shape.values())[:MAX_WARMUP_RECORDS]
+    records = [_request_bytes(arrays, row, model_name, signature_name) for row in rows]
     _write_atomically(target, records)
-    log.info("wrote %d warm-up requests (signature %s) to %s", n_records, signature_name, target)
+    log.info("wrote %d warm-up request(s) (one per request shape, signature %s) to %s",
+             len(records), signature_name, target)
     return target

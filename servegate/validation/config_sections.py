@@ -136,6 +136,7 @@ class Warmup(Section):
     """TF Serving warm-up requests written at stage (assets.extra/tf_serving_warmup_requests)."""
 
     enabled: bool = True
-    requests: int = Field(100, ge=1, le=1000, description="reference rows written as warm-up requests")
+    requests: int = Field(100, ge=1, le=1000, description="reference rows (or newest recorded requests) "
+                          "searched for distinct request shapes: one warm-up record each")
     source: Literal["reference", "traffic"] = Field(
         "reference", description="traffic: the newest recorded requests (traffic.logs) instead of reference rows")

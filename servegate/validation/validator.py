@@ -20,8 +20,9 @@ It reads as its steps (the canary is already AVAILABLE; the caller owns it):
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from servegate.validation.config import DeployConfig, load_config
 from servegate.validation.gx_suite import run_suites
 from servegate.validation.outputs import plan_outputs
 from servegate.validation.reference import Reference, load_reference
+# Imported here rather than lazily in report.write: the report may be drawn in a thread beside the
+# caller's own imports, and two threads importing at once can deadlock (servegate.runtime.preload).
+from servegate.validation import report_html  # noqa: F401
 from servegate.validation.report import CheckResult, ValidationReport
 from servegate.validation.send import (GoldenError, RowProgress, address, describe, golden_arrays, make_client,
                                        send)
@@ -166,7 +170,8 @@ def _artifacts(run: _Run, ctx: CheckContext, outputs: list, traffic: Any) -> dic
 def validate(endpoint: Any, reference: Reference | str | Path, config: DeployConfig | str | Path | Mapping | None = None,
              *, candidate: str | int = "canary", baseline: str | int | None = None, golden: Any = None,
              production_signature: Any = None, out_dir: str | Path, load_seconds: float | None = None,
-             model_name: str | None = None, progress: RowProgress | None = None) -> ValidationReport:
+             model_name: str | None = None, progress: RowProgress | None = None,
+             beside: Callable[[Callable[[], None]], None] | None = None) -> ValidationReport:
     """Validate the candidate served by a canary; see the module docstring for the steps.
 
     - ``endpoint``: a :class:`ServingClient`, a started runner, or an endpoint
@@ -179,6 +184,8 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: DeployCon
     - ``production_signature``: what production serves now; None skips contract.
     - ``load_seconds``: time the canary took to become AVAILABLE (load check).
     - ``progress``: called as answers arrive, with (version or label, rows answered, rows in all).
+    - ``beside``: given, and the verdict passed, it is handed the work that draws the plots and
+      writes the report's files, to run beside what follows (the report is complete once it ran).
     """
     config = load_config(config)
     run_started = time.perf_counter()
@@ -203,18 +210,27 @@ def validate(endpoint: Any, reference: Reference | str | Path, config: DeployCon
                        input_mismatch=mismatch)
     ctx.shadow = _replay_traffic(run, candidate, baseline, [o.name for o in outputs])
     results = _judge_all(run, ctx)
-    began = time.perf_counter()
-    artifacts = _artifacts(run, ctx, outputs, traffic)
-    run.timings["plots_s"] = time.perf_counter() - began
-    run.timings["total_s"] = time.perf_counter() - run.started
     primary = outputs[0] if outputs else None
     report = ValidationReport(
         model_name=client.model_name, candidate=describe(candidate),
         baseline=None if baseline is None else describe(baseline), rows=reference.n_rows, checks=results,
         timings=run.timings, task=primary.task if primary else "n/a", transport=client.transport,
-        artifacts=artifacts, required=list(config.require),
+        artifacts={}, required=list(config.require),
         unvalidated_outputs=sorted(set(served.outputs) - {o.name for o in outputs}),
         outputs=[{"name": o.name, "task": o.task, "task_reason": o.task_reason,
                   "label_column": o.label_column} for o in outputs])
-    report.write(run.out)
+    finish = functools.partial(_finish_report, run, ctx, outputs, traffic, report)
+    if beside is not None and report.verdict == "passed":
+        beside(finish)  # a rejected model's report is finished before the rejection is acted on
+    else:
+        finish()
     return report
+
+
+def _finish_report(run: _Run, ctx: CheckContext, outputs: list, traffic: Any, report: ValidationReport) -> None:
+    """The plots and the report's files (report.json, report.md, report.html): after the verdict."""
+    began = time.perf_counter()
+    report.artifacts.update(_artifacts(run, ctx, outputs, traffic))
+    run.timings["plots_s"] = time.perf_counter() - began
+    run.timings["total_s"] = time.perf_counter() - run.started
+    report.write(run.out)

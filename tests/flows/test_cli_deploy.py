@@ -170,3 +170,52 @@ def test_bad_config_exits_2_naming_the_field(cli_env, demo_files, tmp_path):
                        "--reference", str(files.reference_path), "--config", str(config))
     assert result.returncode == 2
     assert "parity.atol" in result.stderr
+
+
+# A sitecustomize that makes the report's plots fail in the servegate process only (the one that imports
+# servegate.validation.tables), after the verdict: the side work beside the promotion fails for real.
+_FAILING_PLOTS = '''
+import importlib.abc, sys
+
+class _Patch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "servegate.validation.tables":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+
+            def draw_plots(*args, **kwargs):
+                raise OSError("disk full while drawing the plots")
+            module.draw_plots = draw_plots
+        spec.loader.exec_module = exec_module
+        return spec
+
+import importlib.util
+sys.meta_path.insert(0, _Patch())
+'''
+
+
+# Long (a whole deploy): CI's second step.
+@pytest.mark.reliability
+@pytest.mark.slow
+def test_a_report_that_fails_beside_the_promotion_fails_the_deploy_and_rolls_production_back(
+        cli_env, demo_files, tmp_path):
+    from tests.support.cli import checkout_pythonpath
+
+    (tmp_path / "sitecustomize.py").write_text(_FAILING_PLOTS)
+    env = {**cli_env, "PYTHONPATH": f"{tmp_path}:{checkout_pythonpath()}"}
+    files = demo_files["baseline"]
+    name = "cli-report-" + NAME
+    result = servegate(env, "deploy", "--model", str(files.model_path), "--name", name,
+                       "--reference", str(files.reference_path), "--json")
+    assert result.returncode == 2, result.stderr[-3000:]
+    outcome = json.loads(result.stdout)
+    assert outcome["error"]["kind"] == "ReportError", outcome
+    assert "disk full while drawing the plots" in outcome["error"]["message"]
+    store = Path(cli_env["SERVEGATE_STORE"])
+    assert not any((store / "production" / name).glob("[0-9]*"))  # the promotion was rolled back
+    assert (store / "rejected" / name / "1").is_dir()

@@ -11,7 +11,13 @@ import shutil
 import numpy as np
 import pytest
 
-from servegate.serving.warmup import MAX_WARMUP_RECORDS, WarmupDataError, warmup_file, write_warmup_requests
+from servegate.serving.warmup import (
+    MAX_WARMUP_RECORDS,
+    WarmupDataError,
+    warmup_file,
+    write_warmup_from_requests,
+    write_warmup_requests,
+)
 
 
 def _read_back(path):
@@ -29,31 +35,63 @@ def savedmodel(tiny_savedmodel, tmp_path):
     return target
 
 
-def test_writes_one_predict_request_per_row_cycling_when_count_exceeds_rows(savedmodel):
+def test_rows_of_one_shape_make_one_predict_request_of_the_first_row(savedmodel):
     from servegate.serving.server.tensor_codec import tensor_proto_to_ndarray
 
     rows = np.arange(12, dtype="float32").reshape(3, 4)
     path = write_warmup_requests(savedmodel, {"features": rows}, model_name="tiny", count=5)
     assert path == savedmodel / "assets.extra" / "tf_serving_warmup_requests" == warmup_file(savedmodel)
     records = _read_back(path)
-    assert len(records) == 5
-    for i, record in enumerate(records):
-        assert record.WhichOneof("log_type") == "predict_log"
-        request = record.predict_log.request
-        assert request.model_spec.name == "tiny"
-        assert request.model_spec.signature_name == "serving_default"
-        value = tensor_proto_to_ndarray(request.inputs["features"])
-        assert value.dtype == np.float32 and value.shape == (1, 4)
-        np.testing.assert_array_equal(value, rows[i % 3:i % 3 + 1])
+    assert len(records) == 1  # a second request of the same shape warms nothing more
+    assert records[0].WhichOneof("log_type") == "predict_log"
+    request = records[0].predict_log.request
+    assert request.model_spec.name == "tiny"
+    assert request.model_spec.signature_name == "serving_default"
+    value = tensor_proto_to_ndarray(request.inputs["features"])
+    assert value.dtype == np.float32 and value.shape == (1, 4)
+    np.testing.assert_array_equal(value, rows[:1])
     assert sorted(p.name for p in path.parent.iterdir()) == ["tf_serving_warmup_requests"]  # no temp file left
 
 
-def test_count_is_capped_at_tensorflow_servings_limit(savedmodel):
+def test_the_signature_asked_for_is_the_requests(savedmodel):
     path = write_warmup_requests(savedmodel, {"features": np.zeros((2, 4), "float32")}, model_name="m",
                                  signature_name="other", count=5000)
     records = _read_back(path)
-    assert len(records) == MAX_WARMUP_RECORDS == 1000
+    assert len(records) == 1
     assert records[0].predict_log.request.model_spec.signature_name == "other"
+
+
+def test_recorded_requests_give_one_record_per_distinct_shape_first_seen_kept(savedmodel):
+    from tensorflow_serving.apis import predict_pb2
+
+    from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+
+    def request(batch, fill, signature="serving_default"):
+        made = predict_pb2.PredictRequest()
+        made.model_spec.name, made.model_spec.signature_name = "old", signature
+        made.inputs["features"].CopyFrom(ndarray_to_tensor_proto(np.full((batch, 4), fill, "float32")))
+        return made
+
+    recorded = [request(1, 0), request(1, 1), request(8, 2), request(1, 3), request(8, 4), request(1, 5, "other")]
+    path = write_warmup_from_requests(savedmodel, recorded, model_name="tiny")
+    records = [r.predict_log.request for r in _read_back(path)]
+    assert [(r.model_spec.name, r.model_spec.signature_name) for r in records] == [
+        ("tiny", "serving_default"), ("tiny", "serving_default"), ("tiny", "other")]
+    firsts = [tensor_proto_to_ndarray(r.inputs["features"]) for r in records]
+    assert [(a.shape, float(a[0, 0])) for a in firsts] == [((1, 4), 0.0), ((8, 4), 2.0), ((1, 4), 5.0)]
+
+
+def test_recorded_requests_are_capped_at_tensorflow_servings_limit_of_distinct_shapes(savedmodel):
+    from tensorflow_serving.apis import predict_pb2
+
+    from servegate.serving.server.tensor_codec import ndarray_to_tensor_proto
+
+    recorded = []
+    for batch in range(1, MAX_WARMUP_RECORDS + 6):
+        made = predict_pb2.PredictRequest()
+        made.inputs["features"].CopyFrom(ndarray_to_tensor_proto(np.zeros((batch, 1), "float32")))
+        recorded.append(made)
+    assert len(_read_back(write_warmup_from_requests(savedmodel, recorded, model_name="m"))) == 1000
 
 
 @pytest.mark.parametrize("count", [0, -1])
@@ -75,8 +113,9 @@ def test_string_inputs_become_dt_string_tensors(savedmodel):
     from tensorflow.core.framework import types_pb2
 
     path = write_warmup_requests(savedmodel, {"text": np.array(["a", "bc"])}, model_name="m", count=2)
-    tensor = _read_back(path)[1].predict_log.request.inputs["text"]
-    assert tensor.dtype == types_pb2.DT_STRING and list(tensor.string_val) == [b"bc"]
+    (record,) = _read_back(path)  # strings of other lengths are requests of one shape
+    tensor = record.predict_log.request.inputs["text"]
+    assert tensor.dtype == types_pb2.DT_STRING and list(tensor.string_val) == [b"a"]
 
 
 @pytest.mark.parametrize("inputs, message", [
