@@ -41,6 +41,32 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path):
     assert sum(1 for p in log_files(prefix) for _ in LogReader().records(p)) == 2
 
 
+def test_finished_records_are_written_as_queued_and_a_full_queue_refuses_before_building(tmp_path):
+    """The bundled server builds a record on the request thread only when ``has_room``, then queues bytes."""
+    release = threading.Event()
+    dropped: list[tuple[str, str]] = []
+    recorder = Recorder(queue_size=1, on_drop=lambda model, reason: dropped.append((model, reason)))
+    prefix = str(tmp_path / "m")
+    try:
+        started = threading.Event()
+
+        def slow() -> bytes:
+            started.set()
+            release.wait(10)  # a writer stuck on a slow disk
+            return _record("first")
+
+        assert recorder.submit(prefix, "m", slow)
+        started.wait(5)
+        assert recorder.has_room("m") and recorder.submit(prefix, "m", _record("second"))
+        assert not recorder.has_room("m")  # full: the caller builds nothing, the drop is counted once
+        assert dropped == [("m", "queue_full")]
+    finally:
+        release.set()
+        recorder.close()
+    names = [record.log_metadata.model_spec.name for p in log_files(prefix) for record in LogReader().records(p)]
+    assert names == ["first", "second"]
+
+
 def test_a_truncated_file_yields_its_whole_records_and_reports_the_rest(tmp_path):
     recorder = Recorder(limits=RotationLimits())
     prefix = str(tmp_path / "m")

@@ -15,8 +15,9 @@ arrived, so a replay can send it the same way:
 Only answered requests are logged: a request the server refused has no
 answer to compare a candidate's with.
 
-The records are built on the request log's writer thread, which shares the
-GIL with the request threads, so the builders keep their Python work small:
+The records are built on the request thread (the bundled server) or the
+log's writer thread (the tap), each holding the GIL that every request
+thread needs, so the builders keep their Python work small:
 the metadata is serialized once per model, version, signature, origin, rate
 and second, and the model specs once per model, version and signature
 (cached); the request and response are serialized on their own and framed

@@ -1,11 +1,13 @@
 """Write request logs as TensorFlow Serving's ``PredictionLog`` TFRecord files, off the request path.
 
-A request thread only decides to log (sampling) and appends a small item to
-a bounded queue: a plain ``deque`` append, with no lock and no wake-up of the
-writer. One writer thread wakes every ``DRAIN_INTERVAL_S`` (or at once when
-the queue is half full), builds the ``PredictionLog`` of every queued item,
-appends them and flushes. Waking the writer for each request would make it
-contend for the GIL with the request threads on every request. When the queue
+A request thread only decides to log (sampling) and appends an item to a
+bounded queue: a plain ``deque`` append, with no lock and no wake-up of the
+writer. The item is a finished record (the bundled server builds it on the
+request thread) or a function that builds it (the tap). One writer thread
+wakes every ``DRAIN_INTERVAL_S`` (or at once when the queue is half full),
+builds what is still to build, appends every queued record and flushes.
+Waking the writer for each request would make it contend for the GIL with
+the request threads on every request. When the queue
 is full the item is dropped and counted: logging never makes a request wait or
 fail, and a slow disk shows up as drops, not as latency. The bound is checked
 without a lock, so the queue may pass it by at most one item per request
@@ -148,7 +150,7 @@ class Recorder:
         self._capacity = queue_size
         self._wake_at = max(1, queue_size // 2)
         # (prefix, model name, build): a tuple, the cheapest record to make on the request thread
-        self._items: collections.deque[tuple[str, str, Build]] = collections.deque()
+        self._items: collections.deque[tuple[str, str, Build | bytes]] = collections.deque()
         self._on_drop = on_drop
         self._on_write = on_write
         self._files: dict[str, LogFiles] = {}
@@ -157,10 +159,18 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, prefix: str, model_name: str, build: Build) -> bool:
-        """Queue one record; False (and a counted drop) when the queue is full."""
+    def has_room(self, model_name: str) -> bool:
+        """Whether the queue takes one more record; False (and a counted drop) when it is full, so a
+        caller that builds the record before ``submit`` does not build one to drop."""
         if len(self._items) >= self._capacity:
             self._on_drop(model_name, "queue_full")
+            return False
+        return True
+
+    def submit(self, prefix: str, model_name: str, build: "Build | bytes") -> bool:
+        """Queue one record, built (bytes) or to build on the writer thread; False (and a counted drop)
+        when the queue is full."""
+        if not self.has_room(model_name):
             return False
         self._items.append((prefix, model_name, build))
         if len(self._items) >= self._wake_at:
@@ -189,9 +199,9 @@ class Recorder:
             for model_name, count in written.items():
                 self._on_write(model_name, count)
 
-    def _write(self, prefix: str, model_name: str, build: Build) -> bool:
+    def _write(self, prefix: str, model_name: str, build: Build | bytes) -> bool:
         try:
-            record = build()
+            record = build if isinstance(build, bytes) else build()
             if record is None:
                 return False
             files = self._files.get(prefix)

@@ -1,11 +1,12 @@
 """Protobuf wire format by hand, for the few messages the request log writes on every record.
 
-A record is built on the request log's writer thread, which shares the GIL
-with the request threads, so every microsecond it spends in Python is taken
-from a request. Filling ``TensorProto`` and ``PredictRequest`` messages field
-by field and serializing them costs several times more than writing their
-bytes directly. Protobuf's wire format allows it: a message is the
-concatenation of its fields, each a tag (field number and wire type) and, for
+A record is built on a request thread (the bundled server) or the log's
+writer thread (the tap), holding the GIL that every request thread needs, so
+every microsecond it spends in Python is taken from a request. Filling
+``TensorProto`` and ``PredictRequest`` messages field by field and
+serializing them costs several times more than writing their bytes directly.
+Protobuf's wire format allows it: a message is the concatenation of its
+fields, each a tag (field number and wire type) and, for
 a length-delimited field (a string, bytes, an embedded message, a map entry),
 a varint length and the payload. A parser reads such bytes as the message
 whose fields they are, whatever order the fields come in.
