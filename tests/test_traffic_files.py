@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from tensorflow_serving.apis import prediction_log_pb2
@@ -17,52 +18,43 @@ def _record(name: str) -> bytes:
     return record.SerializeToString()
 
 
-def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path):
-    release = threading.Event()
+@contextlib.contextmanager
+def _stuck_writer(tmp_path, first: str):
+    """A recorder with a queue of one whose writer is stuck on its first record (a slow disk) until the
+    block ends; yields (recorder, prefix, drops)."""
+    release, started = threading.Event(), threading.Event()
     dropped: list[tuple[str, str]] = []
     recorder = Recorder(queue_size=1, on_drop=lambda model, reason: dropped.append((model, reason)))
     prefix = str(tmp_path / "m")
+
+    def slow() -> bytes:
+        started.set()
+        release.wait(10)
+        return _record(first)
+
     try:
-        started = threading.Event()
-
-        def slow() -> bytes:
-            started.set()
-            release.wait(10)  # a writer stuck on a slow disk
-            return _record("m")
-
         assert recorder.submit(prefix, "m", slow)
         started.wait(5)
-        assert recorder.submit(prefix, "m", lambda: _record("m"))      # fills the queue of one
-        assert not recorder.submit(prefix, "m", lambda: _record("m"))  # dropped at once, no wait
-        assert dropped == [("m", "queue_full")]
+        yield recorder, prefix, dropped
     finally:
         release.set()
         recorder.close()
+
+
+def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path):
+    with _stuck_writer(tmp_path, "m") as (recorder, prefix, dropped):
+        assert recorder.submit(prefix, "m", lambda: _record("m"))      # fills the queue of one
+        assert not recorder.submit(prefix, "m", lambda: _record("m"))  # dropped at once, no wait
+        assert dropped == [("m", "queue_full")]
     assert sum(1 for p in log_files(prefix) for _ in LogReader().records(p)) == 2
 
 
 def test_finished_records_are_written_as_queued_and_a_full_queue_refuses_before_building(tmp_path):
     """The bundled server builds a record on the request thread only when ``has_room``, then queues bytes."""
-    release = threading.Event()
-    dropped: list[tuple[str, str]] = []
-    recorder = Recorder(queue_size=1, on_drop=lambda model, reason: dropped.append((model, reason)))
-    prefix = str(tmp_path / "m")
-    try:
-        started = threading.Event()
-
-        def slow() -> bytes:
-            started.set()
-            release.wait(10)  # a writer stuck on a slow disk
-            return _record("first")
-
-        assert recorder.submit(prefix, "m", slow)
-        started.wait(5)
+    with _stuck_writer(tmp_path, "first") as (recorder, prefix, dropped):
         assert recorder.has_room("m") and recorder.submit(prefix, "m", _record("second"))
         assert not recorder.has_room("m")  # full: the caller builds nothing, the drop is counted once
         assert dropped == [("m", "queue_full")]
-    finally:
-        release.set()
-        recorder.close()
     names = [record.log_metadata.model_spec.name for p in log_files(prefix) for record in LogReader().records(p)]
     assert names == ["first", "second"]
 

@@ -50,3 +50,12 @@ def canary(model_dirs, tmp_path_factory):
                       labels={"stable": VERSION["good"], "canary": VERSION["worse"]})
     with running_canary(spec, tmp_path_factory.mktemp("servegate_home")) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def sigmoid_path(tmp_path_factory):
+    """A reference for the sigmoid classifier (features, label, golden answers)."""
+    a = models.sigmoid_reference()
+    path = tmp_path_factory.mktemp("sigmoid") / "sigmoid.parquet"
+    pd.DataFrame({"features": list(a["features"]), "label": a["label"], "golden": a["golden"]}).to_parquet(path)
+    return path

@@ -21,14 +21,6 @@ LOAD = {"requests": 60}
 
 
 @pytest.fixture(scope="module")
-def sigmoid_path(tmp_path_factory):
-    a = models.sigmoid_reference()
-    path = tmp_path_factory.mktemp("sigmoid") / "sigmoid.parquet"
-    pd.DataFrame({"features": list(a["features"]), "label": a["label"], "golden": a["golden"]}).to_parquet(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def unlabelled_path(tmp_path_factory, reference_arrays):
     path = tmp_path_factory.mktemp("unlabelled") / "inputs_only.parquet"
     pd.DataFrame({"features": list(reference_arrays["features"])}).to_parquet(path)

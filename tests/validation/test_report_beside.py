@@ -3,20 +3,11 @@ to draw beside the promotion; after a failed verdict they are drawn before ``val
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from servegate.validation import load_config, load_reference, validate
 from tests.validation import models
 from tests.validation.conftest import VERSION
-
-
-@pytest.fixture(scope="module")
-def sigmoid_path(tmp_path_factory):
-    a = models.sigmoid_reference()
-    path = tmp_path_factory.mktemp("sigmoid") / "sigmoid.parquet"
-    pd.DataFrame({"features": list(a["features"]), "label": a["label"], "golden": a["golden"]}).to_parquet(path)
-    return path
 
 
 def _validate(canary, path, version, tmp_path, handed: list):
