@@ -13,7 +13,8 @@ timer. Nothing is faked: the step runs for real up to the kill.
 - ``during_validation`` — ``SERVEGATE_TEST_KILL_DELAY`` seconds (default 0.3)
   after ``attempt.canary.run_validation`` began sending the reference rows;
 - ``during_verify`` — the same delay after ``attempt.production.verify_served_version`` began
-  (the new version is in production; the production server may not serve it yet);
+  (the new version is in production; the production server may not serve it yet), or as it
+  returns when it returns sooner (as for ``during_validation`` and ``during_bake``);
 - ``during_bake`` — the same delay after the bake began watching production
   (``bake.baking.run_bake``: the new version is in production and the
   bake is marked ``in_progress`` in MLflow);
@@ -84,10 +85,22 @@ def _during(module, name: str, point: str, delay: float) -> None:
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
-        timer = threading.Timer(delay, lambda: _die(point))
+        fired = threading.Lock()
+
+        def die_once() -> None:
+            if fired.acquire(blocking=False):
+                _die(point)
+
+        timer = threading.Timer(delay, die_once)
         timer.daemon = True
         timer.start()
-        return original(*args, **kwargs)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            # A call shorter than the delay (production already serving the version at the first poll)
+            # is killed as it returns, still inside its step: the kill is never missed.
+            timer.cancel()
+            die_once()
 
     setattr(module, name, wrapper)
 
