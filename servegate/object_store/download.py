@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from servegate.model_store.fsutil import checkpoint, fsync_dir
-from servegate.object_store.connect import call, translate
+from servegate.object_store.connect import translate
 from servegate.object_store.errors import ManifestMismatch
 from servegate.object_store.location import S3Location
 from servegate.object_store.records import FileEntry, Manifest
-from servegate.object_store.versions import files_prefix
+from servegate.object_store.versions import files_prefix, list_objects
 
 TMP_PREFIX = ".servegate-tmp-"
 
@@ -56,14 +56,7 @@ class HashingWriter:
 
 def _listed(client: Any, location: S3Location, prefix: str) -> dict[str, tuple[int, str]]:
     """Size and ETag of every object under ``prefix``, from one listing (a page per 1000 keys)."""
-    found: dict[str, tuple[int, str]] = {}
-    kwargs = {"Bucket": location.bucket, "Prefix": prefix}
-    while True:
-        page = call(client, location, f"listing {prefix}", "list_objects_v2", **kwargs)
-        found.update({item["Key"]: (item["Size"], item["ETag"]) for item in page.get("Contents", [])})
-        if not page.get("IsTruncated"):
-            return found
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    return {item["Key"]: (item["Size"], item["ETag"]) for item in list_objects(client, location, prefix)}
 
 
 def _known_object(size: int, etag: str) -> Any:

@@ -50,15 +50,20 @@ def manifest_key(location: S3Location, name: str, version: int) -> str:
     return model_key(location, name, "versions", str(version), "manifest.json")
 
 
-def list_keys(client: Any, location: S3Location, prefix: str) -> list[str]:
-    keys: list[str] = []
+def list_objects(client: Any, location: S3Location, prefix: str) -> list[dict]:
+    """Every object under ``prefix`` as the listing gives it (``Key``, ``Size``, ``ETag``, ...), all pages."""
+    objects: list[dict] = []
     kwargs = {"Bucket": location.bucket, "Prefix": prefix}
     while True:
         page = call(client, location, f"listing {prefix}", "list_objects_v2", **kwargs)
-        keys += [item["Key"] for item in page.get("Contents", [])]
+        objects += page.get("Contents", [])
         if not page.get("IsTruncated"):
-            return keys
+            return objects
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def list_keys(client: Any, location: S3Location, prefix: str) -> list[str]:
+    return [item["Key"] for item in list_objects(client, location, prefix)]
 
 
 def claimed_numbers(client: Any, location: S3Location, name: str) -> list[int]:
