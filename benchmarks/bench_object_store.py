@@ -75,17 +75,26 @@ def _timed(run: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
+def _turns(ours: Callable[[int], float], plain: Callable[[int], float], rounds: int,
+           cleanup: Callable[[], None] = lambda: None) -> tuple[list[float], list[float]]:
+    """``rounds`` rounds, the two sides taking turns (ours first in even rounds); each side returns its
+    seconds. Returns (ours, plain) seconds."""
+    ours_s, plain_s = [], []
+    for i in range(rounds):
+        for side in ((ours, plain) if i % 2 == 0 else (plain, ours)):
+            (ours_s if side is ours else plain_s).append(side(i))
+        cleanup()
+    return ours_s, plain_s
+
+
 def _rounds(ours: Callable[[int], None], plain: Callable[[int], None], rounds: int,
             cleanup: Callable[[], None] = lambda: None) -> dict:
     """Each side once untimed (a warm page cache for both), then ``rounds`` rounds in turns."""
     ours(-1)
     plain(-1)
     cleanup()
-    ours_s, plain_s = [], []
-    for i in range(rounds):
-        for side in ((ours, plain) if i % 2 == 0 else (plain, ours)):
-            (ours_s if side is ours else plain_s).append(_timed(lambda: side(i)))
-        cleanup()
+    ours_s, plain_s = _turns(lambda i: _timed(lambda: ours(i)), lambda i: _timed(lambda: plain(i)), rounds,
+                             cleanup)
     ratios = [p / o for p, o in zip(plain_s, ours_s)]
     return {"ratio": statistics.median(ratios), "round_ratios": [round(r, 2) for r in ratios],
             "ours_s": [round(s, 3) for s in ours_s], "plain_s": [round(s, 3) for s in plain_s]}
@@ -170,13 +179,9 @@ def _deploy_rounds(root: Path, s3_env: dict[str, str], rounds: int) -> dict:
     sides), the two sides taking turns after one untimed deploy (a warm page cache for both); the median
     of the per-round ratios (s3 / local)."""
     _deploy_wall(root, str(root / "local-store-warm"), {}, "warm")
-    local_s, s3_s = [], []
-    for i in range(rounds):
-        for side in (("local", "s3") if i % 2 == 0 else ("s3", "local")):
-            if side == "local":
-                local_s.append(_deploy_wall(root, str(root / f"local-store-{i}"), {}, f"local-{i}"))
-            else:
-                s3_s.append(_deploy_wall(root, f"s3://bench/deploy-store-{i}", s3_env, f"s3-{i}"))
+    local_s, s3_s = _turns(lambda i: _deploy_wall(root, str(root / f"local-store-{i}"), {}, f"local-{i}"),
+                           lambda i: _deploy_wall(root, f"s3://bench/deploy-store-{i}", s3_env, f"s3-{i}"),
+                           rounds)
     ratios = [s / loc for s, loc in zip(s3_s, local_s)]
     return {"ratio": statistics.median(ratios), "round_ratios": [round(r, 2) for r in ratios],
             "s3_s": [round(s, 1) for s in s3_s], "local_s": [round(s, 1) for s in local_s]}
