@@ -92,10 +92,10 @@ def converge(client: Any, location: S3Location, target: SyncTarget, serving_url:
     remove_leftovers(target.base_path)
     state, _ = read_production(client, location, target.name)
     report.wanted = wanted = state.serving
+    placed = wanted in present_versions(target.base_path)
     # Until the pass ends, a node with a server to ask is not known to serve anything.
-    report.lag_s = _lag(wanted, serving_url is None and wanted in present_versions(target.base_path),
-                        state.history)
-    if wanted is not None and wanted not in present_versions(target.base_path):
+    report.lag_s = _lag(wanted, serving_url is None and placed, state.history)
+    if wanted is not None and not placed:
         manifest = read_manifest(client, location, target.name, wanted)
         if manifest is None:
             raise ObjectStoreError(f"{location.uri}: production of {target.name!r} names version {wanted}, which "
@@ -111,8 +111,7 @@ def converge(client: Any, location: S3Location, target: SyncTarget, serving_url:
                 remove_version(target.base_path, version)
     report.present = present_versions(target.base_path)
     report.available = available_versions(serving_url, target.name) if serving_url else None
-    done = wanted is None or (wanted in (report.available if serving_url else report.present))
-    report.lag_s = _lag(wanted, done, state.history)
+    report.lag_s = _lag(wanted, wanted in (report.available if serving_url else report.present), state.history)
     return report
 
 
