@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from servegate.model_store.fsutil import checkpoint, fsync_dir
+from servegate.model_store.fsutil import checkpoint, fsync_dir, rename_noreplace
 from servegate.object_store.connect import translate
 from servegate.object_store.errors import ManifestMismatch
 from servegate.object_store.location import S3Location
@@ -131,7 +131,9 @@ def download_version(client: Any, location: S3Location, manifest: Manifest, targ
         for directory in sorted({p for p in staging.rglob("*") if p.is_dir()} | {staging}, reverse=True):
             fsync_dir(directory)
         checkpoint("s3-download:verified")
-        os.rename(staging, target)  # fails if target exists: a complete copy is never replaced
+        # never over a copy another process placed meanwhile: a plain rename onto a non-empty directory
+        # fails with ENOTEMPTY, which callers could not tell from a real error; this fails FileExistsError
+        rename_noreplace(staging, target)
         fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -89,3 +89,16 @@ def test_a_body_that_keeps_breaking_off_is_reported_as_the_endpoint_not_answerin
     with pytest.raises(EndpointUnreachable, match="did not answer while downloading saved_model.pb"):
         _download_file(Failing(), Client(), S3Location("b", "p"), Manifest("m", 1, [entry]), "k", None, entry,
                        tmp_path / "saved_model.pb")
+
+
+def test_a_copy_placed_meanwhile_is_kept_and_the_late_download_says_file_exists(s3_store, half_plus_two, tmp_path):
+    """Two deploys on one worker may fetch one version into the cache at once: the one that renames second
+    must fail FileExistsError (which the cache reads as "already placed"), not ENOTEMPTY, and leave
+    nothing behind. A plain ``os.rename`` of a directory onto a non-empty one fails ENOTEMPTY."""
+    manifest = s3_store.stage("m", half_plus_two)
+    target = download_version(s3_store.client, s3_store.location, manifest, tmp_path / "base" / "1")
+    placed = {p: p.stat().st_ino for p in target.rglob("*")}
+    with pytest.raises(FileExistsError):
+        download_version(s3_store.client, s3_store.location, manifest, target)
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["1"]
+    assert {p: p.stat().st_ino for p in target.rglob("*")} == placed
