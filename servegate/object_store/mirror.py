@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from servegate.model_store.errors import StoreError
+from servegate.model_store.fsutil import rename_noreplace
 from servegate.model_store.layout import PRODUCTION, REJECTED, STAGING
 from servegate.model_store.store import DEFAULT_RETENTION
 from servegate.model_store.results import StoreStatus
@@ -106,7 +107,10 @@ class MirroredStore:
         local.parent.mkdir(parents=True, exist_ok=True)
         staging = local.parent / f"{TMP_PREFIX}{manifest.version}-{uuid.uuid4().hex[:8]}"
         shutil.copytree(source, staging)
-        os.rename(staging, local)
+        try:
+            rename_noreplace(staging, local)
+        except FileExistsError:  # a reader on this machine fetched it meanwhile, whole and verified
+            shutil.rmtree(staging, ignore_errors=True)
         return manifest.version
 
     def promote(self, name: str, version: int, *, run_id: str | None = None) -> None:
