@@ -32,8 +32,9 @@ TensorFlow, Prefect's engine and MLflow, and without that import. Life cycle:
    call more than once.
 
 A deploy that is SIGKILLed never runs ``stop()``; on Linux the server and its
-warm-up are started with a parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so
-the kernel ends it with its owner and a killed deploy leaves no server behind.
+warm-up are started with a parent-death signal
+(``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so the kernel ends them with their
+owner and a killed deploy leaves no server behind.
 
 The server's own output goes to this process's stderr, never its stdout: the
 ``--json`` output of ``servegate deploy`` stays one JSON object.
