@@ -12,7 +12,9 @@ command, so that it boots on another core while this process imports
 TensorFlow, Prefect's engine and MLflow, and without that import. Life cycle:
 
 1. ``LocalPrefectServer.launch()`` picks a free loopback port and starts the
-   subprocess (non-blocking);
+   subprocess (non-blocking), and beside it the warm-up of
+   :mod:`servegate.flows.prefect_warmup` (read-only requests sent once the
+   server answers, so that the flow's first requests find it warm);
 2. ``wait_until_healthy(timeout_s)`` polls ``/api/health`` (for
    :func:`startup_timeout_s`: the user's Prefect setting, else 180 s, since a
    fresh HOME's first start creates Prefect's database); a server that
@@ -26,11 +28,13 @@ TensorFlow, Prefect's engine and MLflow, and without that import. Life cycle:
    talks to it;
 4. ``stop()`` (registered with :mod:`atexit` by ``launch()``, so it runs
    after Prefect's workers drained their queues at interpreter exit) sends
-   SIGTERM, then SIGKILL after 5 s. Safe to call more than once.
+   SIGTERM, then SIGKILL after 5 s, and ends a warm-up still running. Safe to
+   call more than once.
 
-A deploy that is SIGKILLed never runs ``stop()``; on Linux the server is
-started with a parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so
-the kernel ends it with its owner and a killed deploy leaves no server behind.
+A deploy that is SIGKILLed never runs ``stop()``; on Linux the server and its
+warm-up are started with a parent-death signal
+(``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so the kernel ends them with their
+owner and a killed deploy leaves no server behind.
 
 The server's own output goes to this process's stderr, never its stdout: the
 ``--json`` output of ``servegate deploy`` stays one JSON object.
@@ -52,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servegate.errors import OrchestrationError
+from servegate.flows import prefect_warmup
 from servegate.ports import free_port
 
 # uvicorn exits with 3 when it cannot bind its port (a race with another process); Prefect retries.
@@ -123,6 +128,7 @@ class LocalPrefectServer:
     port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
+    warm_up: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def api_url(self) -> str:
@@ -157,6 +163,21 @@ class LocalPrefectServer:
             # launch() runs on the command's main thread, whose death is the process's death.
             preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None,
         )
+        self._end_warm_up()  # a restart on another port: the old port's warm-up has nothing to warm
+        self.warm_up = prefect_warmup.launch(
+            self.api_url, startup_timeout_s(), _end_with_parent if sys.platform.startswith("linux") else None)
+
+    def warm_up_report(self, timeout_s: float) -> list[str]:
+        """What the warm-up did, once it ended: one ``METHOD PATH STATUS`` line per request."""
+        assert self.warm_up is not None
+        out, _ = self.warm_up.communicate(timeout=timeout_s)
+        return out.splitlines()
+
+    def _end_warm_up(self) -> None:
+        warm_up, self.warm_up = self.warm_up, None
+        if warm_up is not None and warm_up.poll() is None:
+            warm_up.kill()
+            warm_up.wait()
 
     def wait_until_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -193,6 +214,7 @@ class LocalPrefectServer:
         refresh_global_settings_context()
 
     def stop(self) -> None:
+        self._end_warm_up()
         process, self.process = self.process, None
         if process is None:
             return

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,10 @@ def test_first_deploy_on_a_brand_new_home(custom_model, tmp_path):
     assert "quality: the reference has no label column 'label'" in verdict, verdict
     assert "  outputs validated: prediction (regression)" in done.stdout.splitlines()
     assert "validate: verdict passed" in done.stderr and "promote: version 1" in done.stderr
+    # The local Prefect server's warm-up only read: the deploy's flow and its one flow run are all a user sees.
+    with closing(sqlite3.connect(home / ".prefect" / "prefect.db")) as db:
+        assert db.execute("select name from flow").fetchall() == [("deploy-model",)]
+        assert db.execute("select count(*) from flow_run").fetchone() == (1,)
     assert not NOISE.search(done.stdout + done.stderr), done.stdout + done.stderr
     log = _log_path(done.stderr)
     assert log.is_file() and log.is_relative_to(home / ".servegate" / "logs")
