@@ -1,0 +1,109 @@
+"""When the CLI's MLflow helper starts: once the deploy's other starting processes are idle, or at the preflight's end.
+
+The helper's MLflow import costs about 2.4 CPU-s and needs a core. During a
+deploy's first seconds both cores are taken: the export on one, the local
+Prefect server's and the spare canary's starts on the other; an import beside
+them slowed the export by as much as it saved (docs/performance.md). A long
+export (a large model) outlasts those starts, and the second core then idles
+for the rest of it while the helper waits for the preflight's end. So a
+watcher thread launches the helper as soon as every child process of this
+one is idle (asleep, and no CPU time used over a sampling window: their
+starts are done), and the preflight's end launches it if the watcher did not.
+
+Only MLflow's import runs early: the store is opened once the inputs passed
+(:func:`servegate.deploy.resources.open_tracker_soon`), so a refused input
+still leaves no MLflow store behind. The helper ends when the thread that
+launched it ends (Linux's parent-death signal, :mod:`servegate.tracking.helper`):
+a watcher that launched it therefore stays parked until the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from servegate.deploy import resources
+
+SAMPLE_S = 0.25   # between two looks at the children
+IDLE_CPU_S = 0.02  # CPU time a child may use in one window and still count as idle (timers, a heartbeat)
+IDLE_WINDOWS = 2   # consecutive idle windows needed: a start that paused on a disk read is not done
+
+
+def _children() -> dict[int, tuple[str, float]]:
+    """This process's children: pid -> (state letter, CPU seconds so far). Empty where /proc is missing."""
+    found: dict[int, tuple[str, float]] = {}
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return found
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in tasks:
+        try:
+            pids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # it ended meanwhile
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+            found[int(pid)] = (fields[0], (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def children_are_idle(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> bool:
+    """Whether every child in ``after`` is asleep and used at most :data:`IDLE_CPU_S` since ``before``."""
+    for pid, (state, cpu_s) in after.items():
+        if state in ("R", "D") or pid not in before or cpu_s - before[pid][1] > IDLE_CPU_S:
+            return False
+    return True
+
+
+@dataclass
+class HelperStarter:
+    """Launches the helper for ``tracking_uri`` once: by the watcher thread, or by :meth:`now`."""
+
+    tracking_uri: str | None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    launched_by: str | None = None  # "watcher" or "preflight's end", for the timeline
+
+    def start_watching(self) -> None:
+        if _children_readable():
+            threading.Thread(target=self._watch, name="servegate-helper-start", daemon=True).start()
+
+    def stop_watching(self) -> None:
+        """The preflight ended (passed or refused): the watcher launches nothing from now on."""
+        self._stop.set()
+
+    def now(self) -> None:
+        """The preflight passed: launch the helper now if the watcher has not."""
+        self.stop_watching()
+        self._launch("preflight's end")
+
+    def _launch(self, by: str) -> bool:
+        with self._lock:
+            if self.launched_by is not None or resources.tracks_in_helper(self.tracking_uri):
+                return False
+            resources.start_tracker_helper(self.tracking_uri)
+            self.launched_by = by
+            return True
+
+    def _watch(self) -> None:
+        before, idle = _children(), 0
+        while not self._stop.wait(SAMPLE_S):
+            after = _children()
+            idle = idle + 1 if children_are_idle(before, after) else 0
+            before = after
+            if idle >= IDLE_WINDOWS:
+                if not self._stop.is_set() and self._launch("watcher"):
+                    threading.Event().wait()  # the helper ends with the thread that launched it: park here
+                return
+
+
+def _children_readable() -> bool:
+    return Path(f"/proc/self/task/{threading.get_native_id()}/children").exists()
