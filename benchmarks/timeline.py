@@ -68,8 +68,8 @@ def _sample(root: int, started: float, seen: dict[int, Seen]) -> None:
             entry = seen[pid] = Seen(pid, _what(pid), now, now)
         entry.last_s, entry.cpu_s = now, stats[pid][1] / _TICK
         entry.peak_mib = max(entry.peak_mib, stats[pid][2] * _PAGE / 2**20)
-        if pid != root:  # a fork names itself only once it exec'd: name it again
-            entry.what = _what(pid) or entry.what
+        if pid != root and (what := _what(pid)) not in ("?", ""):  # a fork is named once it exec'd
+            entry.what = what
 
 
 def trace(argv: list[str], env: dict) -> tuple[list[Seen], str, float]:
