@@ -30,6 +30,7 @@ from servegate.deploy import resources
 SAMPLE_S = 0.25   # between two looks at the children
 IDLE_CPU_S = 0.02  # CPU time a child may use in one window and still count as idle (timers, a heartbeat)
 IDLE_WINDOWS = 2   # consecutive idle windows needed: a start that paused on a disk read is not done
+WATCHER = "watcher"
 
 
 def _children() -> dict[int, tuple[str, float]]:
@@ -70,7 +71,7 @@ class HelperStarter:
     tracking_uri: str | None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    launched_by: str | None = None  # "watcher" or "preflight's end", for the timeline
+    launched_by: str | None = None  # WATCHER or "preflight's end"
 
     def start_watching(self) -> None:
         if _children_readable():
@@ -78,7 +79,8 @@ class HelperStarter:
 
     def stop_watching(self) -> None:
         """The preflight ended (passed or refused): the watcher launches nothing from now on."""
-        self._stop.set()
+        with self._lock:  # a launch by the watcher is either done or never happens
+            self._stop.set()
 
     def now(self) -> None:
         """The preflight passed: launch the helper now if the watcher has not."""
@@ -87,6 +89,8 @@ class HelperStarter:
 
     def _launch(self, by: str) -> bool:
         with self._lock:
+            if by == WATCHER and self._stop.is_set():
+                return False
             if self.launched_by is not None or resources.tracks_in_helper(self.tracking_uri):
                 return False
             resources.start_tracker_helper(self.tracking_uri)
@@ -100,7 +104,7 @@ class HelperStarter:
             idle = idle + 1 if children_are_idle(before, after) else 0
             before = after
             if idle >= IDLE_WINDOWS:
-                if not self._stop.is_set() and self._launch("watcher"):
+                if self._launch(WATCHER):
                     threading.Event().wait()  # the helper ends with the thread that launched it: park here
                 return
 
