@@ -8,7 +8,9 @@ export (a large model) outlasts those starts, and the second core then idles
 for the rest of it while the helper waits for the preflight's end. So a
 watcher thread launches the helper as soon as every child process of this
 one is idle (asleep, and no CPU time used over a sampling window: their
-starts are done), and the preflight's end launches it if the watcher did not.
+starts are done) and the machine has a core to spare (other work on it would
+otherwise take the helper's core from the export: measured, docs/performance.md),
+and the preflight's end launches it if the watcher did not.
 
 Only MLflow's import runs early: the store is opened once the inputs passed
 (:func:`servegate.deploy.resources.open_tracker_soon`), so a refused input
@@ -30,6 +32,7 @@ from servegate.deploy import resources
 SAMPLE_S = 0.25   # between two looks at the children
 IDLE_CPU_S = 0.02  # CPU time a child may use in one window and still count as idle (timers, a heartbeat)
 IDLE_WINDOWS = 2   # consecutive idle windows needed: a start that paused on a disk read is not done
+SPARE_CORES = 0.6  # idle CPU the whole machine must have had in a window (in cores) for the helper's import
 WATCHER = "watcher"
 
 
@@ -54,6 +57,22 @@ def _children() -> dict[int, tuple[str, float]]:
             fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
             found[int(pid)] = (fields[0], (int(fields[11]) + int(fields[12])) / tick)
     return found
+
+
+def _machine_times() -> tuple[float, float]:
+    """(idle, total) CPU time of the whole machine so far, in clock ticks (/proc/stat's first line)."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [float(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return values[3] + values[4], sum(values[:8])  # idle + iowait; user..steal
+
+
+def spare_cores(before: tuple[float, float], after: tuple[float, float], cores: int) -> float:
+    """How many cores stood idle between two :func:`_machine_times` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total * cores if total > 0 else 0.0
 
 
 def children_are_idle(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> bool:
@@ -98,11 +117,13 @@ class HelperStarter:
             return True
 
     def _watch(self) -> None:
-        before, idle = _children(), 0
+        before, machine, idle = _children(), _machine_times(), 0
+        cores = os.cpu_count() or 1
         while not self._stop.wait(SAMPLE_S):
-            after = _children()
-            idle = idle + 1 if children_are_idle(before, after) else 0
-            before = after
+            after, machine_after = _children(), _machine_times()
+            quiet = children_are_idle(before, after) and spare_cores(machine, machine_after, cores) >= SPARE_CORES
+            idle = idle + 1 if quiet else 0
+            before, machine = after, machine_after
             if idle >= IDLE_WINDOWS:
                 if self._launch(WATCHER):
                     threading.Event().wait()  # the helper ends with the thread that launched it: park here

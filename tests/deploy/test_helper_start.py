@@ -23,12 +23,20 @@ def test_children_are_idle_only_when_every_child_sleeps_without_cpu():
     assert helper_start.children_are_idle(before, {})  # no children: nothing competes for the other core
 
 
+def test_spare_cores_is_the_idle_share_of_the_machine_in_cores():
+    assert helper_start.spare_cores((100, 1000), (150, 1100), 2) == 1.0  # half the ticks idle on 2 cores
+    assert helper_start.spare_cores((100, 1000), (100, 1100), 2) == 0.0
+    assert helper_start.spare_cores((100, 1000), (100, 1000), 2) == 0.0  # no ticks: nothing to judge
+
+
 def _take_helper(uri: str):
     return resources._helpers.pop(uri, None)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watcher reads /proc")
-def test_the_watcher_waits_for_a_busy_child_then_launches_the_helper_without_opening_the_store(tmp_path):
+def test_the_watcher_waits_for_a_busy_child_then_launches_the_helper_without_opening_the_store(tmp_path,
+                                                                                               monkeypatch):
+    monkeypatch.setattr(helper_start, "SPARE_CORES", 0.0)  # the machine's other work is not this test's
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     busy = subprocess.Popen([sys.executable, "-c", BUSY])
@@ -79,3 +87,16 @@ def test_a_refused_preflight_stops_the_watcher_before_it_launches(tmp_path):
     starter.stop_watching()  # the preflight refused the input before the children went idle
     time.sleep(1.0)
     assert starter.launched_by is None and not resources.tracks_in_helper(uri)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watcher reads /proc")
+def test_a_machine_without_a_spare_core_keeps_the_helper_for_the_preflights_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(helper_start, "SPARE_CORES", 1000.0)  # more idle cores than any machine has
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    starter = helper_start.HelperStarter(uri)
+    try:
+        starter.start_watching()
+        time.sleep(1.2)  # no busy child: only the machine's idle share holds the watcher back
+        assert starter.launched_by is None and not resources.tracks_in_helper(uri)
+    finally:
+        starter.stop_watching()
