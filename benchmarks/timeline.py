@@ -1,9 +1,10 @@
 """The critical path of one ``servegate deploy`` as a timeline of its processes (docs/performance.md).
 
-    python -m benchmarks.timeline [--same-work]
+    python -m benchmarks.timeline [--same-work] [--large]
 
 Runs one deploy of the demo model (or, with ``--same-work``, the hand-written
-script of :mod:`benchmarks.same_work`) and samples ``/proc`` every 50 ms: for
+script of :mod:`benchmarks.same_work`; with ``--large``, of the ResNet50 at
+64x64 that ``BENCH_DEPLOY_LARGE=1`` benchmarks) and samples ``/proc`` every 50 ms: for
 each process of the tree, when it was first and last seen (seconds from the
 command's start), its CPU seconds and what it is. With the deploy's JSON
 ``phases`` (the CLI process's own phases) this is both cores' timeline. Not a
@@ -67,8 +68,8 @@ def _sample(root: int, started: float, seen: dict[int, Seen]) -> None:
             entry = seen[pid] = Seen(pid, _what(pid), now, now)
         entry.last_s, entry.cpu_s = now, stats[pid][1] / _TICK
         entry.peak_mib = max(entry.peak_mib, stats[pid][2] * _PAGE / 2**20)
-        if entry.what.startswith("/") or entry.what == "?":  # a fork that exec'd later: name it again
-            entry.what = _what(pid)
+        if pid != root and (what := _what(pid)) not in ("?", ""):  # a fork is named once it exec'd
+            entry.what = what
 
 
 def trace(argv: list[str], env: dict) -> tuple[list[Seen], str, float]:
@@ -108,17 +109,24 @@ def main(argv: list[str]) -> int:
     from servegate.tracking import Tracker
 
     root = Path(tempfile.mkdtemp(prefix="timeline-"))
-    files = write_variant("baseline", root / "models")
+    if "--large" in argv:
+        from benchmarks.bench_deploy import _large_model
+
+        (root / "models").mkdir()
+        model_path, reference_path = _large_model(root / "models")
+    else:
+        files = write_variant("baseline", root / "models")
+        model_path, reference_path = files.model_path, files.reference_path
     home = root / "home"
     env = dict(os.environ, SERVEGATE_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2",
                PREFECT_SERVER_ANALYTICS_ENABLED="false", MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
     Tracker(env["MLFLOW_TRACKING_URI"])
     if "--same-work" in argv:
-        command = [sys.executable, str(REPO_ROOT / "benchmarks" / "same_work.py"), str(files.model_path),
-                   str(files.reference_path), str(root / "staging"), str(root / "production"), "bench"]
+        command = [sys.executable, str(REPO_ROOT / "benchmarks" / "same_work.py"), str(model_path),
+                   str(reference_path), str(root / "staging"), str(root / "production"), "bench"]
     else:
-        command = [sys.executable, "-m", "servegate", "deploy", "--model", str(files.model_path), "--name", "bench",
-                   "--reference", str(files.reference_path), "--store", str(root / "store"), "--json"]
+        command = [sys.executable, "-m", "servegate", "deploy", "--model", str(model_path), "--name", "bench",
+                   "--reference", str(reference_path), "--store", str(root / "store"), "--json"]
     processes, stdout, wall = trace(command, env)
     print(f"wall {wall:.2f} s; load average {os.getloadavg()}")
     for e in processes:

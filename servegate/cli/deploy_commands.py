@@ -56,13 +56,19 @@ def _deploy(terminal: Terminal, request, json_output: bool, window, force_new_ve
 
     startup.prewarm_spare(request)  # the canary's server imports TensorFlow while we do
     from servegate.deploy.clock import process_age_s
+    from servegate.deploy.helper_start import HelperStarter
 
     terminal.note("checking the model and the reference data (before any run is opened)")
     phases = {"start_s": process_age_s()}
-    record = preflight(request, inputs_checked=True)  # the export, the reference against its signature: no run yet
+    helper = HelperStarter(request.tracking_uri)
+    helper.start_watching()  # MLflow's import in a helper once the Prefect server's and the spare's starts are done
+    try:
+        record = preflight(request, inputs_checked=True)  # the export, the reference against its signature: no run yet
+    finally:
+        helper.stop_watching()
     try:
         phases["preflight_s"] = process_age_s()
-        resources.start_tracker_helper(request.tracking_uri)  # the input passed: MLflow imports, opens its store
+        helper.now()  # the input passed: the helper (when the watcher did not launch it yet) and its store
         resources.open_tracker_soon(request.tracking_uri)
         deploy_run.import_deploy_modules()
         prefect_ready()

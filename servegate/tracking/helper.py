@@ -2,11 +2,12 @@
 
 Importing MLflow and opening its SQLite store cost a deploy about 2 CPU-s, on
 the CLI's critical path (the export, then the flow, in one process). The CLI
-launches this helper once its checks (the export included) passed, and
-:meth:`TrackerHelper.open_soon` has it open the store at once: MLflow imports
-and opens on the other core while the CLI starts the flow (started earlier,
-beside the export, the import slowed the export by as much as it saved; and a
-store opened before the checks would be left behind by a refused input). Then
+launches this helper once the local Prefect server's and the spare canary's
+starts are done, or when its checks (the export included) passed, whichever
+comes first (:mod:`servegate.deploy.helper_start`): beside those starts the
+import slowed the export by as much as it saved. MLflow imports at once; the
+store opens only when :meth:`TrackerHelper.open_soon` asks, after the checks
+passed (a store opened before them would be left behind by a refused input). Then
 it runs the tracker's methods the deploy calls, one at a time, for as long as
 the CLI lives. Nothing else changes:
 

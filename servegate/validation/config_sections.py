@@ -110,6 +110,11 @@ class ServiceLevelCheck(Section):
     enabled: bool = True
     requests: int = Field(200, ge=1, le=1_000_000, description="measured requests per version")
     duration_s: float | None = Field(None, gt=0, description="instead of a count: keep the load this long")
+    # The default load's bound in time, so that it stays proportionate to the model: the demo
+    # model's 200 requests take 0.1-0.25 s, a ResNet50's about 4 s on 2 loaded cores (docs/validation.md).
+    budget_s: float | None = Field(2.0, gt=0, description="stop the load this long after its start once "
+                                   "min_requests were measured per version; applied unless requests or "
+                                   "duration_s is set and budget_s is not")
     concurrency: int = Field(4, ge=1, le=256)
     rows_per_request: int = Field(1, ge=1, le=1_000_000)
     min_requests: int = Field(50, ge=1, description="fewer measured requests: not judged (too few)")
@@ -121,6 +126,14 @@ class ServiceLevelCheck(Section):
     # A ratio of two millisecond figures is mostly scheduler jitter: the ratio only
     # fails when the candidate's p95 is also this much above production's.
     ratio_min_difference_ms: float = Field(5.0, ge=0)
+
+    def load_budget_s(self) -> float | None:
+        """The budget the load applies: a configured ``requests`` or ``duration_s`` is applied exactly,
+        so the default budget does not cut it (a configured ``budget_s`` still applies)."""
+        fields = self.model_fields_set
+        if "budget_s" in fields or not fields & {"requests", "duration_s"}:
+            return self.budget_s
+        return None
 
 
 class OutputSettings(Section):

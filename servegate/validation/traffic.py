@@ -4,7 +4,8 @@ A fixed pool of reference rows (the first rows of the file, bounded) is
 resampled with a fixed seed into requests of ``rows_per_request`` rows; a pool
 of ``concurrency`` workers keeps that many requests in flight until
 ``requests`` were measured per version, or ``duration_s`` passed, or the
-validation deadline. With a baseline, candidate and baseline requests
+validation deadline; or, once ``min_requests`` answered per version, the
+load's ``budget_s`` passed (a large model's 200 requests take seconds). With a baseline, candidate and baseline requests
 alternate inside the same load, so both versions of the same canary meet the
 same machine, the same neighbours and the same moment: their latencies
 compare fairly, and the ratio of the two is the judged figure.
@@ -68,12 +69,24 @@ def run_load(client: ServingClient, reference: Any, addresses: dict[str, dict[st
                         rows_per_request=cfg.rows_per_request)
     counter = itertools.count()
     lock = threading.Lock()
+    budget_s = cfg.load_budget_s()
+    answered = dict.fromkeys(who_order, 0)
     began = time.perf_counter()
+
+    def over_budget(elapsed_s: float) -> bool:
+        if budget_s is None or elapsed_s < budget_s:
+            return False
+        with lock:
+            if min(answered.values()) < cfg.min_requests:
+                return False
+            result.stopped_by = f"budget {budget_s:g} s (service_level.budget_s)"
+            return True
 
     def worker() -> None:
         while True:
             i = next(counter)
-            if (cfg.duration_s is None and i >= target) or time.perf_counter() - began >= limit_s:
+            elapsed_s = time.perf_counter() - began
+            if (cfg.duration_s is None and i >= target) or elapsed_s >= limit_s or over_budget(elapsed_s):
                 return
             who = who_order[i % len(who_order)]
             with lock:  # numpy's Generator is not thread-safe
@@ -87,12 +100,13 @@ def run_load(client: ServingClient, reference: Any, addresses: dict[str, dict[st
                 sample = Sample((time.perf_counter() - started) * 1000.0, False, str(exc))
             with lock:
                 result.samples[who].append(sample)
+                answered[who] += sample.ok
 
     with ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="servegate-load") as executor:
         for future in [executor.submit(worker) for _ in range(cfg.concurrency)]:
             future.result()
     result.seconds = time.perf_counter() - began
-    if cfg.duration_s is not None:
+    if cfg.duration_s is not None and not result.stopped_by.startswith("budget"):
         result.stopped_by = f"duration {cfg.duration_s:g} s"
     if result.seconds >= deadline_s and (cfg.duration_s is None or deadline_s < cfg.duration_s):
         result.stopped_by = "the validation deadline"

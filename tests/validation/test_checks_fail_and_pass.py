@@ -147,6 +147,42 @@ def test_the_same_model_passes_the_ratio_and_too_few_requests_are_not_judged(can
     assert "too few requests: 5 measured, at least 50" in few.check("service_level").message
 
 
+def _sl(report):
+    check = report.check("service_level")
+    return check, {m.metric: m for m in check.measurements}["requests_measured"].value
+
+
+def test_the_default_load_stops_at_its_budget_on_a_slow_model_and_still_fails_it(canary, reference_parquet,
+                                                                                   tmp_path):
+    # No requests set: the default load (200) is cut at budget_s (2 s) once min_requests answered.
+    slow = validate(canary[0], load_reference(reference_parquet, models.SIGNATURE, load_config({})),
+                    load_config({"batch_size": 64, "parity": {"enabled": False},
+                                 "service_level": {"min_requests": 4, "max_p95_ms": 100}}),
+                    candidate=VERSION["slow"], out_dir=tmp_path / "slow", load_seconds=canary[1])
+    check, measured = _sl(slow)
+    assert slow.failed_checks == ["service_level"], slow.to_markdown()
+    assert "stopped by budget 2 s (service_level.budget_s)" in check.message
+    assert 4 <= measured < 200
+    # A fast model's 200 requests end long before the budget: its load is as before.
+    fast = _validate(canary, reference_parquet, models.SIGNATURE, {}, VERSION["good"], tmp_path / "fast")
+    assert fast.check("service_level").status == "passed", fast.to_markdown()
+
+
+def test_a_configured_request_count_is_not_cut_by_the_default_budget_and_a_configured_budget_is_applied(
+        canary, reference_parquet, tmp_path):
+    counted = _validate(canary, reference_parquet, models.SIGNATURE,
+                        {"parity": {"enabled": False}, "service_level": {"requests": 40, "min_requests": 4}},
+                        VERSION["slow"], tmp_path / "counted")
+    check, measured = _sl(counted)
+    assert measured == 40 and "stopped by request count" in check.message  # ~2.5 s: past the default budget
+    budgeted = _validate(canary, reference_parquet, models.SIGNATURE,
+                         {"parity": {"enabled": False},
+                          "service_level": {"requests": 200, "min_requests": 4, "budget_s": 0.5}},
+                         VERSION["slow"], tmp_path / "budgeted")
+    check, measured = _sl(budgeted)
+    assert 4 <= measured < 40 and "stopped by budget 0.5 s" in check.message
+
+
 # ----------------------------------------------------------------- load: time to AVAILABLE
 def test_the_load_check_fails_past_its_deadline_and_passes_before_it(canary, reference_parquet, tmp_path):
     late = _validate(canary, reference_parquet, models.SIGNATURE, {"load": {"deadline_s": 0.001}},

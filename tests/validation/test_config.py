@@ -96,6 +96,7 @@ def test_the_readme_documents_every_field_with_its_default():
     ({"outputs": {"a": {"task": "ranking"}}}, "field 'outputs.a.task'"),
     ({"distribution": {"max_ks": 0}}, "field 'distribution.max_ks'"),
     ({"service_level": {"concurrency": 0}}, "field 'service_level.concurrency'"),
+    ({"service_level": {"budget_s": 0}}, "field 'service_level.budget_s'"),
 ])
 def test_new_fields_are_checked(data, expected):
     with pytest.raises(ValidationConfigError) as info:
@@ -108,4 +109,17 @@ def test_new_fields_have_their_documented_defaults():
     assert (config.warmup.enabled, config.warmup.requests) == (True, 100)
     assert config.distribution.max_ks == 0.35 and config.service_level.max_p95_ratio == 1.5
     assert config.service_level.requests == 200 and config.service_level.min_requests == 50
+    assert config.service_level.budget_s == config.service_level.load_budget_s() == 2.0
     assert config.require == [] and config.data_docs is False
+
+
+@pytest.mark.parametrize("service_level, budget", [
+    ({}, 2.0),
+    ({"min_requests": 10}, 2.0),
+    ({"requests": 500}, None),  # a configured count is applied exactly
+    ({"duration_s": 10}, None),  # a configured duration too
+    ({"requests": 500, "budget_s": 3}, 3.0),
+    ({"budget_s": None}, None),
+])
+def test_the_load_budget_applies_unless_a_count_or_duration_is_configured(service_level, budget):
+    assert load_config({"service_level": service_level}).service_level.load_budget_s() == budget
