@@ -3,6 +3,7 @@ else at the preflight's end; MLflow imports early, the store opens only when ask
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -29,8 +30,17 @@ def test_spare_cores_is_the_idle_share_of_the_machine_in_cores():
     assert helper_start.spare_cores((100, 1000), (100, 1000), 2) == 0.0  # no ticks: nothing to judge
 
 
-def _take_helper(uri: str):
-    return resources._helpers.pop(uri, None)
+@contextlib.contextmanager
+def _busy_child(uri: str):
+    """A child that spins for a minute (a start still going on); ended, with any helper for ``uri``, after."""
+    busy = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        yield busy
+    finally:
+        busy.kill()
+        helper = resources._helpers.pop(uri, None)
+        if helper is not None:
+            helper.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watcher reads /proc")
@@ -39,9 +49,8 @@ def test_the_watcher_waits_for_a_busy_child_then_launches_the_helper_without_ope
     monkeypatch.setattr(helper_start, "SPARE_CORES", 0.0)  # the machine's other work is not this test's
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    busy = subprocess.Popen([sys.executable, "-c", BUSY])
     starter = helper_start.HelperStarter(uri)
-    try:
+    with _busy_child(uri) as busy:
         starter.start_watching()
         time.sleep(1.5)
         assert starter.launched_by is None and not resources.tracks_in_helper(uri)  # the child still starts
@@ -57,27 +66,16 @@ def test_the_watcher_waits_for_a_busy_child_then_launches_the_helper_without_ope
         resources.open_tracker_soon(uri)
         assert resources.tracker(uri).start_run("m-early")
         assert db.exists()
-    finally:
-        busy.kill()
-        helper = _take_helper(uri)
-        if helper is not None:
-            helper.close()
 
 
 def test_the_preflights_end_launches_the_helper_when_the_watcher_did_not(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    busy = subprocess.Popen([sys.executable, "-c", BUSY])
     starter = helper_start.HelperStarter(uri)
-    try:
+    with _busy_child(uri):
         starter.start_watching()
         time.sleep(0.6)
         starter.now()
         assert starter.launched_by == "preflight's end" and resources.tracks_in_helper(uri)
-    finally:
-        busy.kill()
-        helper = _take_helper(uri)
-        if helper is not None:
-            helper.close()
 
 
 def test_a_refused_preflight_stops_the_watcher_before_it_launches(tmp_path):
