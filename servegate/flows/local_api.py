@@ -167,12 +167,6 @@ class LocalPrefectServer:
         self.warm_up = prefect_warmup.launch(
             self.api_url, startup_timeout_s(), _end_with_parent if sys.platform.startswith("linux") else None)
 
-    def warm_up_report(self, timeout_s: float) -> list[str]:
-        """What the warm-up did, once it ended: one ``METHOD PATH STATUS`` line per request."""
-        assert self.warm_up is not None
-        out, _ = self.warm_up.communicate(timeout=timeout_s)
-        return out.splitlines()
-
     def _end_warm_up(self) -> None:
         warm_up, self.warm_up = self.warm_up, None
         if warm_up is not None and warm_up.poll() is None:
