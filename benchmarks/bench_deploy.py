@@ -31,17 +31,19 @@ RSS of all their processes, sampled).
   starts the worker with another poll interval (10: Prefect's default).
   Memory: the worker's flow-run processes.
 
-- ``BENCH_DEPLOY_SERVER=1``: also ``servegate deploy`` of the demo model with
-  ``PREFECT_API_URL`` set to a running ``prefect server start`` (started before
-  the timing, as a team's Prefect server or a CI service container is), so no
-  local Prefect server starts per deploy. The running server's own CPU is not
-  counted: it is not the deploy's process.
+- ``BENCH_DEPLOY_SERVER=1``: also ``servegate deploy`` pointed at a running
+  ``prefect server start`` and ``mlflow server`` (:mod:`benchmarks.services`:
+  started before the timing, as a team's servers or a CI job's service
+  containers are), so no local Prefect server and no MLflow SQLite store start
+  per deploy; against the same round's same-work script and floor, for every
+  model measured (goals as above). The servers' own CPU is not counted: they
+  are not the deploy's processes.
 
 The options are off by default because they double the benchmark's time
 (ResNet50's export alone is about a minute on a loaded 2-core machine; the
 worker path starts a Prefect server first). An untimed floor run first warms
 the page cache; then rounds alternate (floor, same work, deploy, [worker],
-[deploy on the running server]; 3 rounds, 1 with --quick), and a figure is the
+[the deploy on the running servers]; 3 rounds, 1 with --quick), and a figure is the
 median over rounds of each round's ratio.
 """
 
@@ -97,8 +99,8 @@ def _same_work(model: Path, reference: Path, work: Path, name: str) -> Usage:
 
 
 def _deploy(model: Path, reference: Path, home: Path, store: Path, name: str,
-            prefect_api_url: str | None = None) -> tuple[Usage, dict]:
-    env = _env(home) if prefect_api_url is None else {**_env(home), "PREFECT_API_URL": prefect_api_url}
+            services: dict | None = None) -> tuple[Usage, dict]:
+    env = {**_env(home), **(services or {})}
     # --force-new-version: every round deploys the same file, which production serves after the first;
     # without it the later rounds answer "unchanged" in 2 s and measure nothing
     usage = measure([sys.executable, "-m", "servegate", "deploy", "--model", str(model), "--name", name,
@@ -148,49 +150,46 @@ class _Runs:
     same: list[Usage] = field(default_factory=list)
     ours: list[Usage] = field(default_factory=list)
     outcomes: list[dict] = field(default_factory=list)
+    on_services: list[Usage] = field(default_factory=list)  # the deploy pointed at running servers
+    services_outcomes: list[dict] = field(default_factory=list)
 
-    def round(self, model: Path, reference: Path, root: Path, name: str) -> None:
+    def round(self, model: Path, reference: Path, root: Path, name: str, services: dict | None = None) -> None:
         self.floor.append(_floor(model, root))
         self.same.append(_same_work(model, reference, root, name))
         usage, outcome = _deploy(model, reference, root / "home", root / "store", name)
         self.ours.append(usage)
         self.outcomes.append(outcome)
+        if services is not None:
+            usage, outcome = _deploy(model, reference, root / "home", root / "store", name, services)
+            self.on_services.append(usage)
+            self.services_outcomes.append(outcome)
 
 
 def _deploy_figures(title: str, same_goal: float, runs: _Runs) -> list[Figure]:
-    """deploy / same work (wall and peak memory) and deploy / floor (wall), each with its goal."""
-    vs_same, vs_floor = _ratios(runs.ours, runs.same), _ratios(runs.ours, runs.floor)
-    last = runs.outcomes[-1]
-    detail = {"ratios_vs_same_work": vs_same, "ratios_vs_floor": vs_floor, "servegate": _summary(runs.ours),
+    """deploy / same work (wall and peak memory) and deploy / floor (wall), each with its goal; the same
+    two wall ratios for the deploy on running servers when it was measured."""
+    figures = _side_figures(title, same_goal, runs.ours, runs.outcomes, runs)
+    figures.insert(1, Figure(f"{title}: deploy / same work, peak memory",
+                             _ratios(runs.ours, runs.same)["peak_rss_mib"], 1.5))
+    if runs.on_services:
+        figures += _side_figures(f"{title}, running Prefect and MLflow servers", same_goal, runs.on_services,
+                                 runs.services_outcomes, runs)
+    return figures
+
+
+def _side_figures(title: str, same_goal: float, ours: list[Usage], outcomes: list[dict], runs: _Runs) -> list[Figure]:
+    vs_same, vs_floor = _ratios(ours, runs.same), _ratios(ours, runs.floor)
+    last = outcomes[-1]
+    detail = {"ratios_vs_same_work": vs_same, "ratios_vs_floor": vs_floor, "servegate": _summary(ours),
               "same_work": _summary(runs.same), "floor": _summary(runs.floor),
               "load_average": os.getloadavg(),
-              "servegate_startup_s": [o.get("startup_s") for o in runs.outcomes],
-              "servegate_phases_s": [o.get("phases") for o in runs.outcomes], "servegate_steps_s": last["timings"]}
+              "servegate_startup_s": [o.get("startup_s") for o in outcomes],
+              "servegate_phases_s": [o.get("phases") for o in outcomes], "servegate_steps_s": last["timings"]}
     print(f"# {title}: vs same work {vs_same}; vs floor {vs_floor}; servegate {detail['servegate']}; "
           f"same work {detail['same_work']}; floor {detail['floor']}; load {detail['load_average']}; "
           f"phases {detail['servegate_phases_s']}; steps of the last {last['timings']}", flush=True)
     return [Figure(f"{title}: deploy / same work, wall", vs_same["wall_s"], same_goal, detail=detail),
-            Figure(f"{title}: deploy / same work, peak memory", vs_same["peak_rss_mib"], 1.5),
             Figure(f"{title}: deploy / floor, wall", vs_floor["wall_s"], 2.0)]
-
-
-def _server_figure(floor: list[Usage], ours: list[Usage], outcomes: list[dict]) -> Figure:
-    ratios = _ratios(ours, floor)
-    detail = {"ratios_vs_floor": ratios, "servegate": _summary(ours), "floor": _summary(floor),
-              "servegate_phases_s": [o.get("phases") for o in outcomes]}
-    print(f"# demo, a running Prefect server: vs floor {ratios}; {detail}", flush=True)
-    return Figure("deploy on a running Prefect server / floor (demo), wall", ratios["wall_s"], 2.0, detail=detail)
-
-
-def _running_prefect_server(home: Path):
-    """A ``prefect server start`` in ``home`` (tests/support/prefect_stack.py), up before any timing."""
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.prefect_stack import PrefectStack
-
-    home.mkdir(parents=True, exist_ok=True)
-    stack = PrefectStack(home=home)
-    stack.start_server()
-    return stack
 
 
 class _Worker:
@@ -255,7 +254,7 @@ def run(quick: bool = False) -> list[Figure]:
 
     rounds = 1 if quick else 3
     root = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
-    worker = server = None
+    worker = services = None
     try:
         files = write_variant("baseline", root / "models")
         home = root / "home"
@@ -263,34 +262,30 @@ def run(quick: bool = False) -> list[Figure]:
         if os.environ.get("BENCH_DEPLOY_WORKER") == "1":
             worker = _Worker(root / "worker-home")
         if os.environ.get("BENCH_DEPLOY_SERVER") == "1":
-            server = _running_prefect_server(root / "server-home")
+            from benchmarks.services import RunningServices
+
+            services = RunningServices(root / "services-home")
+        services_env = services.env() if services is not None else None
         _floor(files.model_path, root)  # untimed: TensorFlow's files into the page cache for all sides
-        demo, by_worker, worker_timings, on_server, server_outcomes = _Runs(), [], [], [], []
+        demo, by_worker, worker_timings = _Runs(), [], []
         for i in range(rounds):
-            demo.round(files.model_path, files.reference_path, root, "bench")
+            demo.round(files.model_path, files.reference_path, root, "bench", services_env)
             if worker is not None:
                 usage, timing = worker.run(files.model_path, files.reference_path, "bench")
                 by_worker.append(usage)
                 worker_timings.append(timing)
-            if server is not None:
-                usage, outcome = _deploy(files.model_path, files.reference_path, home, root / "store", "bench",
-                                         prefect_api_url=server.api)
-                on_server.append(usage)
-                server_outcomes.append(outcome)
         figures = _deploy_figures("demo model", 1.2, demo)
         if worker is not None:
             figures.append(_worker_figure(demo.ours, by_worker, worker_timings))
-        if server is not None:
-            figures.append(_server_figure(demo.floor, on_server, server_outcomes))
         if os.environ.get("BENCH_DEPLOY_LARGE") == "1":
             model, reference = _large_model(root / "models")
             large = _Runs()
             for i in range(rounds):
-                large.round(model, reference, root, "bench-large")
+                large.round(model, reference, root, "bench-large", services_env)
             figures += _deploy_figures("ResNet50, ~100 MB", 1.3, large)
         return figures
     finally:
-        for stack in (worker, server):
+        for stack in (worker, services):
             if stack is not None:
                 stack.close()
         shutil.rmtree(root, ignore_errors=True)
