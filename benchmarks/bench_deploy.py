@@ -98,13 +98,16 @@ def _same_work(model: Path, reference: Path, work: Path, name: str) -> Usage:
     return usage
 
 
-def _deploy(model: Path, reference: Path, home: Path, store: Path, name: str,
+def _deploy(model: Path, reference: Path, home: Path, stores: Path, name: str,
             services: dict | None = None) -> tuple[Usage, dict]:
+    """One deploy into a new store under ``stores``: a first deployment, as the same-work script's is.
+    With production serving a version, the deploy would also run the regression check on the canary
+    (the production version loaded and answering beside the candidate), work the script does not do."""
     env = {**_env(home), **(services or {})}
-    # --force-new-version: every round deploys the same file, which production serves after the first;
-    # without it the later rounds answer "unchanged" in 2 s and measure nothing
+    stores.mkdir(parents=True, exist_ok=True)
+    store = Path(tempfile.mkdtemp(prefix="store-", dir=stores))
     usage = measure([sys.executable, "-m", "servegate", "deploy", "--model", str(model), "--name", name,
-                     "--reference", str(reference), "--store", str(store), "--json", "--force-new-version"],
+                     "--reference", str(reference), "--store", str(store), "--json"],
                     env=env, cwd=REPO_ROOT)
     if usage.returncode != 0:
         raise RuntimeError(f"servegate deploy exited {usage.returncode}: {usage.stderr[-2000:]}")
@@ -156,11 +159,11 @@ class _Runs:
     def round(self, model: Path, reference: Path, root: Path, name: str, services: dict | None = None) -> None:
         self.floor.append(_floor(model, root))
         self.same.append(_same_work(model, reference, root, name))
-        usage, outcome = _deploy(model, reference, root / "home", root / "store", name)
+        usage, outcome = _deploy(model, reference, root / "home", root / "stores", name)
         self.ours.append(usage)
         self.outcomes.append(outcome)
         if services is not None:
-            usage, outcome = _deploy(model, reference, root / "home", root / "store", name, services)
+            usage, outcome = _deploy(model, reference, root / "home", root / "stores", name, services)
             self.on_services.append(usage)
             self.services_outcomes.append(outcome)
 
@@ -271,7 +274,7 @@ def run(quick: bool = False) -> list[Figure]:
         for i in range(rounds):
             demo.round(files.model_path, files.reference_path, root, "bench", services_env)
             if worker is not None:
-                usage, timing = worker.run(files.model_path, files.reference_path, "bench")
+                usage, timing = worker.run(files.model_path, files.reference_path, f"bench-{i}")  # a first deployment
                 by_worker.append(usage)
                 worker_timings.append(timing)
         figures = _deploy_figures("demo model", 1.2, demo)
