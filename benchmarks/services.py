@@ -25,7 +25,7 @@ class RunningServices:
     def __init__(self, home: Path):
         sys.path.insert(0, str(REPO_ROOT))
         from tests.support.ports import free_port
-        from tests.support.prefect_stack import PrefectStack, wait_http
+        from tests.support.prefect_stack import PrefectStack
 
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
@@ -33,15 +33,24 @@ class RunningServices:
         self.mlflow_port = free_port()
         self.mlflow_log = home / "mlflow-server.log"
         self.mlflow: subprocess.Popen | None = None
-        self.prefect.start_server()
-        data = home / "mlflow"
+        try:
+            self.prefect.start_server()
+            self._start_mlflow()
+        except BaseException:
+            self.close()  # a server already started is not left running
+            raise
+
+    def _start_mlflow(self) -> None:
+        from tests.support.prefect_stack import wait_http
+
+        data = self.home / "mlflow"
         data.mkdir(exist_ok=True)
         # docs/scaling.md's command line
         self.mlflow = subprocess.Popen(
             [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
              "--port", str(self.mlflow_port), "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
              "--artifacts-destination", str(data / "artifacts"), "--serve-artifacts", "--workers", "2"],
-            env={**self.prefect.env, "MLFLOW_DISABLE_TELEMETRY": "true"}, cwd=home, stdin=subprocess.DEVNULL,
+            env={**self.prefect.env, "MLFLOW_DISABLE_TELEMETRY": "true"}, cwd=self.home, stdin=subprocess.DEVNULL,
             stdout=self.mlflow_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_http(f"{self.tracking_uri}/health", self.mlflow, self.mlflow_log, MLFLOW_START_S)
 
