@@ -22,6 +22,7 @@ names the version production serves, ``challenger`` the latest candidate.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -32,6 +33,7 @@ from servegate.tracking.stores import call
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+ALIAS_ATTEMPTS = 4
 SAVEDMODEL_ARTIFACT_PATH = "savedmodel"
 LOCATION_FILE = "location.json"
 
@@ -84,7 +86,7 @@ def register(client: Any, uri: str, run_id: str, model_name: str, savedmodel_dir
             description=f"store version {serving_version}; the SavedModel stays in the servegate store (tag "
                         "store_path)",
         )
-        client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
+        set_alias(client, model_name, CHALLENGER, mv.version)
     except Exception as exc:
         raise TrackingError(f"MLflow registry: registering {model_name!r} version {serving_version}: {exc}") from exc
     return RegisteredVersion(model_name, str(mv.version), int(serving_version), source, run_id)
@@ -126,10 +128,42 @@ def set_champion(client: Any, uri: str, model_name: str, serving_version: int | 
             except MlflowException:
                 pass  # no alias (or no registered model): nothing to remove
             return None
-        client.set_registered_model_alias(model_name, CHAMPION, mv.version)
+        set_alias(client, model_name, CHAMPION, mv.version)
     except MlflowException as exc:
         raise TrackingError(f"MLflow registry: alias {CHAMPION} for {model_name!r} at {uri}: {exc}") from exc
     return str(mv.version)
+
+
+def set_alias(client: Any, model_name: str, alias: str, version: str | int) -> None:
+    """Point ``alias`` at ``version``; a write that lost a race for the alias's row is tried again.
+
+    MLflow's SQL store sets an alias by reading its row, then inserting it or
+    updating it. Two deploys of one model that set the same alias at once (the
+    challenger at registration) can both read "no row" and both insert; the
+    database refuses the second insert on the alias's unique key. Tried again,
+    the row is there and the write is an update. Any other error is raised.
+    """
+    for attempt in range(1, ALIAS_ATTEMPTS + 1):
+        try:
+            client.set_registered_model_alias(model_name, alias, version)
+            return
+        except Exception as exc:
+            if attempt == ALIAS_ATTEMPTS or not lost_unique_race(exc):
+                raise
+            time.sleep(0.05 * attempt)
+
+
+def lost_unique_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database refusing a duplicate on a unique key: SQLAlchemy's
+    ``IntegrityError`` in the cause chain (a SQL store in this process), or its text in the
+    message (an MLflow tracking server answers with the error's text)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ == "IntegrityError":  # SQLAlchemy's, or a DB-API driver's
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return "IntegrityError" in text or "UNIQUE constraint failed" in text or "duplicate key value" in text
 
 
 def alias_version(client: Any, model_name: str, alias: str):
