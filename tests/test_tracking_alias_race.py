@@ -23,7 +23,6 @@ uri, version, how, stop_file = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4
 client = MlflowClient(uri, registry_uri=uri)
 setter = set_alias if how == "servegate" else lambda c, *a: c.set_registered_model_alias(*a)
 lost, tried = [], 0
-start = time.time()
 while tried < 40 and not os.path.exists(stop_file):
     time.sleep(0.05 - time.time() % 0.05)  # both processes write on the same tick, to the same alias
     alias = "a%d" % round(time.time() / 0.05)

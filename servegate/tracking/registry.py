@@ -22,7 +22,6 @@ names the version production serves, ``challenger`` the latest candidate.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -143,14 +142,12 @@ def set_alias(client: Any, model_name: str, alias: str, version: str | int) -> N
     database refuses the second insert on the alias's unique key. Tried again,
     the row is there and the write is an update. Any other error is raised.
     """
-    for attempt in range(1, ALIAS_ATTEMPTS + 1):
-        try:
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
+
+    for attempt in Retrying(stop=stop_after_attempt(ALIAS_ATTEMPTS), wait=wait_incrementing(0.05, 0.05),
+                            retry=retry_if_exception(lost_unique_race), reraise=True):
+        with attempt:
             client.set_registered_model_alias(model_name, alias, version)
-            return
-        except Exception as exc:
-            if attempt == ALIAS_ATTEMPTS or not lost_unique_race(exc):
-                raise
-            time.sleep(0.05 * attempt)
 
 
 def lost_unique_race(exc: BaseException) -> bool:
