@@ -14,11 +14,21 @@ the attempt's reason from then on: the steps' undo, the store's rejection
 reason, MLflow and the outcome's verdict ``cancelled`` all read it. The
 command then exits ``128 + signal number``, as a shell reports a process
 ended by that signal.
+
+A signal can land while the main thread runs a finalizer (TensorFlow's
+``__del__`` during garbage collection, a weakref callback). Python cannot
+propagate an exception out of one: it hands it to ``sys.unraisablehook``,
+which would print a traceback and drop the cancellation until the next
+:func:`check`. While :func:`handlers` is active, the hook takes such a
+:class:`DeployCancelled` back and delivers the signal again
+(``_thread.interrupt_main``), so it is raised as soon as the finalizer returns.
 """
 
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +43,7 @@ class DeployCancelled(BaseException):
     """A SIGTERM or SIGINT stopped the attempt (a BaseException: ``except Exception`` must not swallow it)."""
 
     def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
         self.signal = signal.Signals(signum).name
         self.exit_code = 128 + int(signum)
         super().__init__(f"cancelled by {self.signal}")
@@ -46,13 +57,59 @@ class Window:
 
 
 _windows: list[Window] = []
+# Cancellations a finalizer swallowed, to raise again once it has returned.
+_swallowed: list[int] = []
+REDELIVERY_DELAY_S = 0.001
+_previous_hooks: list = []
 
 
 def _handler(signum: int, frame) -> None:
-    first = not _received
-    _received.append(signum)
-    if first and _windows and _windows[-1].raising:
+    if _swallowed:
+        if _inside_hook(frame):  # raising here would be swallowed again
+            _redeliver_soon()
+            return
+        signum = _swallowed.pop()
+    else:
+        first = not _received
+        _received.append(signum)
+        if not first:
+            return
+    if _windows and _windows[-1].raising:
         raise DeployCancelled(signum)
+
+
+def _redeliver_swallowed(unraisable) -> None:
+    """``sys.unraisablehook`` while handlers are active: a swallowed cancellation is delivered again."""
+    exc = unraisable.exc_value
+    if isinstance(exc, DeployCancelled) and threading.current_thread() is threading.main_thread():
+        _swallowed.append(exc.signum)
+        _redeliver_soon()
+        return
+    _previous_hooks[-1](unraisable)
+
+
+def _redeliver_soon() -> None:
+    """Deliver the swallowed signal again from another thread, so it lands after the hook has returned.
+
+    Calling ``interrupt_main`` here instead would run the handler at the hook's
+    (or the handler's) very next instruction, still inside the unraisable context.
+    """
+
+    def deliver() -> None:
+        if _swallowed and _windows:
+            _thread.interrupt_main(_swallowed[-1])
+
+    timer = threading.Timer(REDELIVERY_DELAY_S, deliver)
+    timer.daemon = True
+    timer.start()
+
+
+def _inside_hook(frame) -> bool:
+    while frame is not None:
+        if frame.f_code is _redeliver_swallowed.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def received() -> int | None:
@@ -96,10 +153,13 @@ def handlers(raising: bool = True) -> Iterator[Window]:
         yield window
         return
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
+    _previous_hooks.append(sys.unraisablehook)
+    sys.unraisablehook = _redeliver_swallowed
     _windows.append(window)
     try:
         yield window
     finally:
         _windows.remove(window)
+        sys.unraisablehook = _previous_hooks.pop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

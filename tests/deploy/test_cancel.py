@@ -45,3 +45,43 @@ def test_a_signal_is_the_reason_whatever_the_code_raised():
     assert seen["raised"] == ["cancelled by SIGTERM", "SIGTERM", 143]
     assert seen["undo_finished"] is True
     assert seen["after"] == "cancelled by SIGTERM" and seen["exit_code"] == 143
+
+
+_FINALIZER_SCRIPT = r'''
+import gc, json, os, signal, time
+from servegate.deploy import cancel
+
+class Resource:
+    """Stands in for TensorFlow's objects, whose __del__ runs Python code when garbage is collected."""
+
+    def __init__(self):
+        self.cycle = self  # freed only by the collector, as TensorFlow's functions often are
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the signal lands while the finalizer runs
+        sum(range(10_000))
+
+seen = {"raised": None}
+try:
+    with cancel.handlers():
+        Resource()
+        gc.collect()
+        deadline = time.monotonic() + 10  # the step goes on; the cancellation must not wait for its end
+        while time.monotonic() < deadline:
+            pass
+        seen["step_finished"] = True
+except cancel.DeployCancelled as exc:
+    seen["raised"] = str(exc)
+print(json.dumps(seen))
+'''
+
+
+def test_a_signal_that_lands_in_a_finalizer_still_cancels_at_once_and_prints_no_traceback():
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FINALIZER_SCRIPT], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {"raised": "cancelled by SIGTERM"}, seen  # raised, and the step did not run on to its end
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
