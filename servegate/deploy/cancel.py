@@ -96,7 +96,9 @@ def _redeliver_soon() -> None:
     """
 
     def deliver() -> None:
-        if _swallowed and _windows:
+        # Only to this module's handler: another one installed meanwhile (Prefect's) would
+        # take it for a second signal; the next check() raises it then.
+        if _swallowed and signal.getsignal(_swallowed[-1]) is _handler:
             _thread.interrupt_main(_swallowed[-1])
 
     timer = threading.Timer(REDELIVERY_DELAY_S, deliver)
