@@ -142,6 +142,7 @@ def test_unreachable_tracking_server_is_named_at_once():
     check_tracking_server("sqlite:///needs-no-server.db")  # nothing to check
 
 
+@pytest.mark.reliability  # a race proof: several processes opening one new store at once
 def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path):
     """Concurrent first use of one SQLite file: MLflow's table creation is serialised by servegate."""
     import subprocess

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 _RACER = """
 import json, os, sys, time
 from mlflow import MlflowClient
@@ -57,6 +59,7 @@ def _race(tmp_path: Path, how: str) -> list[dict]:
     return results
 
 
+@pytest.mark.reliability  # a race proof: four processes writing on shared ticks
 def test_mlflows_own_alias_write_loses_a_race_servegates_does_not(tmp_path: Path):
     (tmp_path / "mlflow").mkdir()
     mlflow_side = _race(tmp_path / "mlflow", "mlflow")

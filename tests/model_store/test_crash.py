@@ -148,6 +148,7 @@ def _check_after_kill(store: ModelStore, checker: Checker, name: str, model_src,
     assert not [r for r in history if r.operation == "recover"], "a move recorded without its writer"
 
 
+@pytest.mark.reliability  # a long proof: SIGKILLs at random moments, one child process each
 def test_sigkill_at_random_moments(root, tmp_path, model_src, model_digest):
     hit, elapsed = _crash_loop(root, tmp_path, model_src, model_digest, KILLS)
     print(f"{KILLS} kills in {elapsed:.1f} s; last step before each kill: {dict(hit)}")
@@ -158,6 +159,7 @@ def test_sigkill_at_random_moments(root, tmp_path, model_src, model_digest):
     assert len(hit) >= 5, hit
 
 
+@pytest.mark.reliability  # as above, production on another filesystem
 def test_sigkill_at_random_moments_across_filesystems(root, tmp_path, other_fs, model_src, model_digest):
     hit, elapsed = _crash_loop(root, tmp_path, model_src, model_digest, 20,
                            areas={"production": str(other_fs / "production")})
