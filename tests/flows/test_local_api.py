@@ -46,6 +46,7 @@ def _read(server: LocalPrefectServer, what: str) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.reliability  # a Prefect database created from nothing (its migrations: ~10 s)
 def test_the_warm_up_reads_once_the_server_answers_and_creates_nothing(tmp_path):
     from prefect.settings import PREFECT_HOME, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
