@@ -20,8 +20,9 @@ A signal can land while the main thread runs a finalizer (TensorFlow's
 propagate an exception out of one: it hands it to ``sys.unraisablehook``,
 which would print a traceback and drop the cancellation until the next
 :func:`check`. While :func:`handlers` is active, the hook takes such a
-:class:`DeployCancelled` back and delivers the signal again
-(``_thread.interrupt_main``), so it is raised as soon as the finalizer returns.
+:class:`DeployCancelled` back and has a timer thread deliver the signal again
+(``_thread.interrupt_main``) a millisecond later, so it is raised as soon as the
+finalizer has returned.
 """
 
 from __future__ import annotations
